@@ -1,0 +1,97 @@
+"""Typed contract of the Rust extension `pmon3._native` (rust/py_api.rs).
+
+Every failure of a system call surfaces as `OSError` carrying the errno.
+"""
+
+from typing import Optional
+
+__version__: str
+
+# (pid, exit_code or None, signal or None, user_cpu_seconds, system_cpu_seconds, max_rss_kib)
+ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int]
+
+def spawn(
+    file: str,
+    argv: list[str],
+    env: list[str],
+    cwd: Optional[str] = None,
+    uid: Optional[int] = None,
+    gid: Optional[int] = None,
+    groups: Optional[list[int]] = None,
+    log_path: Optional[str] = None,
+    umask: Optional[int] = None,
+) -> tuple[int, int]:
+    """Start `file` with `argv` and the explicit `env` ("K=V" strings) and return (pid, pidfd).
+
+    The child runs in a new session with default signal dispositions and an empty signal mask,
+    switches to groups/gid/uid when `uid` is given, changes to `cwd`, opens `log_path` as the
+    target user (O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW, mode 0640; None means /dev/null) onto
+    stdout and stderr, reads stdin from /dev/null and has every other descriptor closed.
+    A failure before or at exec raises OSError(errno, "<stage> <path>: <strerror>") in the
+    caller; no child is left behind. The pidfd is close-on-exec and owned by the caller.
+    """
+
+def pidfd_open(pid: int) -> int:
+    """A close-on-exec pidfd for `pid` (also for processes that are not our children)."""
+
+def pidfd_send_signal(pidfd: int, sig: int) -> None:
+    """Signal exactly the process behind `pidfd`; ESRCH once it has exited."""
+
+def killpg(pgid: int, sig: int) -> None:
+    """Signal a process group."""
+
+def reap() -> list[ExitRecord]:
+    """Collect every exited child without blocking (wait4(-1, WNOHANG) until none is left)."""
+
+def set_child_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to this process."""
+
+def proc_start_time(pid: int) -> int:
+    """Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22)."""
+
+class MessageQueue:
+    """A POSIX message queue descriptor, always non-blocking and close-on-exec."""
+
+    def __init__(
+        self,
+        name: str,
+        create: bool = False,
+        exclusive: bool = False,
+        mode: int = 0o600,
+        maxmsg: int = 0,
+        msgsize: int = 0,
+        read: bool = True,
+        write: bool = True,
+    ) -> None:
+        """Open (or create, with `mode` applied exactly, umask ignored) the queue `name`.
+
+        maxmsg/msgsize of 0 take the system defaults.
+        """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def maxmsg(self) -> int: ...
+    @property
+    def msgsize(self) -> int: ...
+    def fileno(self) -> int: ...
+    def owner(self) -> tuple[int, int, int]:
+        """(uid, gid, mode) of the queue, from fstat."""
+
+    def fchown(self, uid: int, gid: int) -> None: ...
+    def fchmod(self, mode: int) -> None: ...
+    def send(self, data: bytes, priority: int = 0) -> bool:
+        """Queue one message; False when the queue is full (EAGAIN)."""
+
+    def send_timeout(self, data: bytes, timeout: float) -> bool:
+        """Wait up to `timeout` seconds (GIL released) for room; False on timeout."""
+
+    def receive(self) -> Optional[bytes]:
+        """One message, or None when the queue is empty."""
+
+    def receive_timeout(self, timeout: float) -> Optional[bytes]:
+        """Wait up to `timeout` seconds (GIL released) for a message; None on timeout."""
+
+    def close(self) -> None: ...
+    @staticmethod
+    def unlink(name: str) -> None: ...

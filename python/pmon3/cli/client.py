@@ -1,0 +1,128 @@
+"""Finding and talking to the right pmond: the system daemon, else the caller's own (started on demand)."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+from typing import Any, Optional
+
+from .. import config as config_mod
+from ..config import Config, ConfigError
+from .output import CliError
+
+DEFAULT_TIMEOUT = 30.0
+READY_TIMEOUT = 15.0
+
+
+def load_config() -> Config:
+    """PMON3_CONF wins; root uses the system config; a user uses the system daemon when one listens."""
+    try:
+        if os.environ.get("PMON3_CONF") or os.geteuid() == 0:
+            return config_mod.load()
+        system = config_mod.load(config_mod.SYSTEM_CONFIG, "system")
+        if _listening(system):
+            return system
+        return config_mod.load(mode="user")
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _listening(cfg: Config) -> bool:
+    if cfg.transport == "unix":
+        return os.path.exists(cfg.socket_path)
+    from .. import _native
+
+    try:
+        _native.MessageQueue(cfg.mq_base, read=False).close()
+        return True
+    except OSError as exc:
+        return exc.errno == 13  # EACCES: it exists, so a daemon owns it
+
+
+def _client(cfg: Config) -> Any:
+    from ..ipc import transport
+
+    if cfg.transport == "unix":
+        return transport.UnixClient(cfg.socket_path)
+    return transport.MQClient(cfg.mq_base)
+
+
+class Session:
+    def __init__(self, cfg: Optional[Config] = None, autostart: bool = True) -> None:
+        self.cfg = cfg or load_config()
+        self.autostart = autostart and self.cfg.autostart and self.cfg.path != config_mod.SYSTEM_CONFIG
+        self.client: Any = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def _connect(self) -> None:
+        from ..ipc import transport
+
+        self.client = _client(self.cfg)
+        try:
+            self.client.connect(5.0)
+        except transport.ConnectError as exc:
+            self.client.close()
+            if not self.autostart:
+                hint = " (start it with: systemctl start pmond)" if self.cfg.mode == "system" else ""
+                raise CliError(f"{exc}{hint}") from None
+            start_daemon(self.cfg)
+            self.client = _client(self.cfg)
+            try:
+                self.client.connect(5.0)
+            except transport.ConnectError as exc2:
+                raise CliError(str(exc2)) from None
+
+    def call(self, cmd: str, args: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> Any:
+        from ..ipc import protocol, transport
+
+        if self.client is None:
+            self._connect()
+        try:
+            reply = self.client.call(protocol.request(cmd, args), timeout or DEFAULT_TIMEOUT)
+        except (transport.TimeoutError_, transport.ConnectError, protocol.ProtocolError) as exc:
+            raise CliError(str(exc)) from None
+        except OSError as exc:
+            raise CliError(f"could not talk to pmond: {exc}") from None
+        if not reply.get("ok"):
+            raise CliError(reply.get("error", {}).get("message", "unknown error"))
+        return reply.get("data")
+
+    def stop_timeout(self) -> float:
+        """Long enough for a graceful stop that escalates to SIGKILL."""
+        return self.cfg.restart.stop_timeout_ms / 1000 * 2 + 15
+
+
+def start_daemon(cfg: Config) -> None:
+    """Start a pmond in the background and wait until it says it is ready (no guessing with sleeps)."""
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "pmon3.daemon", "--ready-fd", str(write_fd)]
+    if os.environ.get("PMON3_CONF") is None:
+        cmd += ["--config", cfg.path]
+    try:
+        subprocess.Popen(
+            cmd,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            close_fds=True,
+        )
+    finally:
+        os.close(write_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT)
+        answer = os.read(read_fd, 64) if ready else b""
+    finally:
+        os.close(read_fd)
+    if not answer.startswith(b"ready"):
+        where = cfg.daemon_log or "its stderr"
+        raise CliError(f"pmond did not start; see {where}")

@@ -1,0 +1,69 @@
+"""exec|run BINARY [flags] [-- ARG ...]: start a new supervised process."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import click
+
+from ..output import CliError
+from . import handle_errors, json_option, session, show_process
+
+
+def user_flag_check(user: Optional[str]) -> None:
+    if user == "root" and os.geteuid() != 0:
+        raise CliError("cannot set process user to root without sudo")
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": False})
+@click.argument("binary", type=click.Path(dir_okay=False))
+@click.argument("extra", nargs=-1, type=click.UNPROCESSED)
+@click.option("--name", help="process name (default: the binary's file name)")
+@click.option("-l", "--log", help="absolute path of the log file")
+@click.option("--log-dir", help="directory of the log file <dir>/<name>.log")
+@click.option("-a", "--args", "args_", help='arguments as one string, e.g. -a "--port 80"')
+@click.option("-e", "--env-vars", multiple=True, help="KEY=VALUE environment variables (repeatable)")
+@click.option("-u", "--user", help="run the process as this user (default: you)")
+@click.option("-n", "--no-autorestart", is_flag=True, help="do not restart upon process failure")
+@click.option("-d", "--dependencies", multiple=True, help="names this process depends on (repeatable or a,b)")
+@click.option("-g", "--groups", multiple=True, help="group names (repeatable or a,b)")
+@click.option("--cwd", help="working directory (default: the binary's directory)")
+@json_option
+@handle_errors
+def exec_cmd(
+    binary: str,
+    extra: tuple[str, ...],
+    name: Optional[str],
+    log: Optional[str],
+    log_dir: Optional[str],
+    args_: Optional[str],
+    env_vars: tuple[str, ...],
+    user: Optional[str],
+    no_autorestart: bool,
+    dependencies: tuple[str, ...],
+    groups: tuple[str, ...],
+    cwd: Optional[str],
+    as_json: bool,
+) -> None:
+    """Spawn a new process."""
+    user_flag_check(user)
+    if extra and args_:
+        raise CliError("give arguments either with --args or after --, not both")
+    flags: dict[str, Any] = {
+        "file": os.path.abspath(binary),  # relative to where the user is, not to the daemon
+        "name": name or "",
+        "log": os.path.abspath(log) if log else "",
+        "log_dir": os.path.abspath(log_dir) if log_dir else "",
+        "args": args_ or "",
+        "env_vars": " ".join(env_vars),
+        "user": user or "",
+        "no_auto_restart": no_autorestart,
+        "dependencies": list(dependencies),
+        "groups": list(groups),
+        "cwd": os.path.abspath(cwd) if cwd else "",
+    }
+    if extra:
+        flags["argv"] = list(extra)
+    with session() as s:
+        show_process(s.call("exec", flags), as_json)

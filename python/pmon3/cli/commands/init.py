@@ -1,0 +1,31 @@
+"""init and reset."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from . import handle_errors, id_argument, json_option, session, show_processes
+
+
+@click.command("init")
+@click.option("-c", "--process-config-only", is_flag=True, help="only the process config file's entries")
+@click.option("-b", "--blocking", is_flag=True, help="answer only after all processes have started")
+@json_option
+@handle_errors
+def init_cmd(process_config_only: bool, blocking: bool, as_json: bool) -> None:
+    """Initialize all stopped processes."""
+    with session() as s:
+        data = s.call("init", {"process_config_only": process_config_only, "blocking": blocking}, timeout=180)
+        show_processes(data, as_json)
+
+
+@click.command("reset")
+@id_argument(required=False)
+@json_option
+@handle_errors
+def reset_cmd(id: Optional[str], as_json: bool) -> None:
+    """Reset the restart counter(s)."""
+    with session() as s:
+        show_processes(s.call("reset", {"id": id or ""}), as_json)

@@ -1,0 +1,106 @@
+"""log and logf: read a process's log (and its rotated files) directly, with the caller's own rights."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import re
+import sys
+import time
+from collections import deque
+from typing import IO, Optional
+
+import click
+
+from ..output import CliError
+from . import handle_errors, id_argument, session
+
+
+def rotated_files(log: str) -> list[str]:
+    """<log>.1 is the newest rotation; returned oldest first."""
+    found = []
+    for path in glob.glob(glob.escape(log) + ".*"):
+        m = re.fullmatch(re.escape(log) + r"\.(\d+)(\.gz)?", path)
+        if m:
+            found.append((int(m.group(1)), path))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def _open(path: str) -> IO[bytes]:
+    try:
+        return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    except PermissionError:
+        raise CliError(f"permission denied reading {path}") from None
+    except FileNotFoundError:
+        raise CliError(f"log file {path} does not exist") from None
+
+
+def tail_lines(paths: list[str], n: Optional[int]) -> list[bytes]:
+    lines: deque[bytes] = deque(maxlen=n)
+    for path in paths:
+        with _open(path) as fh:
+            for line in fh:
+                lines.append(line)
+    return list(lines)
+
+
+def _log_path(id: str) -> str:
+    with session() as s:
+        return str(s.call("log", {"id": id})["log"])
+
+
+@click.command("log")
+@id_argument()
+@click.option("-n", "--lines", type=click.IntRange(min=0), help="last N lines (default 10; all with -a)")
+@click.option("-a", "--all", "all_", is_flag=True, help="also output rotated/compressed log files")
+@handle_errors
+def log_cmd(id: str, lines: Optional[int], all_: bool) -> None:
+    """Display process logs by id or name."""
+    path = _log_path(id)
+    paths = [*rotated_files(path), path] if all_ else [path]
+    if all_ and not os.path.exists(path):
+        paths = paths[:-1]
+    n = lines if lines is not None else (None if all_ else 10)
+    out = sys.stdout.buffer
+    for line in tail_lines(paths, n):
+        out.write(line)
+    out.flush()
+
+
+@click.command("logf")
+@id_argument()
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=10, show_default=True, help="initial lines")
+@handle_errors
+def logf_cmd(id: str, lines: int) -> None:
+    """Tail process logs by id or name (follows truncation and rotation)."""
+    path = _log_path(id)
+    out = sys.stdout.buffer
+    for line in tail_lines([path], lines):
+        out.write(line)
+    out.flush()
+    fh = _open(path)
+    fh.seek(0, os.SEEK_END)
+    ino = os.fstat(fh.fileno()).st_ino
+    try:
+        while True:
+            chunk = fh.read(65536)
+            if chunk:
+                out.write(chunk)
+                out.flush()
+                continue
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                st = None
+            if st is not None and st.st_ino != ino:  # rotated away: continue with the new file
+                fh.close()
+                fh = _open(path)
+                ino = os.fstat(fh.fileno()).st_ino
+            elif st is not None and st.st_size < fh.tell():  # copytruncate
+                fh.seek(0)
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fh.close()

@@ -1,0 +1,55 @@
+"""restart|start ID [flags]."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+import click
+
+from ..output import message
+from . import handle_errors, id_argument, json_option, session, show_process
+from .exec import user_flag_check
+
+
+def _restart_command(verb: str, doc: str) -> Callable[..., Any]:
+    @click.command(verb, help=doc)
+    @id_argument()
+    @click.option("-n", "--no-autorestart", is_flag=True, help="do not restart upon process failure")
+    @click.option("-u", "--user", help="run the process as this user")
+    @click.option("-l", "--log", help="absolute path of the log file")
+    @click.option("--log-dir", "--log_dir", "log_dir", help="log directory")
+    @click.option("-a", "--args", "args_", help="arguments as one string")
+    @click.option("-d", "--dependencies", multiple=True, help="names this process depends on")
+    @json_option
+    @handle_errors
+    def command(
+        id: str,
+        no_autorestart: bool,
+        user: Optional[str],
+        log: Optional[str],
+        log_dir: Optional[str],
+        args_: Optional[str],
+        dependencies: tuple[str, ...],
+        as_json: bool,
+    ) -> None:
+        user_flag_check(user)
+        flags: dict[str, Any] = {
+            "no_auto_restart": no_autorestart,
+            "user": user or "",
+            "log": os.path.abspath(log) if log else "",
+            "log_dir": os.path.abspath(log_dir) if log_dir else "",
+            "args": args_ or "",
+            "dependencies": list(dependencies),
+        }
+        with session() as s:
+            data = s.call("restart", {"id": id, "verb": verb, "flags": flags}, timeout=s.stop_timeout())
+        if data.get("message") and not as_json:
+            message(data["message"])
+        show_process(data, as_json)
+
+    return command
+
+
+restart_cmd = _restart_command("restart", "(Re)start a process by id or name.")
+start_cmd = _restart_command("start", "Start a process by id or name (a running one is left alone).")

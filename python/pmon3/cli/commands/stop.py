@@ -1,0 +1,28 @@
+"""stop and kill."""
+
+from __future__ import annotations
+
+import click
+
+from . import handle_errors, id_argument, json_option, session, show_process, show_processes
+
+
+@click.command("stop")
+@id_argument()
+@click.option("-f", "--force", is_flag=True, help="force the process to stop (SIGKILL at once)")
+@json_option
+@handle_errors
+def stop_cmd(id: str, force: bool, as_json: bool) -> None:
+    """Stop a process by id or name."""
+    with session() as s:
+        show_process(s.call("stop", {"id": id, "force": force}, timeout=s.stop_timeout()), as_json)
+
+
+@click.command("kill")
+@click.option("-f", "--force", is_flag=True, help="force kill all processes")
+@json_option
+@handle_errors
+def kill_cmd(force: bool, as_json: bool) -> None:
+    """Terminate all processes."""
+    with session() as s:
+        show_processes(s.call("kill", {"force": force}, timeout=s.stop_timeout()), as_json)

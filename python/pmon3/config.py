@@ -1,0 +1,242 @@
+"""config.yml: loading, defaults, validation, environment overrides and the paths of each mode.
+
+Keys are pmon3 1.18's (reference §7.1) plus our own sections `ipc`, `daemon` and `restart`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+SYSTEM_CONFIG = "/etc/pmon3/config/config.yml"
+SYSTEM_DATA_DIR = "/etc/pmon3/data"
+SYSTEM_LOG_DIR = "/var/log/pmond"
+LOG_LEVELS = ("debug", "info", "warn", "error")
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the file and the problem."""
+
+
+def parse_duration_ms(value: Any, key: str) -> int:
+    """Milliseconds from an int (ms, as pmon3) or a string such as `250ms`, `1.5s`, `2m`."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{key}: expected a duration, got {value!r}")
+    if isinstance(value, (int, float)):
+        ms = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(value))
+        if not m:
+            raise ConfigError(f"{key}: invalid duration {value!r} (use e.g. 500, 500ms, 2s)")
+        ms = float(m.group(1)) * {"ms": 1, None: 1, "s": 1000, "m": 60000, "h": 3600000}[m.group(2)]
+    if ms < 0:
+        raise ConfigError(f"{key}: duration must not be negative")
+    return int(ms)
+
+
+def _octal(value: Any, default: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        return default
+
+
+@dataclasses.dataclass
+class RestartDefaults:
+    min_uptime_ms: int = 1000
+    restart_delay_ms: int = 100
+    max_restart_delay_ms: int = 30000
+    stop_timeout_ms: int = 10000
+    stop_signal: str = "SIGTERM"
+
+
+@dataclasses.dataclass
+class Config:
+    path: str
+    mode: str  # "system" or "user"
+    exists: bool = False
+    log_level: str = "info"
+    handle_interrupts: bool = True
+    disable_reloads: bool = False
+    process_monitor_interval_ms: int = 500
+    initialization_period_s: int = 30
+    process_config_file: str = ""
+    data_directory: str = ""
+    logs_directory: str = ""
+    logs_directory_mode: int = 0o755
+    name_suffix: str = ""
+    transport: str = "mq"
+    socket_path: str = ""
+    autostart: bool = True
+    daemon_log: str = ""
+    wait_dependent_ms: int = 1000
+    restart: RestartDefaults = dataclasses.field(default_factory=RestartDefaults)
+    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def db_path(self) -> str:
+        return os.path.join(self.data_directory, "data.db")
+
+    @property
+    def lock_path(self) -> str:
+        return os.path.join(self.data_directory, "pmond.lock")
+
+    @property
+    def mq_base(self) -> str:
+        """POSIX MQ names are /pmon3 or /pmon3_<suffix>; every daemon queue starts with this."""
+        return "/pmon3" + (f"_{self.name_suffix}" if self.name_suffix else "")
+
+
+def _xdg(var: str, fallback: str) -> str:
+    value = os.environ.get(var, "")
+    return value if os.path.isabs(value) else os.path.join(os.path.expanduser("~"), fallback)
+
+
+def default_config_path(mode: str) -> str:
+    if mode == "system":
+        return SYSTEM_CONFIG
+    return os.path.join(_xdg("XDG_CONFIG_HOME", ".config"), "pmon3", "config.yml")
+
+
+def current_mode() -> str:
+    return "system" if os.geteuid() == 0 else "user"
+
+
+def _section(raw: dict[str, Any], key: str, path: str) -> dict[str, Any]:
+    value = raw.get(key) or {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: `{key}` must be a mapping")
+    return value
+
+
+def _bool(value: Any, key: str, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+
+
+def _int(value: Any, key: str, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+
+
+def read_yaml(path: str) -> dict[str, Any]:
+    """Parse one YAML file into a mapping; a ConfigError names the file on any problem."""
+    import yaml  # lazy: the CLI's start-up time matters
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=loader)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def load(path: Optional[str] = None, mode: Optional[str] = None) -> Config:
+    """Load the config of this program: PMON3_CONF, else the mode's default path. A missing file means defaults."""
+    mode = mode or current_mode()
+    path = path or os.environ.get("PMON3_CONF") or default_config_path(mode)
+    exists = os.path.isfile(path)
+    raw = read_yaml(path) if exists else {}
+    return from_mapping(raw, path, mode, exists)
+
+
+def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
+    cfg = Config(path=path, mode=mode, exists=exists, raw=raw)
+    level = str(raw.get("log_level") or "info").lower()
+    cfg.log_level = level if level in LOG_LEVELS else "info"
+    debug = os.environ.get("PMON3_DEBUG", "")
+    if debug:
+        cfg.log_level = "debug" if debug.lower() == "true" else (debug if debug in LOG_LEVELS else "info")
+    cfg.handle_interrupts = _bool(raw.get("handle_interrupts"), "handle_interrupts", True)
+    cfg.disable_reloads = _bool(raw.get("disable_reloads"), "disable_reloads", False)
+    interval = _int(raw.get("process_monitor_interval"), "process_monitor_interval", 500)
+    if interval <= 0:
+        raise ConfigError(f"{path}: process_monitor_interval must be greater than 0")
+    cfg.process_monitor_interval_ms = interval
+    period = _int(raw.get("initialization_period"), "initialization_period", 30)
+    cfg.initialization_period_s = period if period >= 5 else 30
+    cfg.process_config_file = str(raw.get("process_config_file") or "")
+
+    data = _section(raw, "data", path)
+    logs = _section(raw, "logs", path)
+    mq = _section(raw, "message_queue", path)
+    ipc = _section(raw, "ipc", path)
+    daemon = _section(raw, "daemon", path)
+    wait = _section(raw, "wait", path)
+    restart = _section(raw, "restart", path)
+
+    state = os.path.join(_xdg("XDG_STATE_HOME", ".local/state"), "pmon3")
+    cfg.data_directory = str(data.get("directory") or (SYSTEM_DATA_DIR if mode == "system" else state))
+    cfg.logs_directory = str(
+        logs.get("directory") or (SYSTEM_LOG_DIR if mode == "system" else os.path.join(state, "logs"))
+    )
+    for key in ("data_directory", "logs_directory"):
+        value = getattr(cfg, key)
+        if not os.path.isabs(value):
+            raise ConfigError(f"{path}: {key.replace('_', '.')} must be an absolute path, got {value!r}")
+        setattr(cfg, key, os.path.normpath(value))
+    cfg.logs_directory_mode = _octal(logs.get("directory_mode"), 0o755)
+
+    suffix = str(mq.get("name_suffix") or "")
+    if suffix and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", suffix):
+        raise ConfigError(f"{path}: message_queue.name_suffix may only hold letters, digits, '_', '.', '-'")
+    if not suffix and mode == "user":
+        suffix = f"u{os.geteuid()}"
+    cfg.name_suffix = suffix
+
+    cfg.transport = str(ipc.get("transport") or "mq")
+    if cfg.transport not in ("mq", "unix"):
+        raise ConfigError(f"{path}: ipc.transport must be mq or unix, got {cfg.transport!r}")
+    sock_default = (
+        f"/run/pmon3{'_' + suffix if suffix else ''}.sock"
+        if mode == "system"
+        else os.path.join(cfg.data_directory, "pmond.sock")
+    )
+    cfg.socket_path = str(ipc.get("socket") or sock_default)
+
+    cfg.autostart = _bool(daemon.get("autostart"), "daemon.autostart", True)
+    cfg.daemon_log = str(daemon.get("log") or ("" if mode == "system" else os.path.join(state, "pmond.log")))
+    dep_wait = _int(wait.get("dependent_process_enqueued"), "wait.dependent_process_enqueued", 1000)
+    cfg.wait_dependent_ms = dep_wait if 0 <= dep_wait <= 20000 else 1000
+
+    rd = RestartDefaults()
+    for key, attr in (
+        ("min_uptime", "min_uptime_ms"),
+        ("restart_delay", "restart_delay_ms"),
+        ("max_restart_delay", "max_restart_delay_ms"),
+        ("stop_timeout", "stop_timeout_ms"),
+    ):
+        if restart.get(key) not in (None, ""):
+            setattr(rd, attr, parse_duration_ms(restart[key], f"{path}: restart.{key}"))
+    if restart.get("stop_signal"):
+        rd.stop_signal = str(restart["stop_signal"])
+    cfg.restart = rd
+    return cfg
+
+
+def ensure_dir(path: str, mode: int) -> None:
+    """Create a daemon-owned directory; an existing one is left exactly as it is (never chmod-ed)."""
+    Path(path).mkdir(mode=mode, parents=True, exist_ok=True)

@@ -1,0 +1,3 @@
+from pmon3.daemon.app import main
+
+main()

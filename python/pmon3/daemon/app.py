@@ -1,0 +1,213 @@
+"""pmond: start-up, single-instance lock, boot reconciliation, request dispatch, graceful shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from typing import Any, Optional
+
+from .. import __version__, _native
+from .. import config as config_mod
+from ..config import Config, ConfigError
+from ..ipc import protocol, transport
+from ..states import REVIVE_AT_BOOT, Status
+from ..store import Store
+from . import handlers
+from .handlers import CommandError, Context
+from .supervisor import SpawnError, Supervisor
+
+log = logging.getLogger("pmond")
+
+
+def boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+class AlreadyRunning(Exception):
+    pass
+
+
+class Daemon:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.loop = asyncio.get_running_loop()
+        self.lock_fd = -1
+        self.store: Store
+        self.supervisor: Supervisor
+        self.servers: list[Any] = []
+        self.registry = handlers.load_all()
+        self.stop_event = asyncio.Event()
+        self.exit_signal: Optional[int] = None
+
+    def acquire_lock(self) -> None:
+        """One daemon per data directory: an flock, released by the kernel however we die."""
+        fd = os.open(self.cfg.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning("pmond is already running") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.lock_fd = fd
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        config_mod.ensure_dir(cfg.data_directory, 0o755 if cfg.mode == "system" else 0o700)
+        config_mod.ensure_dir(cfg.logs_directory, cfg.logs_directory_mode)
+        self.acquire_lock()
+        _native.set_child_subreaper()
+        if os.geteuid() == 0:
+            _raise_mq_limit()
+        self.store = Store(cfg.db_path)
+        self.supervisor = Supervisor(self.store, cfg, self.loop)
+        self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self.loop.add_signal_handler(sig, self._on_signal, sig)
+        self.loop.add_signal_handler(signal.SIGHUP, self._reload)
+        self.reconcile()
+        if cfg.transport == "mq":
+            server: Any = transport.MQServer(cfg.mq_base, self.handle, self.loop)
+            server.start()
+        else:
+            server = transport.UnixServer(cfg.socket_path, self.handle)
+            await server.start()
+        self.servers.append(server)
+        log.info("pmond %s ready (pid %d, %s transport, config %s)", __version__, os.getpid(), cfg.transport, cfg.path)
+
+    def reconcile(self) -> None:
+        """Adopt what a previous pmond left running; bring back what was running or closed by a shutdown."""
+        this_boot = boot_id()
+        same_boot = bool(this_boot) and self.store.get_meta("boot_id") == this_boot
+        self.store.set_meta("boot_id", this_boot)
+        for p in self.store.list_processes():
+            if p.status not in REVIVE_AT_BOOT:
+                continue
+            if self.supervisor.adopt(p, same_boot):
+                continue
+            try:
+                self.supervisor.spawn(p)
+            except SpawnError as exc:
+                log.error("could not start %s at boot: %s", p.name, exc)
+                p.status = Status.FAILED
+                self.store.update_runtime(p)
+
+    def _reload(self) -> None:
+        try:
+            fresh = config_mod.load(self.cfg.path, self.cfg.mode)
+        except ConfigError as exc:
+            log.error("config reload failed, keeping the last good one: %s", exc)
+            return
+        # Endpoints and paths stay as they were at start; policies take effect at once.
+        self.cfg.restart = fresh.restart
+        self.cfg.handle_interrupts = fresh.handle_interrupts
+        log.info("config reloaded from %s", self.cfg.path)
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("received %s", signal.Signals(sig).name)
+        self.exit_signal = sig
+        self.stop_event.set()
+
+    async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:
+        req_id = msg["id"]
+        fn = self.registry.get(msg["cmd"])
+        if fn is None:
+            return protocol.error(req_id, "unknown_command", f"unknown command {msg['cmd']!r}")
+        if self.supervisor.shutting_down:
+            return protocol.error(req_id, "shutting_down", "pmond is shutting down")
+        try:
+            return protocol.ok(req_id, await fn(Context(self, uid, msg.get("args") or {})))
+        except CommandError as exc:
+            return protocol.error(req_id, exc.code, exc.message)
+        except Exception as exc:  # one bad request must never take the daemon down
+            log.exception("request %s failed", msg["cmd"])
+            return protocol.error(req_id, "internal", f"internal error: {exc}")
+
+    async def shutdown(self) -> None:
+        sup = self.supervisor
+        sup.shutting_down = True
+        for server in self.servers:
+            server.close()
+        if self.cfg.handle_interrupts:
+            live = [p for p in self.store.list_processes() if sup.is_alive(p.id)]
+            log.info("stopping %d processes", len(live))
+            await asyncio.gather(*(sup.stop(p, force=False, final=Status.CLOSED) for p in live))
+        else:
+            log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
+        self.store.close()
+
+    async def run(self) -> None:
+        await self.start()
+        await self.stop_event.wait()
+        await self.shutdown()
+
+
+def _raise_mq_limit() -> None:
+    import resource
+
+    try:
+        resource.setrlimit(resource.RLIMIT_MSGQUEUE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise RLIMIT_MSGQUEUE: %s", exc)
+
+
+def setup_logging(cfg: Config, foreground: bool) -> None:
+    level = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+    handler: logging.Handler
+    if cfg.daemon_log and not foreground:
+        os.makedirs(os.path.dirname(cfg.daemon_log), exist_ok=True)
+        handler = logging.FileHandler(cfg.daemon_log)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level[cfg.log_level])
+
+
+async def _main(cfg: Config, ready_fd: Optional[int]) -> int:
+    daemon = Daemon(cfg)
+    try:
+        await daemon.start()
+    except AlreadyRunning as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if ready_fd is not None:
+        try:
+            os.write(ready_fd, b"ready\n")
+            os.close(ready_fd)
+        except OSError:
+            pass
+    await daemon.stop_event.wait()
+    await daemon.shutdown()
+    return 0
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="pmond", description="pmon3 process manager daemon")
+    parser.add_argument("--version", action="version", version=f"pmond {__version__}")
+    parser.add_argument("--config", help="config file (default: PMON3_CONF or the mode's path)")
+    parser.add_argument("--foreground", action="store_true", help="log to stderr even in user mode")
+    parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_mod.load(args.config)
+    except ConfigError as exc:
+        print(f"pmond: {exc}", file=sys.stderr)
+        sys.exit(1)
+    setup_logging(cfg, args.foreground)
+    try:
+        code = asyncio.run(_main(cfg, args.ready_fd))
+    except OSError as exc:
+        print(f"pmond: {exc}", file=sys.stderr)
+        code = 1
+    sys.exit(code)

@@ -1,0 +1,51 @@
+"""restart|start: restart always restarts (and counts); start of a running process is a no-op that says so."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...states import Status
+from . import CommandError, Context, command
+from .exec import log_path, name_list, run_user, split_words, start
+
+
+@command("restart", "start")
+async def restart(ctx: Context) -> dict[str, Any]:
+    p = ctx.find(ctx.arg("id"))
+    sup = ctx.daemon.supervisor
+    verb = ctx.arg("verb", "restart")
+    flags = ctx.arg("flags", {}) or {}
+    if not isinstance(flags, dict):
+        raise CommandError("could not parse flags: expected an object", "invalid")
+    async with sup.lock(p.id):
+        p = ctx.daemon.store.get(p.id) or p
+        # Validate every flag before touching the process: a bad flag leaves it as it was.
+        changed = dict(
+            username=run_user(ctx, flags["user"]) if flags.get("user") else p.username,
+            argv=split_words(flags.get("argv") if flags.get("argv") is not None else flags.get("args"), "args")
+            if flags.get("args") or flags.get("argv")
+            else p.argv,
+            log=log_path(ctx, p.name, flags.get("log") or "", flags.get("log_dir") or "")
+            if flags.get("log") or flags.get("log_dir")
+            else p.log,
+            dependencies=name_list(flags.get("dependencies"), "dependencies") or p.dependencies,
+        )
+        if verb == "start" and sup.is_alive(p.id):
+            data = p.to_json()
+            data["message"] = f"process ({p.name}) is already running"
+            return data
+        if sup.is_alive(p.id):
+            await sup.terminate(p.id, force=False)
+        p = ctx.daemon.store.get(p.id) or p
+        for key, value in changed.items():
+            setattr(p, key, value)
+        if flags.get("no_auto_restart"):
+            p.auto_restart = False
+        if verb == "restart":
+            p.restart_count += 1
+        sup.forget(p.id)
+        if p.status == Status.RUNNING:
+            p.status = Status.RESTARTING
+        ctx.daemon.store.update(p)
+        start(ctx, p, fresh=False)
+    return (ctx.daemon.store.get(p.id) or p).to_json()

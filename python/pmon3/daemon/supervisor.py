@@ -1,0 +1,347 @@
+"""The process state machine: spawning, death handling, restarts, stops, adoption.
+
+This is the only writer of process state. Deaths arrive from the kernel (a pidfd becoming readable, or
+SIGCHLD for orphans re-parented to us as subreaper) and are handled in the same loop iteration: a process
+that had been up `min_uptime` is respawned before anything else is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import logging
+import os
+import pwd
+import select
+import signal
+import time
+from typing import Optional
+
+from .. import _native
+from ..config import Config
+from ..models import ExitInfo, Process
+from ..states import Status, check_transition
+from ..store import Store
+from . import policy
+
+log = logging.getLogger("pmond.supervisor")
+
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class SpawnError(Exception):
+    """A process could not be started; the message says why in one line."""
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the daemon knows about a live process beyond its row."""
+
+    pid: int
+    pidfd: int
+    is_child: bool
+    started: float  # monotonic
+    exited: asyncio.Future[ExitInfo]
+
+
+@dataclasses.dataclass(frozen=True)
+class RunAs:
+    name: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+    shell: str
+
+
+def resolve_user(name: str) -> RunAs:
+    """Resolved here in the parent (NSS is not async-signal-safe, so never after fork)."""
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise SpawnError(f"user: unknown user {name}") from None
+    groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid))
+    return RunAs(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+
+
+def signal_number(value: str | int) -> int:
+    if isinstance(value, int) or str(value).isdigit():
+        return int(value)
+    name = str(value).upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise ValueError(f"unknown signal {value!r}") from None
+
+
+class Supervisor:
+    def __init__(self, store: Store, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.cfg = cfg
+        self.loop = loop
+        self.runtimes: dict[int, Runtime] = {}
+        self.by_pid: dict[int, int] = {}
+        self.quick_deaths: dict[int, int] = {}
+        self.timers: dict[int, asyncio.TimerHandle] = {}
+        self.locks: dict[int, asyncio.Lock] = {}
+        self.stopping: set[int] = set()
+        self.shutting_down = False
+
+    # -- settings ---------------------------------------------------------------------------------------
+    def restart_settings(self) -> policy.RestartSettings:
+        r = self.cfg.restart
+        return policy.RestartSettings(
+            min_uptime=r.min_uptime_ms / 1000,
+            restart_delay=r.restart_delay_ms / 1000,
+            max_restart_delay=r.max_restart_delay_ms / 1000,
+        )
+
+    def lock(self, process_id: int) -> asyncio.Lock:
+        return self.locks.setdefault(process_id, asyncio.Lock())
+
+    def is_alive(self, process_id: int) -> bool:
+        return process_id in self.runtimes
+
+    # -- spawning -----------------------------------------------------------------------------------------
+    def environment(self, p: Process, user: RunAs) -> list[str]:
+        """A clean base (never the daemon's own environment) followed by the process's variables."""
+        env = {
+            "PATH": BASE_PATH,
+            "HOME": user.home,
+            "USER": user.name,
+            "LOGNAME": user.name,
+            "SHELL": user.shell or "/bin/sh",
+        }
+        lang = os.environ.get("LANG")
+        if lang:
+            env["LANG"] = lang
+        for item in p.env_vars:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return [f"{k}={v}" for k, v in env.items()]
+
+    def prepare_log(self, path: str, user: RunAs) -> None:
+        """Files in the daemon's own log directory are created by the daemon and handed to the run user;
+        anywhere else the child opens its log itself, as the run user, so no privilege leaks through a path."""
+        if os.path.dirname(path) != self.cfg.logs_directory:
+            return
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        try:
+            st = os.fstat(fd)
+            if (st.st_uid, st.st_gid) != (user.uid, user.gid) and os.geteuid() == 0:
+                os.fchown(fd, user.uid, user.gid)
+        finally:
+            os.close(fd)
+
+    def spawn(self, p: Process) -> None:
+        """Start `p` now; on success its row says running with the new pid, else SpawnError."""
+        if p.id in self.runtimes:
+            raise SpawnError(f"process ({p.name}) is already running")
+        user = resolve_user(p.username)
+        if os.geteuid() != 0 and user.uid != os.geteuid():
+            raise SpawnError(f"this pmond cannot run processes as {user.name}")
+        try:
+            self.prepare_log(p.log, user)
+            pid, pidfd = _native.spawn(
+                p.process_file,
+                [p.name, *p.argv],
+                self.environment(p, user),
+                cwd=p.cwd or os.path.dirname(p.process_file) or "/",
+                uid=user.uid if os.geteuid() == 0 else None,
+                gid=user.gid if os.geteuid() == 0 else None,
+                groups=list(user.groups) if os.geteuid() == 0 else None,
+                log_path=p.log or None,
+            )
+        except OSError as exc:
+            raise SpawnError(str(exc.args[1]) if len(exc.args) > 1 else str(exc)) from None
+        try:
+            start_time = _native.proc_start_time(pid)
+        except OSError:
+            start_time = 0  # died already: the pidfd still reports it
+        self._track(p.id, pid, pidfd, is_child=True)
+        check_transition(p.status, Status.RUNNING)
+        p.pid, p.pid_start_time, p.status = pid, start_time, Status.RUNNING
+        p.uid, p.gid = user.uid, user.gid
+        p.started_at = time.time()
+        self.store.update_runtime(p)
+        log.info("started %s (id %d) as pid %d", p.name, p.id, pid)
+
+    def _track(self, process_id: int, pid: int, pidfd: int, is_child: bool) -> None:
+        rt = Runtime(pid, pidfd, is_child, time.monotonic(), self.loop.create_future())
+        self.runtimes[process_id] = rt
+        self.by_pid[pid] = process_id
+        self.loop.add_reader(pidfd, self._pidfd_ready, process_id)
+
+    def adopt(self, p: Process, boot_matches: bool) -> bool:
+        """Take over a live process left by a previous pmond, if it is really the same process."""
+        if not p.pid or not p.pid_start_time or not boot_matches:
+            return False
+        try:
+            pidfd = _native.pidfd_open(p.pid)
+            same = _native.proc_start_time(p.pid) == p.pid_start_time
+        except OSError:
+            return False
+        if not same:
+            os.close(pidfd)
+            return False
+        self._track(p.id, p.pid, pidfd, is_child=False)
+        if p.status != Status.RUNNING:
+            p.status = Status.RUNNING
+            self.store.update_runtime(p)
+        log.info("adopted %s (id %d, pid %d)", p.name, p.id, p.pid)
+        return True
+
+    # -- deaths ---------------------------------------------------------------------------------------------
+    def sweep(self) -> None:
+        """Reap every exited child (ours, and orphans re-parented to us) and handle the ones we supervise."""
+        try:
+            records = _native.reap()
+        except OSError as exc:
+            log.error("reap failed: %s", exc)
+            return
+        for pid, code, sig, utime, stime, rss in records:
+            process_id = self.by_pid.get(pid)
+            if process_id is not None:
+                self._exited(process_id, ExitInfo(pid, code, sig, utime, stime, rss))
+
+    def _pidfd_ready(self, process_id: int) -> None:
+        self.sweep()
+        rt = self.runtimes.get(process_id)
+        if rt is not None and not rt.is_child:
+            # Not our child: its exit status belongs to its real parent; we only know it is gone.
+            self._exited(process_id, ExitInfo(rt.pid, None, None))
+
+    def _untrack(self, process_id: int) -> Optional[Runtime]:
+        rt = self.runtimes.pop(process_id, None)
+        if rt is None:
+            return None
+        self.loop.remove_reader(rt.pidfd)
+        os.close(rt.pidfd)
+        self.by_pid.pop(rt.pid, None)
+        return rt
+
+    def _exited(self, process_id: int, info: ExitInfo) -> None:
+        rt = self._untrack(process_id)
+        if rt is None:
+            return
+        uptime = time.monotonic() - rt.started
+        if not rt.exited.done():
+            rt.exited.set_result(info)
+        if process_id in self.stopping or self.shutting_down:
+            return  # whoever is stopping it records the outcome
+        p = self.store.get(process_id)
+        if p is None:
+            return
+        log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
+        p.last_exit_code, p.last_exit_signal = info.code, info.signal
+        decision = policy.after_exit(
+            auto_restart=p.auto_restart,
+            uptime=uptime,
+            quick_deaths=self.quick_deaths.get(process_id, 0),
+            settings=self.restart_settings(),
+        )
+        self.quick_deaths[process_id] = decision.quick_deaths
+        if not decision.restart:
+            p.status = Status.FAILED
+            self.store.update_runtime(p)
+            return
+        if decision.delay == 0:
+            self._restart_now(p)
+            return
+        p.status = Status.RESTARTING
+        self.store.update_runtime(p)
+        log.info("restarting %s in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
+        self._schedule(p.id, decision.delay)
+
+    def _schedule(self, process_id: int, delay: float) -> None:
+        self.cancel_timer(process_id)
+        self.timers[process_id] = self.loop.call_later(delay, self._timer_fired, process_id)
+
+    def cancel_timer(self, process_id: int) -> None:
+        handle = self.timers.pop(process_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _timer_fired(self, process_id: int) -> None:
+        self.timers.pop(process_id, None)
+        if self.shutting_down or self.lock(process_id).locked():
+            return  # a user operation owns the process now
+        p = self.store.get(process_id)
+        if p is not None and p.status in (Status.RESTARTING, Status.FAILED) and process_id not in self.runtimes:
+            self._restart_now(p)
+
+    def _restart_now(self, p: Process) -> None:
+        """An automatic restart: counted, and a failure to spawn is retried with the quick-death delay."""
+        p.restart_count += 1
+        try:
+            self.spawn(p)
+        except SpawnError as exc:
+            streak = self.quick_deaths.get(p.id, 0) + 1
+            self.quick_deaths[p.id] = streak
+            s = self.restart_settings()
+            delay = min(s.max_restart_delay, s.restart_delay * 2 ** min(streak - 1, 60))
+            log.error("restart of %s failed: %s; retrying in %.3f s", p.name, exc, delay)
+            p.status = Status.FAILED
+            self.store.update_runtime(p)
+            self._schedule(p.id, delay)
+
+    # -- stopping -------------------------------------------------------------------------------------------
+    def _signal(self, rt: Runtime, sig: int) -> None:
+        """Signal the process group without ever hitting a reused pid: an unreaped child's pid (and so its
+        group id) cannot be reused; for an adopted process the pidfd says whether it is still there."""
+        try:
+            if rt.is_child or not _pidfd_exited(rt.pidfd):
+                _native.killpg(rt.pid, sig)
+        except OSError as exc:
+            if exc.errno != errno.ESRCH:
+                raise
+            try:  # not a group leader (e.g. adopted from elsewhere): signal the process alone
+                _native.pidfd_send_signal(rt.pidfd, sig)
+            except OSError as exc2:
+                if exc2.errno != errno.ESRCH:
+                    raise
+
+    async def terminate(self, process_id: int, force: bool, timeout: Optional[float] = None) -> Optional[ExitInfo]:
+        """Stop the live process: the stop signal to its group, then SIGKILL after `timeout`."""
+        self.cancel_timer(process_id)
+        rt = self.runtimes.get(process_id)
+        if rt is None:
+            return None
+        if timeout is None:
+            timeout = self.cfg.restart.stop_timeout_ms / 1000
+        self.stopping.add(process_id)
+        try:
+            self._signal(rt, signal.SIGKILL if force else signal_number(self.cfg.restart.stop_signal))
+            try:
+                return await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
+            except asyncio.TimeoutError:
+                log.warning("pid %d ignored the stop signal for %.1f s: SIGKILL", rt.pid, timeout)
+                self._signal(rt, signal.SIGKILL)
+                return await asyncio.shield(rt.exited)
+        finally:
+            self.stopping.discard(process_id)
+
+    async def stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:
+        info = await self.terminate(p.id, force)
+        p = self.store.get(p.id) or p
+        if info is not None:
+            p.last_exit_code, p.last_exit_signal = info.code, info.signal
+        p.status = final
+        if final == Status.STOPPED:
+            p.restart_count = 0  # as pmon3: a stop resets the restart counter
+        self.quick_deaths.pop(p.id, None)
+        self.store.update_runtime(p)
+        return p
+
+    def forget(self, process_id: int) -> None:
+        self.cancel_timer(process_id)
+        self.quick_deaths.pop(process_id, None)
+        self.locks.pop(process_id, None)
+
+
+def _pidfd_exited(pidfd: int) -> bool:
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))

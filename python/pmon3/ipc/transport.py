@@ -1,0 +1,352 @@
+"""The two transports of the protocol: POSIX message queues (default) and a unix stream socket.
+
+Identity always comes from the kernel. MQ: the daemon creates one request queue per uid, owned by that uid
+with mode 0600, so whatever arrives on it was written by that uid (or root). A world-writable lobby queue only
+lets a client ask for its queue: the client names a reply queue it created, and the daemon takes the caller's
+uid from that queue's owner (fstat), never from the message. Socket: SO_PEERCRED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import socket
+import struct
+import time
+from collections.abc import Awaitable
+from typing import Any, Callable, Optional
+
+from .. import _native
+from . import protocol
+
+log = logging.getLogger("pmond.ipc")
+
+Handler = Callable[[int, dict[str, Any]], Awaitable[dict[str, Any]]]
+MQ_MAXMSG = 10
+MQ_MSGSIZE = 8192
+REPLY_MAXMSG = 8
+SEND_TIMEOUT = 5.0
+_LEN = struct.Struct("!I")
+
+
+class ConnectError(Exception):
+    """No daemon answers at this endpoint."""
+
+
+class TimeoutError_(Exception):
+    """The daemon did not answer in time."""
+
+
+def request_queue_name(base: str, uid: int) -> str:
+    return f"{base}.{uid}"
+
+
+def reply_queue_prefix(base: str, uid: int) -> str:
+    return f"{base}.r.{uid}."
+
+
+# ---------------------------------------------------------------------------------------------------------
+# server side (pmond)
+
+
+class MQServer:
+    def __init__(self, base: str, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
+        self.base = base
+        self.handler = handler
+        self.loop = loop
+        self.own_uid = os.geteuid()
+        self.queues: dict[int, _native.MessageQueue] = {}
+        self.lobby: Optional[_native.MessageQueue] = None
+        self.assembler = protocol.Reassembler()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _create(self, name: str, mode: int) -> _native.MessageQueue:
+        try:  # a queue left by a dead daemon: we hold the instance lock, so it is ours to replace
+            _native.MessageQueue.unlink(name)
+        except OSError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        return _native.MessageQueue(
+            name, create=True, exclusive=True, mode=mode, maxmsg=MQ_MAXMSG, msgsize=MQ_MSGSIZE, write=False
+        )
+
+    def start(self) -> None:
+        # Others may only write to the lobby; its messages are never trusted for identity.
+        self.lobby = self._create(self.base, 0o622 if self.own_uid == 0 else 0o600)
+        self.loop.add_reader(self.lobby.fileno(), self._drain, self.lobby, None)
+        self._queue_for(self.own_uid)
+
+    def _queue_for(self, uid: int) -> str:
+        if uid not in self.queues:
+            if uid != self.own_uid and self.own_uid != 0:
+                raise PermissionError("this pmond serves only its own user")
+            name = request_queue_name(self.base, uid)
+            q = self._create(name, 0o600)
+            if uid != self.own_uid:
+                q.fchown(uid, -1)
+            self.queues[uid] = q
+            self.loop.add_reader(q.fileno(), self._drain, q, uid)
+        return request_queue_name(self.base, uid)
+
+    def close(self) -> None:
+        for q in [self.lobby, *self.queues.values()]:
+            if q is None:
+                continue
+            self.loop.remove_reader(q.fileno())
+            try:
+                _native.MessageQueue.unlink(q.name)
+            except OSError:
+                pass
+            q.close()
+        self.queues.clear()
+        self.lobby = None
+
+    def _drain(self, q: _native.MessageQueue, uid: Optional[int]) -> None:
+        while True:
+            try:
+                frame = q.receive()
+            except OSError as exc:
+                log.error("receive on %s failed: %s", q.name, exc)
+                return
+            if frame is None:
+                return
+            try:
+                payload = self.assembler.feed(frame)
+                if payload is None:
+                    continue
+                msg = protocol.decode(payload, protocol.MAX_REQUEST)
+                protocol.validate_request(msg)
+            except protocol.ProtocolError as exc:
+                log.warning("dropped a message on %s: %s", q.name, exc)
+                continue
+            task = self.loop.create_task(self._serve(msg, uid))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _open_reply(self, msg: dict[str, Any]) -> tuple[_native.MessageQueue, int]:
+        name = msg.get("reply_to")
+        if not isinstance(name, str) or not name.startswith(self.base + ".r."):
+            raise protocol.ProtocolError("request without a valid reply_to queue")
+        q = _native.MessageQueue(name, read=False, write=True)
+        owner = q.owner()
+        return q, owner[0]
+
+    async def _serve(self, msg: dict[str, Any], uid: Optional[int]) -> None:
+        try:
+            reply_q, owner = self._open_reply(msg)
+        except (OSError, protocol.ProtocolError) as exc:
+            log.warning("cannot answer request %s: %s", msg.get("id"), exc)
+            return
+        try:
+            if uid is None:  # lobby: the only thing one may ask there is one's own queue
+                if msg.get("cmd") != "hello":
+                    return
+                try:
+                    reply = protocol.ok(msg["id"], {"queue": self._queue_for(owner)})
+                except (OSError, PermissionError) as exc:
+                    reply = protocol.error(msg["id"], "denied", str(exc))
+            elif owner != uid:
+                log.warning("uid %s named a reply queue owned by uid %s; dropped", uid, owner)
+                return
+            else:
+                reply = await self.handler(uid, msg)
+            await self._send(reply_q, reply)
+        finally:
+            reply_q.close()
+
+    async def _send(self, q: _native.MessageQueue, reply: dict[str, Any]) -> None:
+        for frame in protocol.frames(reply["id"], protocol.encode(reply), q.msgsize):
+            deadline = time.monotonic() + SEND_TIMEOUT
+            while not q.send(frame):
+                if time.monotonic() > deadline or not await _writable(self.loop, q.fileno(), deadline):
+                    log.warning("client gone: reply %s dropped", reply["id"])
+                    return
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, fd: int, deadline: float) -> bool:
+    fut: asyncio.Future[None] = loop.create_future()
+    loop.add_writer(fd, lambda: fut.done() or fut.set_result(None))
+    try:
+        await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_writer(fd)
+
+
+class UnixServer:
+    def __init__(self, path: str, handler: Handler) -> None:
+        self.path = path
+        self.handler = handler
+        self.server: Optional[asyncio.AbstractServer] = None
+
+    async def start(self) -> None:
+        if os.path.exists(self.path):  # stale: we hold the instance lock
+            os.unlink(self.path)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        old = os.umask(0o111)  # anyone may connect; SO_PEERCRED decides what they may do
+        try:
+            self.server = await asyncio.start_unix_server(self._client, path=self.path)
+        finally:
+            os.umask(old)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _pid, uid, _gid = struct.unpack("3i", creds)
+        try:
+            while True:
+                size = _LEN.unpack(await reader.readexactly(_LEN.size))[0]
+                if size > protocol.MAX_REQUEST:
+                    log.warning("uid %s sent an oversized request; closing", uid)
+                    return
+                try:
+                    msg = protocol.decode(await reader.readexactly(size), protocol.MAX_REQUEST)
+                    protocol.validate_request(msg)
+                except protocol.ProtocolError as exc:
+                    reply = protocol.error("", "protocol", str(exc))
+                else:
+                    reply = await self.handler(uid, msg)
+                data = protocol.encode(reply)
+                writer.write(_LEN.pack(len(data)) + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# client side (pmon3)
+
+
+class MQClient:
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.uid = os.geteuid()
+        self.reply: Optional[_native.MessageQueue] = None
+        self.request_q: Optional[_native.MessageQueue] = None
+
+    def _open_reply(self) -> _native.MessageQueue:
+        if self.reply is None:
+            name = f"{reply_queue_prefix(self.base, self.uid)}{os.getpid()}.{os.urandom(4).hex()}"
+            self.reply = _native.MessageQueue(
+                name, create=True, exclusive=True, mode=0o600, maxmsg=REPLY_MAXMSG, msgsize=MQ_MSGSIZE, write=False
+            )
+        return self.reply
+
+    def connect(self, timeout: float) -> None:
+        """Open our request queue, asking the daemon's lobby for it when it does not exist yet."""
+        name = request_queue_name(self.base, self.uid)
+        try:
+            self.request_q = _native.MessageQueue(name, read=False)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EACCES):
+                raise ConnectError(f"could not open {name}: {exc.strerror}") from None
+        try:
+            lobby = _native.MessageQueue(self.base, read=False)
+        except OSError as exc:
+            raise ConnectError(f"pmond is not running (no queue {self.base}: {exc.strerror})") from None
+        try:
+            data = self._exchange(lobby, protocol.request("hello"), timeout)
+        finally:
+            lobby.close()
+        try:
+            self.request_q = _native.MessageQueue(str(data["queue"]), read=False)
+        except OSError as exc:
+            raise ConnectError(f"could not open {data['queue']}: {exc.strerror}") from None
+
+    def call(self, msg: dict[str, Any], timeout: float) -> Any:
+        if self.request_q is None:
+            self.connect(timeout)
+        assert self.request_q is not None
+        return self._exchange(self.request_q, msg, timeout)
+
+    def _exchange(self, q: _native.MessageQueue, msg: dict[str, Any], timeout: float) -> Any:
+        reply_q = self._open_reply()
+        msg["reply_to"] = reply_q.name
+        deadline = time.monotonic() + timeout
+        for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
+            if not q.send_timeout(frame, min(SEND_TIMEOUT, max(0.0, deadline - time.monotonic()))):
+                raise TimeoutError_("timed out sending the request: is pmond alive?")
+        assembler = protocol.Reassembler()
+        while True:
+            left = deadline - time.monotonic()
+            frame = reply_q.receive_timeout(max(0.0, left)) if left > 0 else None
+            if frame is None:
+                raise TimeoutError_(f"no answer from pmond within {timeout:.0f} s")
+            payload = assembler.feed(frame)
+            if payload is None:
+                continue
+            reply = protocol.decode(payload)
+            if reply.get("id") == msg["id"]:
+                return reply
+
+    def close(self) -> None:
+        for q in (self.request_q, self.reply):
+            if q is not None:
+                q.close()
+        if self.reply is not None:
+            try:
+                _native.MessageQueue.unlink(self.reply.name)
+            except OSError:
+                pass
+        self.reply = self.request_q = None
+
+
+class UnixClient:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock: Optional[socket.socket] = None
+
+    def connect(self, timeout: float) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.path)
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"pmond is not running (cannot connect to {self.path}: {exc.strerror})") from None
+        self.sock = sock
+
+    def call(self, msg: dict[str, Any], timeout: float) -> Any:
+        if self.sock is None:
+            self.connect(timeout)
+        assert self.sock is not None
+        self.sock.settimeout(timeout)
+        data = protocol.encode(msg)
+        try:
+            self.sock.sendall(_LEN.pack(len(data)) + data)
+            size = _LEN.unpack(self._read(_LEN.size))[0]
+            return protocol.decode(self._read(size))
+        except socket.timeout:
+            raise TimeoutError_(f"no answer from pmond within {timeout:.0f} s") from None
+
+    def _read(self, n: int) -> bytes:
+        assert self.sock is not None
+        buf = bytearray()
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectError("pmond closed the connection")
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
