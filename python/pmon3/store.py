@@ -241,7 +241,6 @@ class Store:
                 (name, now_text(), now_text()),
             )
             self.db.execute(
-                "INSERT OR IGNORE INTO process_groups(process_id, group_id) "
-                "SELECT ?, id FROM groups WHERE name = ?",
+                "INSERT OR IGNORE INTO process_groups(process_id, group_id) SELECT ?, id FROM groups WHERE name = ?",
                 (p.id, name),
             )

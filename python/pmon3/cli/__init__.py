@@ -32,8 +32,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "version": ("version", "version_cmd"),
     "completion": ("completion", "completion_cmd"),
 }
-PRIMARY = ["completion", "del", "desc", "drop", "exec", "init", "kill", "log", "logf", "ls", "reset", "restart",
-           "stop", "version"]
+PRIMARY = [
+    "completion",
+    "del",
+    "desc",
+    "drop",
+    "exec",
+    "init",
+    "kill",
+    "log",
+    "logf",
+    "ls",
+    "reset",
+    "restart",
+    "stop",
+    "version",
+]
 
 
 class LazyGroup(click.Group):
@@ -64,7 +78,10 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(
-    __version__, "-v", "--version", prog_name="pmon3",
+    __version__,
+    "-v",
+    "--version",
+    prog_name="pmon3",
     message=f"%(prog)s version %(version)s (compatible with pmon3 {PMON3_COMPAT_VERSION})",
 )
 def cli() -> None:

@@ -24,9 +24,7 @@ class Decision:
     quick_deaths: int
 
 
-def after_exit(
-    *, auto_restart: bool, uptime: float, quick_deaths: int, settings: RestartSettings
-) -> Decision:
+def after_exit(*, auto_restart: bool, uptime: float, quick_deaths: int, settings: RestartSettings) -> Decision:
     """What to do with a process that just died after `uptime` seconds with `quick_deaths` before it."""
     if not auto_restart:
         return Decision(restart=False, delay=0.0, quick_deaths=quick_deaths)

@@ -78,8 +78,7 @@ def frames(msg_id: str, payload: bytes, frame_size: int) -> list[bytes]:
         raise ProtocolError("message too large to frame")
     key = _id_bytes(msg_id)
     return [
-        _FRAME.pack(_MAGIC, PROTOCOL_VERSION, i, count, key) + payload[i * room : (i + 1) * room]
-        for i in range(count)
+        _FRAME.pack(_MAGIC, PROTOCOL_VERSION, i, count, key) + payload[i * room : (i + 1) * room] for i in range(count)
     ]
 
 

@@ -348,5 +348,3 @@ class UnixClient:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
-
-

@@ -36,8 +36,7 @@ def check_file(file: str) -> str:
         st = os.stat(file)
     except OSError as exc:
         raise CommandError(
-            f"command error: file argument error: {file} does not exist: stat {file}: "
-            f"{(exc.strerror or '').lower()}",
+            f"command error: file argument error: {file} does not exist: stat {file}: {(exc.strerror or '').lower()}",
             "invalid",
         ) from None
     if not stat.S_ISREG(st.st_mode):

@@ -1,0 +1,158 @@
+"""Shared test machinery: a real pmond in a temp directory, driven through the real `pmon3` CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+
+BIN = Path(sys.executable).parent
+_counter = itertools.count()
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll `cond` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+
+
+class Pmond:
+    """One isolated daemon: its own config, data dir, log dir and IPC names."""
+
+    def __init__(self, root: Path, extra_config: str = "", transport: str = "mq") -> None:
+        self.root = root
+        self.suffix = f"t{os.getpid()}x{next(_counter)}"
+        self.data = root / "data"
+        self.logs = root / "logs"
+        self.conf = root / "config.yml"
+        self.conf.write_text(
+            f"data:\n  directory: {self.data}\n"
+            f"logs:\n  directory: {self.logs}\n"
+            f"message_queue:\n  name_suffix: {self.suffix}\n"
+            f"ipc:\n  transport: {transport}\n"
+            f"daemon:\n  autostart: false\n  log: {root / 'pmond.log'}\n"
+            f"{extra_config}"
+        )
+        self.env = {**os.environ, "PMON3_CONF": str(self.conf)}
+        self.proc: Optional[subprocess.Popen[bytes]] = None
+        self.stderr_path = root / "pmond.stderr"
+
+    def start(self) -> None:
+        r, w = os.pipe()
+        with open(self.stderr_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pmon3.daemon", "--foreground", "--ready-fd", str(w)],
+                env=self.env,
+                pass_fds=(w,),
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                start_new_session=True,
+            )
+        os.close(w)
+        ready, _, _ = select.select([r], [], [], 20)
+        answer = os.read(r, 16) if ready else b""
+        os.close(r)
+        if not answer.startswith(b"ready"):
+            raise RuntimeError(f"pmond did not start:\n{self.stderr_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout)
+        self.proc = None
+        return code
+
+    def cli(self, *args: str, check: bool = True, user: Optional[str] = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [str(BIN / "pmon3"), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            user=user,
+            cwd=str(self.root),
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"pmon3 {' '.join(args)} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def json(self, *args: str, user: Optional[str] = None) -> Any:
+        return json.loads(self.cli(*args, "--json", user=user).stdout)
+
+    def get(self, key: str | int) -> dict[str, Any]:
+        return self.json("desc", str(key))
+
+    def wait_status(self, key: str | int, status: str, timeout: float = 10) -> dict[str, Any]:
+        def check() -> Optional[dict[str, Any]]:
+            p = self.get(key)
+            return p if p["status"] == status else None
+
+        return wait_for(check, timeout, f"process {key} to be {status}")
+
+    def kill_all_children(self) -> None:
+        try:
+            for p in json.loads(self.cli("ls", "--json", check=False).stdout or "[]"):
+                if p["pid"] and pid_alive(p["pid"]):
+                    os.killpg(p["pid"], signal.SIGKILL)
+        except (json.JSONDecodeError, ProcessLookupError, PermissionError):
+            pass
+
+
+@pytest.fixture(scope="module")
+def tmp_root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="pmon3-test-"))
+    path.chmod(0o755)  # unprivileged test users must reach the config
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def make_daemon(root: Path, extra_config: str = "", transport: str = "mq") -> Iterator[Pmond]:
+    d = Pmond(root, extra_config, transport)
+    d.start()
+    try:
+        yield d
+    finally:
+        if d.proc is not None:
+            d.kill_all_children()
+            d.proc.kill()
+            d.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def pmond(tmp_root: Path) -> Iterator[Pmond]:
+    yield from make_daemon(tmp_root, "restart:\n  stop_timeout: 1500ms\n")
+
+
+def script(root: Path, name: str, body: str) -> str:
+    path = root / name
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+    return str(path)

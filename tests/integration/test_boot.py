@@ -1,0 +1,71 @@
+"""What a booting pmond does with what the previous one left behind."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Pmond, make_daemon, pid_alive
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_root: Path) -> Iterator[Pmond]:
+    yield from make_daemon(tmp_root)
+
+
+def test_kill9_of_pmond_then_adoption_without_duplicates(daemon: Pmond):
+    a = daemon.json("exec", "/bin/sleep", "--name", "survivor", "-a", "300")
+    b = daemon.json("exec", "/bin/sleep", "--name", "parked", "-a", "300")
+    daemon.cli("stop", "parked")
+    daemon.stop(signal.SIGKILL)
+    assert pid_alive(a["pid"])  # children live on in their own sessions
+    daemon.start()
+    again = daemon.get("survivor")
+    assert again["status"] == "running" and again["pid"] == a["pid"]  # adopted, not started twice
+    assert daemon.get("parked")["status"] == "stopped" and not pid_alive(b["pid"])
+    # An adopted process is supervised like any other: its death is seen and it comes back.
+    import os
+    import time
+
+    t0 = time.monotonic()
+    os.kill(a["pid"], signal.SIGKILL)
+    from conftest import wait_for
+
+    new = wait_for(lambda: (p := daemon.get("survivor"))["pid"] != a["pid"] and p["status"] == "running" and p,
+                   timeout=5, what="restart of adopted process")
+    assert pid_alive(new["pid"]) and time.monotonic() - t0 < 5
+
+
+def test_graceful_shutdown_records_closed_and_boot_brings_them_back(daemon: Pmond):
+    before = daemon.get("survivor")
+    assert daemon.stop(signal.SIGTERM) == 0
+    assert not pid_alive(before["pid"])  # handle_interrupts: true stops children
+    daemon.start()
+    after = daemon.get("survivor")
+    assert after["status"] == "running" and after["pid"] != before["pid"] and pid_alive(after["pid"])
+    assert daemon.get("parked")["status"] == "stopped"
+
+
+def test_handle_interrupts_false_leaves_children_for_the_next_pmond(tmp_path: Path):
+    gen = make_daemon(tmp_path, "handle_interrupts: false\n")
+    d = next(gen)
+    try:
+        p = d.json("exec", "/bin/sleep", "--name", "lasting", "-a", "300")
+        assert d.stop(signal.SIGTERM) == 0
+        assert pid_alive(p["pid"])
+        d.start()
+        q = d.get("lasting")
+        assert q["pid"] == p["pid"] and q["status"] == "running"
+    finally:
+        gen.close()
+
+
+def test_second_pmond_on_the_same_data_refuses(daemon: Pmond):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "pmon3.daemon", "--foreground"], env=daemon.env,
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 1 and "pmond is already running" in res.stderr

@@ -1,0 +1,50 @@
+import pytest
+
+from pmon3 import config
+
+
+def test_defaults_of_system_mode(tmp_path):
+    cfg = config.load(str(tmp_path / "missing.yml"), "system")
+    assert cfg.data_directory == "/etc/pmon3/data"
+    assert cfg.logs_directory == "/var/log/pmond"
+    assert cfg.mq_base == "/pmon3"
+    assert cfg.handle_interrupts is True
+    assert cfg.restart.min_uptime_ms == 1000 and cfg.restart.stop_timeout_ms == 10000
+
+
+def test_keys_isolate_a_daemon(tmp_path):
+    f = tmp_path / "c.yml"
+    f.write_text("data:\n  directory: /x/d\nlogs:\n  directory: /x/l\nmessage_queue:\n  name_suffix: abc\n")
+    cfg = config.load(str(f), "system")
+    assert (cfg.db_path, cfg.logs_directory, cfg.mq_base) == ("/x/d/data.db", "/x/l", "/pmon3_abc")
+
+
+def test_durations_accept_units(tmp_path):
+    f = tmp_path / "c.yml"
+    f.write_text("restart:\n  min_uptime: 2s\n  restart_delay: 250ms\n  stop_timeout: 1500\n")
+    r = config.load(str(f), "system").restart
+    assert (r.min_uptime_ms, r.restart_delay_ms, r.stop_timeout_ms) == (2000, 250, 1500)
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("data: [1, 2", "invalid YAML"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("restart:\n  min_uptime: soon\n", "invalid duration"),
+        ("handle_interrupts: maybe\n", "expected true or false"),
+        ("process_monitor_interval: 0\n", "greater than 0"),
+        ("data:\n  directory: relative/dir\n", "absolute path"),
+        ("message_queue:\n  name_suffix: a/b\n", "name_suffix"),
+    ],
+)
+def test_bad_files_name_the_problem(tmp_path, text, fragment):
+    f = tmp_path / "c.yml"
+    f.write_text(text)
+    with pytest.raises(config.ConfigError, match=fragment):
+        config.load(str(f), "system")
+
+
+def test_pmon3_debug_overrides_log_level(tmp_path, monkeypatch):
+    monkeypatch.setenv("PMON3_DEBUG", "true")
+    assert config.load(str(tmp_path / "none.yml"), "system").log_level == "debug"

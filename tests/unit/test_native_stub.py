@@ -1,0 +1,52 @@
+"""The .pyi stub and the built module must describe the same API (names and parameters)."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from pathlib import Path
+
+import pmon3
+from pmon3 import _native
+
+STUB = Path(pmon3.__file__).with_name("_native.pyi")
+
+
+def stub_api() -> dict[str, list[str]]:
+    tree = ast.parse(STUB.read_text())
+    api: dict[str, list[str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            api[node.name] = [a.arg for a in node.args.args]
+        elif isinstance(node, ast.ClassDef):
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef):
+                    args = [a.arg for a in item.args.args if a.arg != "self"]
+                    api[f"{node.name}.{item.name}"] = args
+    return api
+
+
+def test_every_stub_entry_exists_with_the_same_parameters():
+    for name, params in stub_api().items():
+        obj = _native
+        for part in name.split("."):
+            obj = getattr(obj, part if part != "__init__" else "__new__")
+        if isinstance(obj, property) or not callable(obj):
+            continue
+        try:
+            sig = inspect.signature(obj)
+        except (TypeError, ValueError):
+            continue
+        actual = [p for p in sig.parameters if p not in ("self", "cls", "type", "$self", "$cls")]
+        assert actual == params, f"{name}: module has {actual}, stub has {params}"
+
+
+def test_every_public_name_is_in_the_stub():
+    api = stub_api()
+    public = {n for n in dir(_native) if not n.startswith("_")}
+    missing = {n for n in public if n not in api and not any(k.startswith(n + ".") for k in api)}
+    assert not missing, f"not described in {STUB.name}: {sorted(missing)}"
+
+
+def test_version_matches_package():
+    assert _native.__version__ == pmon3.__version__

@@ -1,0 +1,26 @@
+import pytest
+
+from pmon3.states import TRANSITIONS, Status, TransitionError, check_transition
+
+
+def test_int_values_are_pmon3s():
+    assert [(s.label, int(s)) for s in Status] == [
+        ("queued", 0), ("init", 1), ("running", 2), ("stopped", 3),
+        ("failed", 4), ("closed", 5), ("backoff", 6), ("restarting", 7),
+    ]
+
+
+def test_unknown_name_parses_as_failed_like_pmon3():
+    assert Status.parse("bogus") is Status.FAILED
+    assert Status.parse("running") is Status.RUNNING
+    assert Status.parse(3) is Status.STOPPED
+
+
+def test_every_status_has_a_transition_row():
+    assert set(TRANSITIONS) == set(Status)
+
+
+def test_illegal_transition_is_refused():
+    with pytest.raises(TransitionError):
+        check_transition(Status.INIT, Status.CLOSED)
+    check_transition(Status.STOPPED, Status.RUNNING)
