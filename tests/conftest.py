@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import os
@@ -41,6 +42,47 @@ def pid_alive(pid: int) -> bool:
         return state != "Z"
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
+
+
+def world_accessible(path: str) -> bool:
+    """Whether another user can reach `path` (every directory on the way searchable by others)."""
+    p = Path(path).resolve()
+    for parent in [*reversed(p.parents), p]:
+        mode = parent.stat().st_mode
+        if parent.is_dir() and not mode & 0o001:
+            return False
+    return bool(p.stat().st_mode & 0o004) or p.is_dir()
+
+
+_OTHERS: dict[str, Any] = {}
+PACKAGES = ("pmon3", "click", "rich", "yaml", "psutil", "apsw", "markdown_it", "mdurl", "pygments")
+
+
+def cli_command_for_others() -> tuple[list[str], dict[str, str]]:
+    """How an unprivileged user runs this checkout's pmon3. Our interpreter and checkout may sit under
+    /root (mode 0700), so the packages are copied to a world-readable directory and run with our
+    interpreter if others can reach it, else with the system python of the same version."""
+    if "cmd" in _OTHERS:
+        return _OTHERS["cmd"], _OTHERS["env"]
+    import importlib
+
+    exe = os.path.realpath(sys.executable)
+    interp = exe if world_accessible(exe) else "/usr/bin/python3"
+    if interp != exe:
+        if not os.path.exists(interp):
+            pytest.skip("no interpreter that an unprivileged user can run")
+        out = subprocess.run([interp, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+        if out.stdout.strip() != str(tuple(sys.version_info[:2])):
+            pytest.skip(f"{interp} is not Python {sys.version_info[0]}.{sys.version_info[1]}")
+    site = Path(tempfile.mkdtemp(prefix="pmon3-site-"))
+    site.chmod(0o755)
+    atexit.register(shutil.rmtree, site, True)
+    for name in PACKAGES:
+        src = Path(importlib.import_module(name).__file__ or "").parent
+        shutil.copytree(src, site / name, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    _OTHERS["cmd"] = [interp, "-c", "from pmon3.cli import main; main()"]
+    _OTHERS["env"] = {"PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"}
+    return _OTHERS["cmd"], _OTHERS["env"]
 
 
 class Pmond:
@@ -90,10 +132,16 @@ class Pmond:
         self.proc = None
         return code
 
-    def cli(self, *args: str, check: bool = True, user: Optional[str] = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, check: bool = True, user: Optional[str] = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
+        cmd, env = [str(BIN / "pmon3")], self.env
+        if user is not None:
+            prefix, extra = cli_command_for_others()
+            cmd, env = prefix, {**self.env, **extra, "HOME": "/"}
         res = subprocess.run(
-            [str(BIN / "pmon3"), *args],
-            env=self.env,
+            [*cmd, *args],
+            env=env,
             capture_output=True,
             text=True,
             timeout=timeout,

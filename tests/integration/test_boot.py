@@ -33,8 +33,11 @@ def test_kill9_of_pmond_then_adoption_without_duplicates(daemon: Pmond):
     os.kill(a["pid"], signal.SIGKILL)
     from conftest import wait_for
 
-    new = wait_for(lambda: (p := daemon.get("survivor"))["pid"] != a["pid"] and p["status"] == "running" and p,
-                   timeout=5, what="restart of adopted process")
+    new = wait_for(
+        lambda: (p := daemon.get("survivor"))["pid"] != a["pid"] and p["status"] == "running" and p,
+        timeout=5,
+        what="restart of adopted process",
+    )
     assert pid_alive(new["pid"]) and time.monotonic() - t0 < 5
 
 
@@ -66,6 +69,11 @@ def test_second_pmond_on_the_same_data_refuses(daemon: Pmond):
     import subprocess
     import sys
 
-    res = subprocess.run([sys.executable, "-m", "pmon3.daemon", "--foreground"], env=daemon.env,
-                         capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [sys.executable, "-m", "pmon3.daemon", "--foreground"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 1 and "pmond is already running" in res.stderr

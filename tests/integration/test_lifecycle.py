@@ -30,7 +30,11 @@ def test_exec_with_dashdash_args_and_quoting(pmond: Pmond, tmp_root):
 
 
 def test_log_file_gets_output_and_log_command_reads_it(pmond: Pmond, tmp_root):
-    prog = script(tmp_root, "talker.sh", 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo "line $i"; done\necho oops >&2\nexec sleep 300\n')
+    prog = script(
+        tmp_root,
+        "talker.sh",
+        'for i in $(seq 1 12); do echo "line $i"; done\necho oops >&2\nexec sleep 300\n',
+    )
     p = pmond.json("exec", prog, "--name", "talker")
     assert p["log"] == str(pmond.logs / "talker.log")
     wait_for(lambda: "oops" in pmond.cli("log", "talker").stdout, what="log output")
@@ -45,8 +49,9 @@ def test_killed_process_is_restarted_at_once(pmond: Pmond):
     wait_for(lambda: _uptime(old) >= 1.1, timeout=5, what="min_uptime")
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
-    new = wait_for(lambda: (q := pmond.get("victim"))["pid"] != old and q["status"] == "running" and q, timeout=5,
-                   what="a new pid")
+    new = wait_for(
+        lambda: (q := pmond.get("victim"))["pid"] != old and q["status"] == "running" and q, timeout=5, what="a new pid"
+    )
     elapsed = time.monotonic() - t0
     assert pid_alive(new["pid"]) and new["restart_count"] == 1
     assert elapsed < 2.0, elapsed

@@ -1,5 +1,4 @@
 import pytest
-
 from pmon3 import config
 
 

@@ -1,12 +1,17 @@
 import pytest
-
 from pmon3.states import TRANSITIONS, Status, TransitionError, check_transition
 
 
 def test_int_values_are_pmon3s():
     assert [(s.label, int(s)) for s in Status] == [
-        ("queued", 0), ("init", 1), ("running", 2), ("stopped", 3),
-        ("failed", 4), ("closed", 5), ("backoff", 6), ("restarting", 7),
+        ("queued", 0),
+        ("init", 1),
+        ("running", 2),
+        ("stopped", 3),
+        ("failed", 4),
+        ("closed", 5),
+        ("backoff", 6),
+        ("restarting", 7),
     ]
 
 

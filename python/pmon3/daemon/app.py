@@ -17,7 +17,7 @@ from ..config import Config, ConfigError
 from ..ipc import protocol, transport
 from ..states import REVIVE_AT_BOOT, Status
 from ..store import Store
-from . import handlers
+from . import handlers, notify
 from .handlers import CommandError, Context
 from .supervisor import SpawnError, Supervisor
 
@@ -82,6 +82,8 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
+        notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
+        notify.start_watchdog(self.loop)
         log.info("pmond %s ready (pid %d, %s transport, config %s)", __version__, os.getpid(), cfg.transport, cfg.path)
 
     def reconcile(self) -> None:
@@ -135,6 +137,7 @@ class Daemon:
     async def shutdown(self) -> None:
         sup = self.supervisor
         sup.shutting_down = True
+        notify.notify("STOPPING=1")
         for server in self.servers:
             server.close()
         if self.cfg.handle_interrupts:
@@ -144,11 +147,6 @@ class Daemon:
         else:
             log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
         self.store.close()
-
-    async def run(self) -> None:
-        await self.start()
-        await self.stop_event.wait()
-        await self.shutdown()
 
 
 def _raise_mq_limit() -> None:

@@ -1,0 +1,20 @@
+//! pmon3._native: a typed Linux syscall layer (spawn, reap, signal, POSIX message queues).
+//! Policy lives in Python; only `py_api` knows PyO3, so `cargo test --no-default-features`
+//! exercises everything else without Python.
+
+pub mod error;
+pub mod mq;
+pub mod preexec;
+pub mod reaper;
+pub mod spawn;
+
+#[cfg(feature = "python")]
+mod py_api;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(feature = "python")]
+#[pyo3::pymodule]
+fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    py_api::register(m)
+}

@@ -1,0 +1,230 @@
+//! The Python face of the crate: argument conversion, OSError mapping, GIL release around
+//! anything that can block. Signatures follow python/pmon3/_native.pyi exactly.
+
+use crate::error::Error;
+use crate::mq::{MessageQueue, OpenOptions};
+use crate::{reaper, spawn as sp};
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::ffi::OsString;
+use std::os::fd::IntoRawFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+impl From<Error> for PyErr {
+    /// OSError(errno, message): Python picks the subclass (FileNotFoundError...) from errno.
+    fn from(e: Error) -> PyErr {
+        PyOSError::new_err((e.errno, e.message()))
+    }
+}
+
+type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64);
+
+#[pyfunction]
+#[pyo3(signature = (file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None))]
+#[allow(clippy::too_many_arguments)]
+fn spawn(
+    py: Python<'_>,
+    file: PathBuf,
+    argv: Vec<OsString>,
+    env: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Option<Vec<u32>>,
+    log_path: Option<PathBuf>,
+    umask: Option<u32>,
+) -> PyResult<(i32, i32)> {
+    let spec = sp::SpawnSpec {
+        file: file.into_os_string(),
+        argv,
+        env,
+        cwd,
+        uid,
+        gid,
+        groups,
+        log_path,
+        umask,
+    };
+    let child = py.detach(|| sp::spawn(&spec))?;
+    Ok((child.pid, child.pidfd.into_raw_fd()))
+}
+
+#[pyfunction]
+fn pidfd_open(pid: i32) -> PyResult<i32> {
+    Ok(reaper::pidfd_open(pid)?.into_raw_fd())
+}
+
+#[pyfunction]
+fn pidfd_send_signal(pidfd: i32, sig: i32) -> PyResult<()> {
+    Ok(reaper::pidfd_send_signal(pidfd, sig)?)
+}
+
+#[pyfunction]
+fn killpg(pgid: i32, sig: i32) -> PyResult<()> {
+    Ok(reaper::killpg(pgid, sig)?)
+}
+
+#[pyfunction]
+fn reap() -> PyResult<Vec<ExitTuple>> {
+    Ok(reaper::reap()?
+        .into_iter()
+        .map(|r| (r.pid, r.code, r.signal, r.utime, r.stime, r.maxrss_kib))
+        .collect())
+}
+
+#[pyfunction]
+fn set_child_subreaper() -> PyResult<()> {
+    Ok(reaper::set_child_subreaper()?)
+}
+
+#[pyfunction]
+fn proc_start_time(pid: i32) -> PyResult<u64> {
+    Ok(reaper::proc_start_time(pid)?)
+}
+
+/// Seconds -> deadline; negative or NaN means "now", too large means "never".
+fn deadline(timeout: f64) -> Option<Instant> {
+    let t = if timeout.is_nan() {
+        0.0
+    } else {
+        timeout.max(0.0)
+    };
+    Duration::try_from_secs_f64(t)
+        .ok()
+        .and_then(|d| Instant::now().checked_add(d))
+}
+
+/// Retry `op` after EINTR once Python's signal handlers have run (so Ctrl-C interrupts a wait).
+fn interruptible<T>(py: Python<'_>, op: impl Fn() -> crate::error::Result<T> + Sync) -> PyResult<T>
+where
+    T: Send,
+{
+    loop {
+        match py.detach(&op) {
+            Err(e) if e.errno == libc::EINTR => py.check_signals()?,
+            r => return Ok(r?),
+        }
+    }
+}
+
+#[pyclass(name = "MessageQueue", module = "pmon3._native", frozen)]
+struct PyMessageQueue {
+    inner: MessageQueue,
+}
+
+#[pymethods]
+impl PyMessageQueue {
+    #[new]
+    #[pyo3(signature = (name, create=false, exclusive=false, mode=0o600, maxmsg=0, msgsize=0, read=true, write=true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &str,
+        create: bool,
+        exclusive: bool,
+        mode: u32,
+        maxmsg: i64,
+        msgsize: i64,
+        read: bool,
+        write: bool,
+    ) -> PyResult<Self> {
+        let opts = OpenOptions {
+            create,
+            exclusive,
+            mode,
+            maxmsg,
+            msgsize,
+            read,
+            write,
+        };
+        Ok(PyMessageQueue {
+            inner: MessageQueue::open(name, &opts)?,
+        })
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    #[getter]
+    fn maxmsg(&self) -> i64 {
+        self.inner.maxmsg()
+    }
+
+    #[getter]
+    fn msgsize(&self) -> i64 {
+        self.inner.msgsize()
+    }
+
+    fn fileno(&self) -> PyResult<i32> {
+        Ok(self.inner.fileno()?)
+    }
+
+    fn owner(&self) -> PyResult<(u32, u32, u32)> {
+        Ok(self.inner.owner()?)
+    }
+
+    fn fchown(&self, uid: u32, gid: u32) -> PyResult<()> {
+        Ok(self.inner.fchown(uid, gid)?)
+    }
+
+    fn fchmod(&self, mode: u32) -> PyResult<()> {
+        Ok(self.inner.fchmod(mode)?)
+    }
+
+    #[pyo3(signature = (data, priority=0))]
+    fn send(&self, data: &[u8], priority: u32) -> PyResult<bool> {
+        Ok(self.inner.send(data, priority)?)
+    }
+
+    fn send_timeout(&self, py: Python<'_>, data: &[u8], timeout: f64) -> PyResult<bool> {
+        let until = deadline(timeout);
+        interruptible(py, || self.inner.send_until(data, until, false))
+    }
+
+    fn receive<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        Ok(self.inner.receive()?.map(|m| PyBytes::new(py, &m)))
+    }
+
+    fn receive_timeout<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let until = deadline(timeout);
+        let msg = interruptible(py, || self.inner.receive_until(until, false))?;
+        Ok(msg.map(|m| PyBytes::new(py, &m)))
+    }
+
+    fn close(&self) -> PyResult<()> {
+        Ok(self.inner.close()?)
+    }
+
+    #[staticmethod]
+    fn unlink(name: &str) -> PyResult<()> {
+        Ok(MessageQueue::unlink(name)?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<MessageQueue {:?} fd={}>",
+            self.inner.name(),
+            self.inner.fileno().unwrap_or(-1)
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", crate::VERSION)?;
+    m.add_function(wrap_pyfunction!(spawn, m)?)?;
+    m.add_function(wrap_pyfunction!(pidfd_open, m)?)?;
+    m.add_function(wrap_pyfunction!(pidfd_send_signal, m)?)?;
+    m.add_function(wrap_pyfunction!(killpg, m)?)?;
+    m.add_function(wrap_pyfunction!(reap, m)?)?;
+    m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
+    m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;
+    m.add_class::<PyMessageQueue>()?;
+    Ok(())
+}
