@@ -90,7 +90,9 @@ class Pmond:
 
     def __init__(self, root: Path, extra_config: str = "", transport: str = "mq") -> None:
         self.root = root
-        self.suffix = f"t{os.getpid()}x{next(_counter)}"
+        # Deterministic names: a daemon killed by an aborted run leaves queues that the next run's
+        # daemon of the same name replaces, instead of piling up against RLIMIT_MSGQUEUE.
+        self.suffix = f"test{next(_counter)}"
         self.data = root / "data"
         self.logs = root / "logs"
         self.conf = root / "config.yml"
@@ -188,10 +190,14 @@ def make_daemon(root: Path, extra_config: str = "", transport: str = "mq") -> It
     try:
         yield d
     finally:
-        if d.proc is not None:
-            d.kill_all_children()
-            d.proc.kill()
-            d.proc.wait()
+        if d.proc is not None:  # graceful, so that its queues are removed too
+            d.proc.send_signal(signal.SIGTERM)
+            try:
+                d.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                d.kill_all_children()
+                d.proc.kill()
+                d.proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -68,17 +68,22 @@ class Session:
         self.client = _client(self.cfg)
         try:
             self.client.connect(5.0)
+            return
+        except transport.TimeoutError_ as exc:
+            raise CliError(str(exc)) from None
         except transport.ConnectError as exc:
             self.client.close()
             if not self.autostart:
                 hint = " (start it with: systemctl start pmond)" if self.cfg.mode == "system" else ""
                 raise CliError(f"{exc}{hint}") from None
-            start_daemon(self.cfg)
-            self.client = _client(self.cfg)
-            try:
-                self.client.connect(5.0)
-            except transport.ConnectError as exc2:
-                raise CliError(str(exc2)) from None
+        # Several CLIs may race to start the daemon: whoever loses finds the winner listening.
+        started = start_daemon(self.cfg)
+        self.client = _client(self.cfg)
+        try:
+            self.client.connect(5.0)
+        except (transport.ConnectError, transport.TimeoutError_) as exc:
+            where = self.cfg.daemon_log or "its stderr"
+            raise CliError(str(exc) if started else f"pmond did not start; see {where}") from None
 
     def call(self, cmd: str, args: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> Any:
         from ..ipc import protocol, transport
@@ -100,7 +105,7 @@ class Session:
         return self.cfg.restart.stop_timeout_ms / 1000 * 2 + 15
 
 
-def start_daemon(cfg: Config) -> None:
+def start_daemon(cfg: Config) -> bool:
     """Start a pmond in the background and wait until it says it is ready (no guessing with sleeps)."""
     read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-m", "pmon3.daemon", "--ready-fd", str(write_fd)]
@@ -123,6 +128,4 @@ def start_daemon(cfg: Config) -> None:
         answer = os.read(read_fd, 64) if ready else b""
     finally:
         os.close(read_fd)
-    if not answer.startswith(b"ready"):
-        where = cfg.daemon_log or "its stderr"
-        raise CliError(f"pmond did not start; see {where}")
+    return answer.startswith(b"ready")

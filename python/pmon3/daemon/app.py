@@ -66,8 +66,7 @@ class Daemon:
         config_mod.ensure_dir(cfg.logs_directory, cfg.logs_directory_mode)
         self.acquire_lock()
         _native.set_child_subreaper()
-        if os.geteuid() == 0:
-            _raise_mq_limit()
+        _raise_mq_limit()
         self.store = Store(cfg.db_path)
         self.supervisor = Supervisor(self.store, cfg, self.loop)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
@@ -150,12 +149,17 @@ class Daemon:
 
 
 def _raise_mq_limit() -> None:
+    """Request queues are charged to pmond's user: take whatever room the hard limit allows."""
     import resource
 
-    try:
-        resource.setrlimit(resource.RLIMIT_MSGQUEUE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    except (ValueError, OSError) as exc:
-        log.warning("could not raise RLIMIT_MSGQUEUE: %s", exc)
+    soft, hard = resource.getrlimit(resource.RLIMIT_MSGQUEUE)
+    for wanted in ((resource.RLIM_INFINITY, resource.RLIM_INFINITY), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_MSGQUEUE, wanted)
+            return
+        except (ValueError, OSError):
+            continue
+    log.debug("RLIMIT_MSGQUEUE stays at %s", soft)
 
 
 def setup_logging(cfg: Config, foreground: bool) -> None:

@@ -24,9 +24,11 @@ from . import protocol
 log = logging.getLogger("pmond.ipc")
 
 Handler = Callable[[int, dict[str, Any]], Awaitable[dict[str, Any]]]
-MQ_MAXMSG = 10
-MQ_MSGSIZE = 8192
-REPLY_MAXMSG = 8
+# Queue memory is charged to the creating user against RLIMIT_MSGQUEUE (800 KiB by default, often not
+# raisable): the lobby is tiny, request queues are 32 KiB and a client's reply queue 32 KiB.
+LOBBY_MAXMSG, LOBBY_MSGSIZE = 4, 1024
+MQ_MAXMSG, MQ_MSGSIZE = 8, 4096
+REPLY_MAXMSG, REPLY_MSGSIZE = 4, 8192
 SEND_TIMEOUT = 5.0
 _LEN = struct.Struct("!I")
 
@@ -62,19 +64,19 @@ class MQServer:
         self.assembler = protocol.Reassembler()
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def _create(self, name: str, mode: int) -> _native.MessageQueue:
+    def _create(self, name: str, mode: int, maxmsg: int = MQ_MAXMSG, msgsize: int = MQ_MSGSIZE) -> _native.MessageQueue:
         try:  # a queue left by a dead daemon: we hold the instance lock, so it is ours to replace
             _native.MessageQueue.unlink(name)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
         return _native.MessageQueue(
-            name, create=True, exclusive=True, mode=mode, maxmsg=MQ_MAXMSG, msgsize=MQ_MSGSIZE, write=False
+            name, create=True, exclusive=True, mode=mode, maxmsg=maxmsg, msgsize=msgsize, write=False
         )
 
     def start(self) -> None:
         # Others may only write to the lobby; its messages are never trusted for identity.
-        self.lobby = self._create(self.base, 0o622 if self.own_uid == 0 else 0o600)
+        self.lobby = self._create(self.base, 0o622 if self.own_uid == 0 else 0o600, LOBBY_MAXMSG, LOBBY_MSGSIZE)
         self.loop.add_reader(self.lobby.fileno(), self._drain, self.lobby, None)
         self._queue_for(self.own_uid)
 
@@ -85,7 +87,7 @@ class MQServer:
             name = request_queue_name(self.base, uid)
             q = self._create(name, 0o600)
             if uid != self.own_uid:
-                q.fchown(uid, -1)
+                q.fchown(uid, _primary_gid(uid))
             self.queues[uid] = q
             self.loop.add_reader(q.fileno(), self._drain, q, uid)
         return request_queue_name(self.base, uid)
@@ -145,7 +147,7 @@ class MQServer:
                     return
                 try:
                     reply = protocol.ok(msg["id"], {"queue": self._queue_for(owner)})
-                except (OSError, PermissionError) as exc:
+                except OSError as exc:  # PermissionError included
                     reply = protocol.error(msg["id"], "denied", str(exc))
             elif owner != uid:
                 log.warning("uid %s named a reply queue owned by uid %s; dropped", uid, owner)
@@ -153,6 +155,8 @@ class MQServer:
             else:
                 reply = await self.handler(uid, msg)
             await self._send(reply_q, reply)
+        except Exception:  # never let one request take the server down or leave a client waiting blind
+            log.exception("request %s failed", msg.get("id"))
         finally:
             reply_q.close()
 
@@ -163,6 +167,15 @@ class MQServer:
                 if time.monotonic() > deadline or not await _writable(self.loop, q.fileno(), deadline):
                     log.warning("client gone: reply %s dropped", reply["id"])
                     return
+
+
+def _primary_gid(uid: int) -> int:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return os.getegid()  # the queue is 0600: its group grants nothing
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int, deadline: float) -> bool:
@@ -235,18 +248,20 @@ class MQClient:
     def __init__(self, base: str) -> None:
         self.base = base
         self.uid = os.geteuid()
-        self.reply: Optional[_native.MessageQueue] = None
         self.request_q: Optional[_native.MessageQueue] = None
 
-    def _open_reply(self) -> _native.MessageQueue:
-        if self.reply is None:
-            name = f"{reply_queue_prefix(self.base, self.uid)}{os.getpid()}.{os.urandom(4).hex()}"
-            self.reply = _native.MessageQueue(
-                name, create=True, exclusive=True, mode=0o600, maxmsg=REPLY_MAXMSG, msgsize=MQ_MSGSIZE, write=False
-            )
-        return self.reply
-
     def connect(self, timeout: float) -> None:
+        try:
+            self._connect(timeout)
+        except OSError as exc:
+            if exc.errno == errno.EMFILE:
+                raise ConnectError(
+                    "out of POSIX message queue memory for this user (RLIMIT_MSGQUEUE, see ulimit -q): "
+                    "too many pmon3 clients at once, or set ipc.transport: unix"
+                ) from None
+            raise
+
+    def _connect(self, timeout: float) -> None:
         """Open our request queue, asking the daemon's lobby for it when it does not exist yet."""
         name = request_queue_name(self.base, self.uid)
         try:
@@ -260,7 +275,7 @@ class MQClient:
         except OSError as exc:
             raise ConnectError(f"pmond is not running (no queue {self.base}: {exc.strerror})") from None
         try:
-            data = self._exchange(lobby, protocol.request("hello"), timeout)
+            data = self._exchange(lobby, protocol.request("hello"), timeout)["data"]
         finally:
             lobby.close()
         try:
@@ -275,35 +290,49 @@ class MQClient:
         return self._exchange(self.request_q, msg, timeout)
 
     def _exchange(self, q: _native.MessageQueue, msg: dict[str, Any], timeout: float) -> Any:
-        reply_q = self._open_reply()
-        msg["reply_to"] = reply_q.name
-        deadline = time.monotonic() + timeout
-        for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
-            if not q.send_timeout(frame, min(SEND_TIMEOUT, max(0.0, deadline - time.monotonic()))):
-                raise TimeoutError_("timed out sending the request: is pmond alive?")
-        assembler = protocol.Reassembler()
-        while True:
-            left = deadline - time.monotonic()
-            frame = reply_q.receive_timeout(max(0.0, left)) if left > 0 else None
-            if frame is None:
-                raise TimeoutError_(f"no answer from pmond within {timeout:.0f} s")
-            payload = assembler.feed(frame)
-            if payload is None:
-                continue
-            reply = protocol.decode(payload)
-            if reply.get("id") == msg["id"]:
-                return reply
+        """One request, one reply, on a reply queue of our own made for this exchange."""
+        name = f"{reply_queue_prefix(self.base, self.uid)}{os.getpid()}.{os.urandom(4).hex()}"
+        reply_q = _native.MessageQueue(
+            name, create=True, exclusive=True, mode=0o600, maxmsg=REPLY_MAXMSG, msgsize=REPLY_MSGSIZE, write=False
+        )
+        linked = True
+        try:
+            msg["reply_to"] = name
+            deadline = time.monotonic() + timeout
+            for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
+                if not q.send_timeout(frame, min(SEND_TIMEOUT, max(0.0, deadline - time.monotonic()))):
+                    raise TimeoutError_("timed out sending the request: is pmond alive?")
+            assembler = protocol.Reassembler()
+            while True:
+                left = deadline - time.monotonic()
+                frame = reply_q.receive_timeout(left) if left > 0 else None
+                if frame is None:
+                    raise TimeoutError_(f"no answer from pmond within {timeout:.0f} s")
+                if linked:  # pmond holds the queue open now: drop the name so a killed client leaves nothing
+                    _unlink(name)
+                    linked = False
+                payload = assembler.feed(frame)
+                if payload is None:
+                    continue
+                reply = protocol.decode(payload)
+                if reply.get("id") == msg["id"]:
+                    return reply
+        finally:
+            if linked:
+                _unlink(name)
+            reply_q.close()
 
     def close(self) -> None:
-        for q in (self.request_q, self.reply):
-            if q is not None:
-                q.close()
-        if self.reply is not None:
-            try:
-                _native.MessageQueue.unlink(self.reply.name)
-            except OSError:
-                pass
-        self.reply = self.request_q = None
+        if self.request_q is not None:
+            self.request_q.close()
+            self.request_q = None
+
+
+def _unlink(name: str) -> None:
+    try:
+        _native.MessageQueue.unlink(name)
+    except OSError:
+        pass
 
 
 class UnixClient:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ...models import Process
 from ...states import Status
-from ..supervisor import SpawnError, resolve_user
+from ..supervisor import RunAs, SpawnError, resolve_user
 from . import CommandError, Context, command
 
 NAME_RE = re.compile(r"[A-Za-z0-9_@+:][A-Za-z0-9_.@+:-]{0,127}")
@@ -81,17 +81,16 @@ def name_list(value: Any, what: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def run_user(ctx: Context, requested: str) -> str:
+def run_user(ctx: Context, requested: str) -> RunAs:
     """Root may run processes as anyone; everybody else only as themselves."""
     own = ctx.username
     user = requested or own
     if not ctx.is_root and user != own:
         raise CommandError(f"permission denied: {own} may only run processes as {own}, not {user}", "denied")
     try:
-        resolve_user(user)
+        return resolve_user(user)
     except SpawnError as exc:
         raise CommandError(str(exc), "invalid") from None
-    return user
 
 
 def log_path(ctx: Context, name: str, log: str, log_dir: str) -> str:
@@ -121,7 +120,8 @@ def process_from_args(ctx: Context, existing: Process | None = None) -> Process:
     p.process_file = file
     p.argv = argv
     p.env_vars = env_list(a.get("env_vars"))
-    p.username = run_user(ctx, a.get("user") or "")
+    user = run_user(ctx, a.get("user") or "")
+    p.username, p.uid, p.gid = user.name, user.uid, user.gid
     p.log = log_path(ctx, name, a.get("log") or "", a.get("log_dir") or "")
     p.auto_restart = not bool(a.get("no_auto_restart"))
     p.dependencies = name_list(a.get("dependencies"), "dependencies")

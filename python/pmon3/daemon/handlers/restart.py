@@ -20,8 +20,11 @@ async def restart(ctx: Context) -> dict[str, Any]:
     async with sup.lock(p.id):
         p = ctx.daemon.store.get(p.id) or p
         # Validate every flag before touching the process: a bad flag leaves it as it was.
+        user = run_user(ctx, flags["user"]) if flags.get("user") else None
         changed = dict(
-            username=run_user(ctx, flags["user"]) if flags.get("user") else p.username,
+            username=user.name if user else p.username,
+            uid=user.uid if user else p.uid,
+            gid=user.gid if user else p.gid,
             argv=split_words(flags.get("argv") if flags.get("argv") is not None else flags.get("args"), "args")
             if flags.get("args") or flags.get("argv")
             else p.argv,
