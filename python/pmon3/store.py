@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -62,6 +63,24 @@ _COLUMNS = (
 )
 
 
+_RUNTIME_FIELDS = (
+    "pid",
+    "pid_start_time",
+    "status",
+    "restart_count",
+    "started_at",
+    "last_exit_code",
+    "last_exit_signal",
+    "updated_at",
+)
+
+
+def _copy(p: Process) -> Process:
+    return dataclasses.replace(
+        p, argv=list(p.argv), env_vars=list(p.env_vars), dependencies=list(p.dependencies), groups=list(p.groups)
+    )
+
+
 def now_text() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -78,6 +97,9 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
+        # Rows by id. This connection is the database's only writer (pmond holds the instance lock), so a
+        # write-through cache is exact; it keeps SQLite reads off the restart path.
+        self._cache: dict[int, Process] = {}
         self._migrate()
         if fresh:
             os.chmod(path, 0o600)
@@ -108,7 +130,7 @@ class Store:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
     # -- processes ------------------------------------------------------------------------------------
-    def _row(self, row: tuple[Any, ...]) -> Process:
+    def _row(self, row: tuple[Any, ...], groups: Optional[list[str]] = None) -> Process:
         p = Process(
             id=row[0],
             name=row[1],
@@ -132,32 +154,51 @@ class Store:
             created_at=row[19],
             updated_at=row[20],
         )
-        p.groups = [
-            r[0]
-            for r in self.db.execute(
-                "SELECT g.name FROM groups g JOIN process_groups pg ON pg.group_id = g.id "
-                "WHERE pg.process_id = ? ORDER BY g.name",
-                (p.id,),
-            )
-        ]
+        if groups is None:
+            groups = [
+                r[0]
+                for r in self.db.execute(
+                    "SELECT g.name FROM groups g JOIN process_groups pg ON pg.group_id = g.id "
+                    "WHERE pg.process_id = ? ORDER BY g.name",
+                    (p.id,),
+                )
+            ]
+        p.groups = groups
         return p
 
     def list_processes(self) -> list[Process]:
-        return [self._row(r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM processes ORDER BY id")]
+        groups: dict[int, list[str]] = {}
+        for pid, name in self.db.execute(
+            "SELECT pg.process_id, g.name FROM process_groups pg JOIN groups g ON g.id = pg.group_id ORDER BY g.name"
+        ):
+            groups.setdefault(pid, []).append(name)
+        procs = [
+            self._row(r, groups.get(r[0], [])) for r in self.db.execute(f"SELECT {_COLUMNS} FROM processes ORDER BY id")
+        ]
+        for p in procs:
+            self._cache[p.id] = _copy(p)
+        return procs
 
     def get(self, pid_or_name: str | int) -> Optional[Process]:
         """By id when the key is all digits and such an id exists, else by name (pmon3's id-or-name)."""
         key = str(pid_or_name)
         if key.isdigit():
+            cached = self._cache.get(int(key))
+            if cached is not None:
+                return _copy(cached)
             rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (int(key),)).fetchall()
             if rows:
-                return self._row(rows[0])
+                return self._remember(self._row(rows[0]))
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE name = ?", (key,)).fetchall()
-        return self._row(rows[0]) if rows else None
+        return self._remember(self._row(rows[0])) if rows else None
+
+    def _remember(self, p: Process) -> Process:
+        self._cache[p.id] = _copy(p)
+        return p
 
     def get_by_name(self, name: str) -> Optional[Process]:
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE name = ?", (name,)).fetchall()
-        return self._row(rows[0]) if rows else None
+        return self._remember(self._row(rows[0])) if rows else None
 
     def insert(self, p: Process) -> Process:
         """Ids are max(id)+1 as in pmon3, so a dropped table starts again at 1."""
@@ -170,6 +211,7 @@ class Store:
                 self._values(p),
             )
             self._set_groups(p)
+        self._remember(p)
         return p
 
     def update(self, p: Process) -> None:
@@ -179,6 +221,7 @@ class Store:
         assignments = ", ".join(f"{c} = ?" for c in cols[1:])
         with self.db:
             self.db.execute(f"UPDATE processes SET {assignments} WHERE id = ?", (*values[1:], p.id))
+        self._cache.pop(p.id, None)  # groups are not part of this write: reread them on next use
 
     def update_runtime(self, p: Process) -> None:
         """The hot path after a spawn or an exit: only the columns that change."""
@@ -198,8 +241,13 @@ class Store:
                 p.id,
             ),
         )
+        cached = self._cache.get(p.id)
+        if cached is not None:
+            for field in _RUNTIME_FIELDS:
+                setattr(cached, field, getattr(p, field))
 
     def delete(self, process_id: int) -> None:
+        self._cache.pop(process_id, None)
         with self.db:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
@@ -230,6 +278,7 @@ class Store:
         )
 
     def set_groups(self, p: Process) -> None:
+        self._cache.pop(p.id, None)
         with self.db:
             self._set_groups(p)
 

@@ -55,14 +55,38 @@ class RunAs:
     shell: str
 
 
+_users: dict[str, RunAs] = {}
+_users_stamp: tuple[float, ...] = ()
+
+
+def _account_files_stamp() -> tuple[float, ...]:
+    stamp = []
+    for path in ("/etc/passwd", "/etc/group"):
+        try:
+            stamp.append(os.stat(path).st_mtime)
+        except OSError:
+            stamp.append(0.0)
+    return tuple(stamp)
+
+
 def resolve_user(name: str) -> RunAs:
-    """Resolved here in the parent (NSS is not async-signal-safe, so never after fork)."""
+    """Resolved here in the parent (NSS is not async-signal-safe, so never after fork). Cached while
+    /etc/passwd and /etc/group are unchanged: a restart should not pay for an NSS lookup."""
+    global _users_stamp
+    stamp = _account_files_stamp()
+    if stamp != _users_stamp:
+        _users.clear()
+        _users_stamp = stamp
+    cached = _users.get(name)
+    if cached is not None:
+        return cached
     try:
         pw = pwd.getpwnam(name)
     except KeyError:
         raise SpawnError(f"user: unknown user {name}") from None
     groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid))
-    return RunAs(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+    user = _users[name] = RunAs(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
+    return user
 
 
 def signal_number(value: str | int) -> int:
@@ -234,8 +258,12 @@ class Supervisor:
         p = self.store.get(process_id)
         if p is None:
             return
-        log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
+        self._after_exit(p, uptime)  # first the restart, then the bookkeeping
+        log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
+
+    def _after_exit(self, p: Process, uptime: float) -> None:
+        process_id = p.id
         decision = policy.after_exit(
             auto_restart=p.auto_restart,
             uptime=uptime,
@@ -252,7 +280,7 @@ class Supervisor:
             return
         p.status = Status.RESTARTING
         self.store.update_runtime(p)
-        log.info("restarting %s in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
+        log.info("%s will restart in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
         self._schedule(p.id, decision.delay)
 
     def _schedule(self, process_id: int, delay: float) -> None:
