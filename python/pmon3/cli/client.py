@@ -52,7 +52,7 @@ def _client(cfg: Config) -> Any:
 class Session:
     def __init__(self, cfg: Optional[Config] = None, autostart: bool = True) -> None:
         self.cfg = cfg or load_config()
-        self.autostart = autostart and self.cfg.autostart and self.cfg.path != config_mod.SYSTEM_CONFIG
+        self.autostart = autostart and self.cfg.autostart
         self.client: Any = None
 
     def __enter__(self) -> Session:
@@ -82,7 +82,7 @@ class Session:
         try:
             self.client.connect(5.0)
         except (transport.ConnectError, transport.TimeoutError_) as exc:
-            where = self.cfg.daemon_log or "its stderr"
+            where = self.cfg.daemon_log or os.path.join(self.cfg.logs_directory, "pmond.log")
             raise CliError(str(exc) if started else f"pmond did not start; see {where}") from None
 
     def call(self, cmd: str, args: Optional[dict[str, Any]] = None, timeout: Optional[float] = None) -> Any:
@@ -111,18 +111,27 @@ def start_daemon(cfg: Config) -> bool:
     cmd = [sys.executable, "-m", "pmon3.daemon", "--ready-fd", str(write_fd)]
     if os.environ.get("PMON3_CONF") is None:
         cmd += ["--config", cfg.path]
+    err: Any = subprocess.DEVNULL
+    # The daemon's own log: user mode names a file; a system daemon started by hand logs beside its processes.
+    log_file = cfg.daemon_log or os.path.join(cfg.logs_directory, "pmond.log")
     try:
+        os.makedirs(os.path.dirname(log_file), mode=0o755 if cfg.mode == "system" else 0o700, exist_ok=True)
+        err = open(log_file, "ab")  # noqa: SIM115
         subprocess.Popen(
             cmd,
             pass_fds=(write_fd,),
             start_new_session=True,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=err,
+            stderr=err,
             close_fds=True,
         )
+    except OSError as exc:
+        raise CliError(f"could not start pmond: {exc}") from None
     finally:
         os.close(write_fd)
+        if err is not subprocess.DEVNULL:
+            err.close()
     try:
         ready, _, _ = select.select([read_fd], [], [], READY_TIMEOUT)
         answer = os.read(read_fd, 64) if ready else b""

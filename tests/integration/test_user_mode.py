@@ -1,0 +1,53 @@
+"""User mode: an unprivileged user with no config gets their own pmond, started on demand."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import cli_command_for_others, pid_alive, wait_for
+from test_privileges import USER, ensure_user
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user")
+
+
+def test_cli_autostarts_a_user_daemon_in_xdg_paths(tmp_root: Path):
+    pw = ensure_user(USER)
+    tmp_path = tmp_root / "usermode"
+    tmp_path.mkdir()
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    cmd, extra = cli_command_for_others()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMON3_", "XDG_"))}
+    env.update(extra, HOME=str(home), USER=USER, LOGNAME=USER)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cmd, *args], env=env, user=USER, capture_output=True, text=True, timeout=60, cwd=home)
+
+    state = home / ".local" / "state" / "pmon3"
+    res = cli("exec", "/bin/sleep", "--name", "mine", "-a", "300", "--json")
+    assert res.returncode == 0, res.stderr
+    p = json.loads(res.stdout)
+    try:
+        assert p["status"] == "running" and p["username"] == USER and p["uid"] == pw.pw_uid
+        assert p["log"] == str(state / "logs" / "mine.log")
+        assert (state / "data.db").exists()
+        lock = state / "pmond.lock"
+        daemon_pid = int(lock.read_text())
+        with open(f"/proc/{daemon_pid}/status") as fh:
+            assert f"Uid:\t{pw.pw_uid}" in fh.read()  # the daemon runs as the user, not root
+        again = cli("ls", "--json")  # the second call finds the running daemon
+        assert [q["name"] for q in json.loads(again.stdout)] == ["mine"]
+    finally:
+        if (state / "pmond.lock").exists():
+            daemon_pid = int((state / "pmond.lock").read_text())
+            os.kill(daemon_pid, signal.SIGTERM)
+            wait_for(lambda: not pid_alive(daemon_pid), timeout=30, what="user pmond to exit")
+    assert not pid_alive(p["pid"])  # handle_interrupts stopped its child
+    assert pwd.getpwnam(USER).pw_uid == pw.pw_uid
