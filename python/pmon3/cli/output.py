@@ -31,7 +31,11 @@ def print_json(data: Any) -> None:
 def _console() -> Any:
     from rich.console import Console  # lazy: rich costs start-up time
 
-    return Console(highlight=False, soft_wrap=False)
+    import shutil
+
+    # Piped output keeps whole rows (Rich would assume 80 columns and elide dates and paths).
+    width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((200, 24)).columns, 200)
+    return Console(highlight=False, soft_wrap=False, width=width)
 
 
 def _status(label: str) -> Any:
