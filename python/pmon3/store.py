@@ -252,6 +252,56 @@ class Store:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
 
+    # -- groups ---------------------------------------------------------------------------------------------
+    def list_groups(self) -> list[tuple[int, str]]:
+        return [(r[0], r[1]) for r in self.db.execute("SELECT id, name FROM groups ORDER BY id")]
+
+    def get_group(self, id_or_name: str) -> Optional[tuple[int, str]]:
+        if id_or_name.isdigit():
+            rows = self.db.execute("SELECT id, name FROM groups WHERE id = ?", (int(id_or_name),)).fetchall()
+            if rows:
+                return rows[0][0], rows[0][1]
+        rows = self.db.execute("SELECT id, name FROM groups WHERE name = ?", (id_or_name,)).fetchall()
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def create_group(self, name: str) -> tuple[int, str]:
+        with self.db:
+            gid = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM groups").fetchall()[0][0]
+            self.db.execute(
+                "INSERT INTO groups(id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
+                (gid, name, now_text(), now_text()),
+            )
+        return gid, name
+
+    def delete_group(self, group_id: int) -> None:
+        """The group goes, its memberships with it; the processes stay."""
+        with self.db:
+            self.db.execute("DELETE FROM process_groups WHERE group_id = ?", (group_id,))
+            self.db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+        self._cache.clear()
+
+    def group_members(self, group_id: int) -> list[int]:
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT process_id FROM process_groups WHERE group_id = ? ORDER BY process_id", (group_id,)
+            )
+        ]
+
+    def change_membership(self, group_ids: list[int], process_ids: list[int], add: bool) -> None:
+        """Every (group, process) pair, all or nothing."""
+        with self.db:
+            for g in group_ids:
+                for p in process_ids:
+                    if add:
+                        self.db.execute(
+                            "INSERT OR IGNORE INTO process_groups(process_id, group_id) VALUES (?, ?)", (p, g)
+                        )
+                    else:
+                        self.db.execute("DELETE FROM process_groups WHERE process_id = ? AND group_id = ?", (p, g))
+        for p in process_ids:
+            self._cache.pop(p, None)
+
     def _values(self, p: Process) -> tuple[Any, ...]:
         return (
             p.id,
@@ -286,7 +336,8 @@ class Store:
         self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (p.id,))
         for name in p.groups:
             self.db.execute(
-                "INSERT OR IGNORE INTO groups(name, created_at, updated_at) VALUES (?, ?, ?)",
+                "INSERT OR IGNORE INTO groups(id, name, created_at, updated_at) "
+                "SELECT COALESCE(MAX(id), 0) + 1, ?, ?, ? FROM groups",
                 (name, now_text(), now_text()),
             )
             self.db.execute(

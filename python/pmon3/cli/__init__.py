@@ -30,24 +30,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "log": ("log", "log_cmd"),
     "logf": ("log", "logf_cmd"),
     "version": ("version", "version_cmd"),
+    "export": ("export", "export_cmd"),
+    "dgraph": ("export", "dgraph_cmd"),
+    "order": ("export", "dgraph_cmd"),
+    "group": ("group", "group_cmd"),
+    "groups": ("group", "group_cmd"),
+    "topn": ("topn", "topn_cmd"),
     "completion": ("completion", "completion_cmd"),
 }
-PRIMARY = [
-    "completion",
-    "del",
-    "desc",
-    "drop",
-    "exec",
-    "init",
-    "kill",
-    "log",
-    "logf",
-    "ls",
-    "reset",
-    "restart",
-    "stop",
-    "version",
-]
+# The names listed in help; the others are aliases, shown beside them.
+PRIMARY = sorted(
+    "completion del desc dgraph drop exec export group init kill log logf ls reset restart stop topn version".split()
+)
 
 
 class LazyGroup(click.Group):

@@ -29,9 +29,9 @@ def print_json(data: Any) -> None:
 
 
 def _console() -> Any:
-    from rich.console import Console  # lazy: rich costs start-up time
-
     import shutil
+
+    from rich.console import Console  # lazy: rich costs start-up time
 
     # Piped output keeps whole rows (Rich would assume 80 columns and elide dates and paths).
     width = None if sys.stdout.isatty() else max(shutil.get_terminal_size((200, 24)).columns, 200)
@@ -110,3 +110,15 @@ def describe_table(p: dict[str, Any]) -> None:
 
 def message(text: str) -> None:
     sys.stdout.write(text + "\n")
+
+
+def group_table(groups: list[dict[str, Any]]) -> None:
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.ROUNDED, header_style="bold cyan")
+    table.add_column("ID", justify="center")
+    table.add_column("Name")
+    for g in sorted(groups, key=lambda g: g["id"]):
+        table.add_row(str(g["id"]), g["name"])
+    _console().print(table)

@@ -19,7 +19,8 @@ from ..states import REVIVE_AT_BOOT, Status
 from ..store import Store
 from . import handlers, notify
 from .handlers import CommandError, Context
-from .supervisor import SpawnError, Supervisor
+from .handlers import init as init_handlers
+from .supervisor import Supervisor
 
 log = logging.getLogger("pmond")
 
@@ -47,6 +48,7 @@ class Daemon:
         self.registry = handlers.load_all()
         self.stop_event = asyncio.Event()
         self.exit_signal: Optional[int] = None
+        self.background: set[asyncio.Task[Any]] = set()
 
     def acquire_lock(self) -> None:
         """One daemon per data directory: an flock, released by the kernel however we die."""
@@ -73,7 +75,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
-        self.reconcile()
+        self.adopt_survivors()
         if cfg.transport == "mq":
             server: Any = transport.MQServer(cfg.mq_base, self.handle, self.loop)
             server.start()
@@ -81,26 +83,33 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
+        boot = self.loop.create_task(self.boot_start())
+        self.background.add(boot)
+        boot.add_done_callback(self.background.discard)
         notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
         notify.start_watchdog(self.loop)
         log.info("pmond %s ready (pid %d, %s transport, config %s)", __version__, os.getpid(), cfg.transport, cfg.path)
 
-    def reconcile(self) -> None:
-        """Adopt what a previous pmond left running; bring back what was running or closed by a shutdown."""
+    def adopt_survivors(self) -> None:
+        """Take over live processes a previous pmond left behind (same pid and start time, same boot)."""
         this_boot = boot_id()
         same_boot = bool(this_boot) and self.store.get_meta("boot_id") == this_boot
         self.store.set_meta("boot_id", this_boot)
         for p in self.store.list_processes():
-            if p.status not in REVIVE_AT_BOOT:
-                continue
-            if self.supervisor.adopt(p, same_boot):
-                continue
-            try:
-                self.supervisor.spawn(p)
-            except SpawnError as exc:
-                log.error("could not start %s at boot: %s", p.name, exc)
-                p.status = Status.FAILED
-                self.store.update_runtime(p)
+            if p.status in REVIVE_AT_BOOT:
+                self.supervisor.adopt(p, same_boot)
+
+    async def boot_start(self) -> None:
+        """Bring back what was running (or closed by a shutdown) and the process config's entries, in
+        dependency order; user-stopped and failed rows stay as they are."""
+        ctx = Context(self, os.geteuid(), {})
+        try:
+            errors = await init_handlers.bring_up(ctx, config_only=False, revive=REVIVE_AT_BOOT)
+        except CommandError as exc:
+            log.error("boot start: %s", exc.message)
+            return
+        for line in errors:
+            log.error("boot start: %s", line)
 
     def _reload(self) -> None:
         try:
@@ -137,6 +146,8 @@ class Daemon:
         sup = self.supervisor
         sup.shutting_down = True
         notify.notify("STOPPING=1")
+        for task in list(self.background):
+            task.cancel()
         for server in self.servers:
             server.close()
         if self.cfg.handle_interrupts:

@@ -29,6 +29,7 @@ def user_flag_check(user: Optional[str]) -> None:
 @click.option("-d", "--dependencies", multiple=True, help="names this process depends on (repeatable or a,b)")
 @click.option("-g", "--groups", multiple=True, help="group names (repeatable or a,b)")
 @click.option("--cwd", help="working directory (default: the binary's directory)")
+@click.option("--env-file", type=click.Path(dir_okay=False), help="dotenv file of KEY=VALUE lines")
 @json_option
 @handle_errors
 def exec_cmd(
@@ -44,6 +45,7 @@ def exec_cmd(
     dependencies: tuple[str, ...],
     groups: tuple[str, ...],
     cwd: Optional[str],
+    env_file: Optional[str],
     as_json: bool,
 ) -> None:
     """Spawn a new process."""
@@ -62,6 +64,7 @@ def exec_cmd(
         "dependencies": list(dependencies),
         "groups": list(groups),
         "cwd": os.path.abspath(cwd) if cwd else "",
+        "env_file": os.path.abspath(env_file) if env_file else "",
     }
     if extra:
         flags["argv"] = list(extra)

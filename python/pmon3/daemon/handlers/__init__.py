@@ -58,7 +58,7 @@ class Context:
 
 HandlerFn = Callable[[Context], Awaitable[Any]]
 REGISTRY: dict[str, HandlerFn] = {}
-MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc")
+MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export")
 
 
 def command(*names: str) -> Callable[[HandlerFn], HandlerFn]:

@@ -8,6 +8,7 @@ import shlex
 import stat
 from typing import Any
 
+from ... import procconfig
 from ...models import Process
 from ...states import Status
 from ..supervisor import RunAs, SpawnError, resolve_user
@@ -120,6 +121,15 @@ def process_from_args(ctx: Context, existing: Process | None = None) -> Process:
     p.process_file = file
     p.argv = argv
     p.env_vars = env_list(a.get("env_vars"))
+    if a.get("env_file"):
+        env_file = str(a["env_file"])
+        if not os.path.isabs(env_file):
+            raise CommandError(f"env file must be an absolute path: {env_file}", "invalid")
+        try:
+            from_file = procconfig.parse_env_file(env_file)
+        except procconfig.ProcessConfigError as exc:
+            raise CommandError(str(exc), "invalid") from None
+        p.env_vars = from_file + p.env_vars  # explicit --env-vars win over the file
     user = run_user(ctx, a.get("user") or "")
     p.username, p.uid, p.gid = user.name, user.uid, user.gid
     p.log = log_path(ctx, name, a.get("log") or "", a.get("log_dir") or "")
@@ -135,26 +145,40 @@ def process_from_args(ctx: Context, existing: Process | None = None) -> Process:
 
 @command("exec", "run")
 async def exec_(ctx: Context) -> dict[str, Any]:
+    p = await upsert_and_start(ctx, reuse_only_stopped=True)
+    return p.to_json()
+
+
+async def upsert_and_start(ctx: Context, reuse_only_stopped: bool, groups_from_args: bool = True) -> Process:
+    """Create the process described by ctx.args, or update the caller's stored one of that name, and start it
+    unless it is alive. exec refuses a live name (pmon3's error); a config entry updates it and leaves it running."""
     d = ctx.daemon
     name = ctx.arg("name") or os.path.basename(str(ctx.arg("file") or ""))
     existing = d.store.get_by_name(name) if name else None
-    if existing is not None:
-        if not ctx.may_see(existing):
-            raise CommandError(f"process name {name} is taken", "conflict")
-        async with d.supervisor.lock(existing.id):
-            if existing.status not in REUSABLE or d.supervisor.is_alive(existing.id):
-                raise CommandError(f"process already running with the name provided: {name}", "conflict")
-            p = process_from_args(ctx, existing)
-            d.store.update(p)
-            d.store.set_groups(p)
+    if existing is None:
+        p = process_from_args(ctx)
+        p.status = Status.QUEUED
+        d.store.insert(p)
+        async with d.supervisor.lock(p.id):
+            start(ctx, p, fresh=True)
+        return d.store.get(p.id) or p
+    if not ctx.may_see(existing):
+        raise CommandError(f"process name {name} is taken", "conflict")
+    async with d.supervisor.lock(existing.id):
+        alive = d.supervisor.is_alive(existing.id)
+        if reuse_only_stopped and (alive or existing.status not in REUSABLE):
+            raise CommandError(f"process already running with the name provided: {name}", "conflict")
+        keep_groups = list(existing.groups)
+        p = process_from_args(ctx, existing)
+        if not groups_from_args or not ctx.arg("groups"):
+            p.groups = keep_groups  # no groups given: CLI-assigned memberships stay (pmon3 cleared them)
+        if not alive:
+            p.restart_count = existing.restart_count
+        d.store.update(p)
+        d.store.set_groups(p)
+        if not alive:
             start(ctx, p, fresh=False)
-            return (d.store.get(p.id) or p).to_json()
-    p = process_from_args(ctx)
-    p.status = Status.QUEUED
-    d.store.insert(p)
-    async with d.supervisor.lock(p.id):
-        start(ctx, p, fresh=True)
-    return (d.store.get(p.id) or p).to_json()
+    return d.store.get(p.id) or p
 
 
 def start(ctx: Context, p: Process, fresh: bool) -> None:

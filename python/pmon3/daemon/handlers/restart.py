@@ -11,7 +11,11 @@ from .exec import log_path, name_list, run_user, split_words, start
 
 @command("restart", "start")
 async def restart(ctx: Context) -> dict[str, Any]:
-    p = ctx.find(ctx.arg("id"))
+    key = str(ctx.arg("id"))
+    found = ctx.daemon.store.get(key)
+    if found is None or not ctx.may_see(found):
+        return await start_from_config(ctx, key)
+    p = found
     sup = ctx.daemon.supervisor
     verb = ctx.arg("verb", "restart")
     flags = ctx.arg("flags", {}) or {}
@@ -52,3 +56,18 @@ async def restart(ctx: Context) -> dict[str, Any]:
         ctx.daemon.store.update(p)
         start(ctx, p, fresh=False)
     return (ctx.daemon.store.get(p.id) or p).to_json()
+
+
+async def start_from_config(ctx: Context, name: str) -> dict[str, Any]:
+    """A name that is not stored but is in the process config is created from there and started (pmon3)."""
+    from .exec import upsert_and_start
+    from .init import config_entries, entry_args
+
+    entry = next((e for e in config_entries(ctx) if e["name"] == name), None) if ctx.is_root else None
+    if entry is None:
+        raise CommandError(
+            f"command error: start process error: could not find process in Process Config with name {name}",
+            "not_found",
+        )
+    p = await upsert_and_start(Context(ctx.daemon, ctx.uid, entry_args(entry)), reuse_only_stopped=False)
+    return p.to_json()
