@@ -138,11 +138,17 @@ def test_restart_with_bad_flag_leaves_process_untouched(pmond: Pmond):
 
 
 def test_unknown_ids_give_pmon3_errors(pmond: Pmond):
-    for cmd in ("desc", "stop", "restart", "del", "log", "reset"):
+    for cmd in ("desc", "stop", "del", "log", "reset"):
         res = pmond.cli(cmd, "nope-404", check=False)
         assert res.returncode == 1, cmd
         assert res.stderr.strip() == "process (nope-404) does not exist", (cmd, res.stderr)
         assert res.stdout == ""
+    for cmd in ("restart", "start"):  # pmon3 looks in the process config for these
+        res = pmond.cli(cmd, "nope-404", check=False)
+        assert res.returncode == 1
+        assert res.stderr.strip() == (
+            "command error: start process error: could not find process in Process Config with name nope-404"
+        )
 
 
 def test_bad_exec_input_is_refused_and_nothing_is_stored(pmond: Pmond, tmp_root):

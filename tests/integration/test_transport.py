@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from conftest import Pmond, make_daemon, pid_alive
-
 from pmon3 import _native
 from pmon3.ipc import protocol
 
