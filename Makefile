@@ -3,6 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WHEEL_DIR ?= dist
+# Install prefix of `make install-systemd`; DESTDIR stages it elsewhere (then systemctl is skipped).
+DESTDIR ?=
+# The pmond that the unit runs; default: `command -v pmond` at install time.
+PMOND ?=
+# Leave empty for this machine's architecture, e.g. aarch64-unknown-linux-gnu to cross-build with zig.
+TARGET ?=
 
 .DEFAULT_GOAL := help
 
@@ -16,8 +22,36 @@ $(PY):
 dev: $(PY) ## build the extension and install pmon3 with its test tools into .venv
 	$(PY) -m pip install -q -e '.[test]'
 
-build: ## build the release wheel into $(WHEEL_DIR)
+build: ## a release wheel for this machine only (its own glibc tag); `make wheel` for the portable one
 	$(PYTHON) -m maturin build --release -o $(WHEEL_DIR)
+
+wheel: $(VENV)/bin/maturin ## one abi3 manylinux2014 (glibc >= 2.17) wheel into $(WHEEL_DIR), linked by zig
+	PATH="$(abspath $(VENV))/bin:$$PATH" maturin build --release --zig --compatibility manylinux2014 \
+		$(if $(TARGET),--target $(TARGET)) -o $(WHEEL_DIR)
+
+sdist: $(VENV)/bin/maturin ## the source distribution into $(WHEEL_DIR)
+	$(VENV)/bin/maturin sdist -o $(WHEEL_DIR)
+
+wheel-smoke: wheel ## build the wheel, install it in a fresh venv without cargo on PATH, run pmon3 and pmond
+	PYTHON=$(PYTHON) WHEEL_DIR=$(WHEEL_DIR) scripts/wheel-smoke.sh
+
+$(VENV)/bin/maturin: $(PY)
+	$(PY) -m pip install -q 'maturin>=1.7,<2' ziglang
+
+completions: dev ## regenerate completions/ from `pmon3 completion bash|zsh|fish`
+	$(VENV)/bin/pmon3 completion bash > completions/pmon3.bash
+	$(VENV)/bin/pmon3 completion zsh > completions/_pmon3
+	$(VENV)/bin/pmon3 completion fish > completions/pmon3.fish
+
+install-systemd: ## install unit, default config (never overwritten), logrotate, completions; enable + start
+	PMOND="$(PMOND)" DESTDIR="$(DESTDIR)" scripts/systemd.sh install
+
+uninstall-systemd: ## stop, disable and remove the unit, logrotate file and completions; keeps config and data
+	DESTDIR="$(DESTDIR)" scripts/systemd.sh uninstall
+
+systemd_install: install-systemd ## alias of install-systemd (pmon3's name)
+
+systemd_uninstall: uninstall-systemd ## alias of uninstall-systemd (pmon3's name)
 
 test: dev ## the whole suite: Rust unit tests, then the Python suites against a real pmond
 	cargo test --no-default-features --quiet
@@ -41,4 +75,13 @@ fmt: ## format Rust and Python
 clean: ## remove build products
 	rm -rf target $(VENV) dist build .pytest_cache
 
-.PHONY: help dev build test test-python lint fmt clean
+.PHONY: help dev build wheel sdist wheel-smoke completions install-systemd uninstall-systemd systemd_install \
+	systemd_uninstall test test-python lint fmt clean
+
+bench: ## benchmarks vs supervisord (installed into benches/.venv-peer): table + benches/results/*.json
+	$(PY) benches/run.py
+
+bench-quick: ## the same benchmarks, shorter (< 2 minutes)
+	$(PY) benches/run.py --quick
+
+.PHONY: bench bench-quick
