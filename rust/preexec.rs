@@ -56,8 +56,10 @@ pub struct ChildCtx {
     pub envp: *const *const c_char,
     /// Null: keep the working directory.
     pub cwd: *const c_char,
-    /// Null: stdout and stderr go to /dev/null.
+    /// Null: stdout and stderr go to /dev/null (unless `log_fd` is set).
     pub log: *const c_char,
+    /// >= 3: an inherited descriptor (e.g. a pipe) used as stdout and stderr instead of `log`.
+    pub log_fd: c_int,
     pub set_groups: bool,
     pub groups: *const gid_t,
     pub ngroups: usize,
@@ -140,7 +142,9 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
     }
 
     // Opened after the identity switch: the log is created by and checked against the target user.
-    let out = if ctx.log.is_null() {
+    let out = if ctx.log_fd >= 3 {
+        ctx.log_fd
+    } else if ctx.log.is_null() {
         open(
             Stage::OpenLog,
             c"/dev/null".as_ptr(),

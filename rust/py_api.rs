@@ -22,7 +22,7 @@ impl From<Error> for PyErr {
 type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64);
 
 #[pyfunction]
-#[pyo3(signature = (file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None))]
+#[pyo3(signature = (file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None, log_fd=None))]
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     py: Python<'_>,
@@ -35,6 +35,7 @@ fn spawn(
     groups: Option<Vec<u32>>,
     log_path: Option<PathBuf>,
     umask: Option<u32>,
+    log_fd: Option<i32>,
 ) -> PyResult<(i32, i32)> {
     let spec = sp::SpawnSpec {
         file: file.into_os_string(),
@@ -45,6 +46,7 @@ fn spawn(
         gid,
         groups,
         log_path,
+        log_fd,
         umask,
     };
     let child = py.detach(|| sp::spawn(&spec))?;

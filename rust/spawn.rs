@@ -35,6 +35,8 @@ pub struct SpawnSpec {
     pub groups: Option<Vec<u32>>,
     /// Appended to (created 0640 as the target user); None means /dev/null.
     pub log_path: Option<PathBuf>,
+    /// A descriptor of the caller's (>= 3) to use as stdout/stderr instead of `log_path`.
+    pub log_fd: Option<i32>,
     pub umask: Option<u32>,
 }
 
@@ -88,6 +90,12 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         .as_ref()
         .map(|p| cstring("log_path", p.as_os_str()))
         .transpose()?;
+    if spec.log_fd.is_some_and(|fd| fd < 3) || (spec.log_fd.is_some() && spec.log_path.is_some()) {
+        return Err(Error::new(
+            libc::EINVAL,
+            "log_fd must be >= 3 and excludes log_path",
+        ));
+    }
     let argv_p = pointers(&argv);
     let env_p = pointers(&env);
     let groups: Vec<libc::gid_t> = spec.groups.clone().unwrap_or_default();
@@ -101,6 +109,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         envp: env_p.as_ptr(),
         cwd: cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
         log: log.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+        log_fd: spec.log_fd.unwrap_or(-1),
         set_groups,
         groups: groups.as_ptr(),
         ngroups: groups.len(),
@@ -231,6 +240,27 @@ pub(crate) mod tests {
         let child = spawn(&spec).unwrap();
         let rec = reaper::wait_pid(child.pid, 0).unwrap().unwrap();
         (rec, std::fs::read_to_string(&log).unwrap())
+    }
+
+    #[test]
+    fn log_fd_takes_the_place_of_a_log_file() {
+        let _guard = children_lock();
+        let mut fds = [0; 2];
+        // SAFETY: plain pipe2 into a local array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        let mut spec = SpawnSpec::new("/bin/sh", &["sh", "-c", "echo out; echo err >&2"]);
+        spec.log_fd = Some(fds[1]);
+        let child = spawn(&spec).unwrap();
+        // SAFETY: our own write end; the child has its copies.
+        unsafe { libc::close(fds[1]) };
+        reaper::wait_pid(child.pid, 0).unwrap();
+        let mut buf = [0u8; 64];
+        // SAFETY: reading into a local buffer.
+        let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        unsafe { libc::close(fds[0]) };
+        assert_eq!(&buf[..n as usize], b"out\nerr\n");
+        spec.log_fd = Some(1);
+        assert_eq!(spawn(&spec).unwrap_err().errno, libc::EINVAL);
     }
 
     fn no_children_left() -> bool {

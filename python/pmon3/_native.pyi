@@ -20,13 +20,15 @@ def spawn(
     groups: Optional[list[int]] = None,
     log_path: Optional[str] = None,
     umask: Optional[int] = None,
+    log_fd: Optional[int] = None,
 ) -> tuple[int, int]:
     """Start `file` with `argv` and the explicit `env` ("K=V" strings) and return (pid, pidfd).
 
     The child runs in a new session with default signal dispositions and an empty signal mask,
     switches to groups/gid/uid when `uid` is given, changes to `cwd`, opens `log_path` as the
     target user (O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW, mode 0640; None means /dev/null) onto
-    stdout and stderr, reads stdin from /dev/null and has every other descriptor closed.
+    stdout and stderr (or uses the caller's descriptor `log_fd` >= 3, e.g. a pipe), reads stdin
+    from /dev/null and has every other descriptor closed.
     A failure before or at exec raises OSError(errno, "<stage> <path>: <strerror>") in the
     caller; no child is left behind. The pidfd is close-on-exec and owned by the caller.
     """

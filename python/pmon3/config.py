@@ -46,13 +46,26 @@ def _octal(value: Any, default: int) -> int:
         return default
 
 
+RESTART_MODES = ("always", "on-failure", "never")
+
+
 @dataclasses.dataclass
 class RestartDefaults:
+    mode: str = "always"
+    success_exit_codes: tuple[int, ...] = (0,)
     min_uptime_ms: int = 1000
     restart_delay_ms: int = 100
     max_restart_delay_ms: int = 30000
     stop_timeout_ms: int = 10000
     stop_signal: str = "SIGTERM"
+
+
+@dataclasses.dataclass
+class FlapDetection:
+    enabled: bool = False
+    threshold_restarted: int = 5
+    threshold_countdown: int = 120  # in process_monitor_interval units
+    threshold_decrement: int = 60
 
 
 @dataclasses.dataclass
@@ -76,6 +89,10 @@ class Config:
     daemon_log: str = ""
     wait_dependent_ms: int = 1000
     restart: RestartDefaults = dataclasses.field(default_factory=RestartDefaults)
+    flap: FlapDetection = dataclasses.field(default_factory=FlapDetection)
+    # event name (restart|failure|backoff) -> command line, run without a shell
+    hooks: dict[str, str] = dataclasses.field(default_factory=dict)
+    hook_timeout_ms: int = 30000
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -232,9 +249,65 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
         if restart.get(key) not in (None, ""):
             setattr(rd, attr, parse_duration_ms(restart[key], f"{path}: restart.{key}"))
     if restart.get("stop_signal"):
-        rd.stop_signal = str(restart["stop_signal"])
+        rd.stop_signal = check_signal(restart["stop_signal"], f"{path}: restart.stop_signal")
+    if restart.get("mode"):
+        rd.mode = check_mode(restart["mode"], f"{path}: restart.mode")
+    if restart.get("success_exit_codes") not in (None, ""):
+        rd.success_exit_codes = check_exit_codes(restart["success_exit_codes"], f"{path}: restart.success_exit_codes")
     cfg.restart = rd
+
+    flap = _section(raw, "flap_detection", path)
+    cfg.flap = FlapDetection(
+        enabled=_bool(flap.get("is_enabled"), "flap_detection.is_enabled", False),
+        threshold_restarted=_int(flap.get("threshold_restarted"), "flap_detection.threshold_restarted", 5),
+        threshold_countdown=_int(flap.get("threshold_countdown"), "flap_detection.threshold_countdown", 120),
+        threshold_decrement=_int(flap.get("threshold_decrement"), "flap_detection.threshold_decrement", 60),
+    )
+    if cfg.flap.threshold_restarted < 1 or cfg.flap.threshold_countdown < 1 or cfg.flap.threshold_decrement < 0:
+        raise ConfigError(f"{path}: flap_detection thresholds must be positive (decrement may be 0)")
+
+    events = _section(raw, "event_handling", path)
+    # pmon3 1.13/1.14 spelled two of them as top-level keys; the nested ones win.
+    legacy = {"restart": raw.get("on_process_restart_exec"), "failure": raw.get("on_process_failure_exec")}
+    for event in ("restart", "failure", "backoff"):
+        command = events.get(f"process_{event}") or legacy.get(event) or ""
+        if not isinstance(command, str):
+            raise ConfigError(f"{path}: event_handling.process_{event} must be a command line")
+        if command.strip():
+            cfg.hooks[event] = command.strip()
+    if events.get("timeout") not in (None, ""):
+        cfg.hook_timeout_ms = parse_duration_ms(events["timeout"], f"{path}: event_handling.timeout")
     return cfg
+
+
+def check_mode(value: Any, key: str) -> str:
+    mode = str(value).strip().lower()
+    if mode not in RESTART_MODES:
+        raise ConfigError(f"{key}: expected one of {', '.join(RESTART_MODES)}, got {value!r}")
+    return mode
+
+
+def check_signal(value: Any, key: str) -> str:
+    import signal
+
+    text = str(value).strip().upper()
+    if text.isdigit() and 0 < int(text) < signal.NSIG:
+        return text
+    name = text if text.startswith("SIG") else "SIG" + text
+    if name not in signal.Signals.__members__:
+        raise ConfigError(f"{key}: unknown signal {value!r}")
+    return name
+
+
+def check_exit_codes(value: Any, key: str) -> tuple[int, ...]:
+    items = value if isinstance(value, list) else str(value).replace(",", " ").split()
+    try:
+        codes = tuple(int(v) for v in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected exit codes such as 0,2") from None
+    if not codes or any(not 0 <= c <= 255 for c in codes):
+        raise ConfigError(f"{key}: exit codes are 0 to 255")
+    return codes
 
 
 def ensure_dir(path: str, mode: int) -> None:

@@ -33,6 +33,10 @@ class Process:
     started_at: float = 0.0
     last_exit_code: Optional[int] = None
     last_exit_signal: Optional[int] = None
+    # Per-process overrides of config.yml's `restart` defaults (keys as in the process config).
+    policy: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Flap detection state: {"restarts": [wall times], "backoff_until": wall time}; persisted.
+    flap: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def args(self) -> str:
@@ -63,6 +67,7 @@ class Process:
             "updated_at": self.updated_at,
             "last_exit_code": self.last_exit_code,
             "last_exit_signal": self.last_exit_signal,
+            "policy": dict(self.policy),
             "cpu_usage": "0.0%",
             "memory_usage": "0.0 MB",
         }

@@ -29,6 +29,19 @@ _TOML_KEYS = {
     "envfile": "env_file",
     "env_file": "env_file",
     "cwd": "cwd",
+    "restart": "restart",
+    "successexitcodes": "success_exit_codes",
+    "success_exit_codes": "success_exit_codes",
+    "minuptime": "min_uptime",
+    "min_uptime": "min_uptime",
+    "restartdelay": "restart_delay",
+    "restart_delay": "restart_delay",
+    "maxrestartdelay": "max_restart_delay",
+    "max_restart_delay": "max_restart_delay",
+    "stopsignal": "stop_signal",
+    "stop_signal": "stop_signal",
+    "stoptimeout": "stop_timeout",
+    "stop_timeout": "stop_timeout",
 }
 ENTRY_KEYS = frozenset(_TOML_KEYS.values())
 

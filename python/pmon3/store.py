@@ -54,12 +54,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    """
+    ALTER TABLE processes ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE processes ADD COLUMN flap TEXT NOT NULL DEFAULT '{}';
+    """,
 ]
 
 _COLUMNS = (
     "id, name, process_file, argv, env_vars, username, uid, gid, log, cwd, pid, pid_start_time, status, "
     "auto_restart, dependencies, restart_count, started_at, last_exit_code, last_exit_signal, "
-    "created_at, updated_at"
+    "created_at, updated_at, policy, flap"
 )
 
 
@@ -72,12 +76,19 @@ _RUNTIME_FIELDS = (
     "last_exit_code",
     "last_exit_signal",
     "updated_at",
+    "flap",
 )
 
 
 def _copy(p: Process) -> Process:
     return dataclasses.replace(
-        p, argv=list(p.argv), env_vars=list(p.env_vars), dependencies=list(p.dependencies), groups=list(p.groups)
+        p,
+        argv=list(p.argv),
+        env_vars=list(p.env_vars),
+        dependencies=list(p.dependencies),
+        groups=list(p.groups),
+        policy=dict(p.policy),
+        flap=json.loads(json.dumps(p.flap)),
     )
 
 
@@ -153,6 +164,8 @@ class Store:
             last_exit_signal=row[18],
             created_at=row[19],
             updated_at=row[20],
+            policy=json.loads(row[21]),
+            flap=json.loads(row[22]),
         )
         if groups is None:
             groups = [
@@ -207,7 +220,7 @@ class Store:
         with self.db:
             p.id = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM processes").fetchall()[0][0]
             self.db.execute(
-                f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * 21)})",
+                f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * 23)})",
                 self._values(p),
             )
             self._set_groups(p)
@@ -228,7 +241,7 @@ class Store:
         p.updated_at = now_text()
         self.db.execute(
             "UPDATE processes SET pid = ?, pid_start_time = ?, status = ?, restart_count = ?, started_at = ?, "
-            "last_exit_code = ?, last_exit_signal = ?, updated_at = ? WHERE id = ?",
+            "last_exit_code = ?, last_exit_signal = ?, updated_at = ?, flap = ? WHERE id = ?",
             (
                 p.pid,
                 p.pid_start_time,
@@ -238,6 +251,7 @@ class Store:
                 p.last_exit_code,
                 p.last_exit_signal,
                 p.updated_at,
+                json.dumps(p.flap),
                 p.id,
             ),
         )
@@ -325,6 +339,8 @@ class Store:
             p.last_exit_signal,
             p.created_at,
             p.updated_at,
+            json.dumps(p.policy),
+            json.dumps(p.flap),
         )
 
     def set_groups(self, p: Process) -> None:

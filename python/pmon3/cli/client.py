@@ -96,6 +96,8 @@ class Session:
             raise CliError(str(exc)) from None
         except OSError as exc:
             raise CliError(f"could not talk to pmond: {exc}") from None
+        for warning in reply.get("warnings") or []:
+            sys.stderr.write(f"error: {warning}\n")
         if not reply.get("ok"):
             raise CliError(reply.get("error", {}).get("message", "unknown error"))
         return reply.get("data")

@@ -49,6 +49,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.exit_signal: Optional[int] = None
         self.background: set[asyncio.Task[Any]] = set()
+        self.config_stamp: Optional[tuple[float, int, int]] = None
 
     def acquire_lock(self) -> None:
         """One daemon per data directory: an flock, released by the kernel however we die."""
@@ -69,6 +70,7 @@ class Daemon:
         self.acquire_lock()
         _native.set_child_subreaper()
         _raise_mq_limit()
+        self.maybe_reload()  # records the stamp of the file we started with
         self.store = Store(cfg.db_path)
         self.supervisor = Supervisor(self.store, cfg, self.loop)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
@@ -112,15 +114,45 @@ class Daemon:
             log.error("boot start: %s", line)
 
     def _reload(self) -> None:
+        """SIGHUP: re-read config.yml whether or not it changed."""
+        self.config_stamp = None
+        problem = self.maybe_reload()
+        if problem is None:
+            log.info("config reloaded from %s", self.cfg.path)
+
+    def maybe_reload(self) -> Optional[str]:
+        """Re-read config.yml when it changed (pmon3 re-reads before every command). A broken file is
+        reported and the last good config stays in force. Paths and IPC endpoints are fixed at start."""
+        try:
+            st = os.stat(self.cfg.path)
+            stamp: Optional[tuple[float, int, int]] = (st.st_mtime, st.st_size, st.st_ino)
+        except OSError:
+            stamp = (0.0, 0, 0)
+        if stamp == self.config_stamp:
+            return None
         try:
             fresh = config_mod.load(self.cfg.path, self.cfg.mode)
         except ConfigError as exc:
-            log.error("config reload failed, keeping the last good one: %s", exc)
-            return
-        # Endpoints and paths stay as they were at start; policies take effect at once.
-        self.cfg.restart = fresh.restart
-        self.cfg.handle_interrupts = fresh.handle_interrupts
-        log.info("config reloaded from %s", self.cfg.path)
+            log.error("config reload failed, the last good config stays in force: %s", exc)
+            return f"config reload failed, the last good config stays in force: {exc}"
+        self.config_stamp = stamp
+        for field in (
+            "restart",
+            "flap",
+            "hooks",
+            "hook_timeout_ms",
+            "handle_interrupts",
+            "disable_reloads",
+            "process_config_file",
+            "wait_dependent_ms",
+            "initialization_period_s",
+            "process_monitor_interval_ms",
+        ):
+            setattr(self.cfg, field, getattr(fresh, field))
+        if fresh.log_level != self.cfg.log_level:
+            self.cfg.log_level = fresh.log_level
+            logging.getLogger().setLevel(LEVELS[fresh.log_level])
+        return None
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s", signal.Signals(sig).name)
@@ -134,13 +166,17 @@ class Daemon:
             return protocol.error(req_id, "unknown_command", f"unknown command {msg['cmd']!r}")
         if self.supervisor.shutting_down:
             return protocol.error(req_id, "shutting_down", "pmond is shutting down")
+        warning = None if self.cfg.disable_reloads else self.maybe_reload()
         try:
-            return protocol.ok(req_id, await fn(Context(self, uid, msg.get("args") or {})))
+            reply = protocol.ok(req_id, await fn(Context(self, uid, msg.get("args") or {})))
         except CommandError as exc:
-            return protocol.error(req_id, exc.code, exc.message)
+            reply = protocol.error(req_id, exc.code, exc.message)
         except Exception as exc:  # one bad request must never take the daemon down
             log.exception("request %s failed", msg["cmd"])
-            return protocol.error(req_id, "internal", f"internal error: {exc}")
+            reply = protocol.error(req_id, "internal", f"internal error: {exc}")
+        if warning:
+            reply["warnings"] = [warning]
+        return reply
 
     async def shutdown(self) -> None:
         sup = self.supervisor
@@ -151,9 +187,11 @@ class Daemon:
         for server in self.servers:
             server.close()
         if self.cfg.handle_interrupts:
-            live = [p for p in self.store.list_processes() if sup.is_alive(p.id)]
-            log.info("stopping %d processes", len(live))
-            await asyncio.gather(*(sup.stop(p, force=False, final=Status.CLOSED) for p in live))
+            ctx = Context(self, 0, {})
+            log.info("stopping %d processes", len(sup.runtimes))
+            for layer in init_handlers.stop_order(ctx):  # reverse dependency order
+                procs = [p for p in (self.store.get_by_name(n) for n in layer) if p is not None]
+                await asyncio.gather(*(sup.stop(p, force=False, final=Status.CLOSED) for p in procs))
         else:
             log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
         self.store.close()
@@ -173,8 +211,10 @@ def _raise_mq_limit() -> None:
     log.debug("RLIMIT_MSGQUEUE stays at %s", soft)
 
 
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
 def setup_logging(cfg: Config, foreground: bool) -> None:
-    level = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
     handler: logging.Handler
     if cfg.daemon_log and not foreground:
         os.makedirs(os.path.dirname(cfg.daemon_log), exist_ok=True)
@@ -184,7 +224,7 @@ def setup_logging(cfg: Config, foreground: bool) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level[cfg.log_level])
+    root.setLevel(LEVELS[cfg.log_level])
 
 
 async def _main(cfg: Config, ready_fd: Optional[int]) -> int:

@@ -16,7 +16,7 @@ import pwd
 import select
 import signal
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 from .. import _native
 from ..config import Config
@@ -24,6 +24,7 @@ from ..models import ExitInfo, Process
 from ..states import Status, check_transition
 from ..store import Store
 from . import policy
+from .hooks import HookRunner
 
 log = logging.getLogger("pmond.supervisor")
 
@@ -112,15 +113,19 @@ class Supervisor:
         self.locks: dict[int, asyncio.Lock] = {}
         self.stopping: set[int] = set()
         self.shutting_down = False
+        self.started = time.monotonic()
+        self.watchers: dict[int, Callable[[ExitInfo], None]] = {}
+        self.hooks = HookRunner(
+            loop, lambda: self.cfg.hooks, lambda: self.cfg.hook_timeout_ms / 1000, self.watchers.__setitem__
+        )
 
     # -- settings ---------------------------------------------------------------------------------------
-    def restart_settings(self) -> policy.RestartSettings:
-        r = self.cfg.restart
-        return policy.RestartSettings(
-            min_uptime=r.min_uptime_ms / 1000,
-            restart_delay=r.restart_delay_ms / 1000,
-            max_restart_delay=r.max_restart_delay_ms / 1000,
-        )
+    def settings(self, p: Process) -> policy.RestartSettings:
+        return policy.effective(self.cfg, p.auto_restart, p.policy)
+
+    def restart_hooks_due(self) -> bool:
+        """pmon3's initialization_period: no restart hooks while the daemon is still booting."""
+        return time.monotonic() - self.started >= self.cfg.initialization_period_s
 
     def lock(self, process_id: int) -> asyncio.Lock:
         return self.locks.setdefault(process_id, asyncio.Lock())
@@ -229,6 +234,8 @@ class Supervisor:
             process_id = self.by_pid.get(pid)
             if process_id is not None:
                 self._exited(process_id, ExitInfo(pid, code, sig, utime, stime, rss))
+            elif pid in self.watchers:  # a hook
+                self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss))
 
     def _pidfd_ready(self, process_id: int) -> None:
         self.sweep()
@@ -259,29 +266,50 @@ class Supervisor:
         if p is None:
             return
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        self._after_exit(p, uptime)  # first the restart, then the bookkeeping
+        self._after_exit(p, uptime, info)  # first the restart, then the bookkeeping
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
 
-    def _after_exit(self, p: Process, uptime: float) -> None:
-        process_id = p.id
+    def _after_exit(self, p: Process, uptime: float, info: ExitInfo) -> None:
+        settings = self.settings(p)
         decision = policy.after_exit(
-            auto_restart=p.auto_restart,
+            settings=settings,
             uptime=uptime,
-            quick_deaths=self.quick_deaths.get(process_id, 0),
-            settings=self.restart_settings(),
+            quick_deaths=self.quick_deaths.get(p.id, 0),
+            code=info.code,
+            signal=info.signal,
         )
-        self.quick_deaths[process_id] = decision.quick_deaths
+        self.quick_deaths[p.id] = decision.quick_deaths
+        old_status, old_pid = p.status, p.pid
         if not decision.restart:
-            p.status = Status.FAILED
+            p.status = Status.STOPPED if decision.outcome == "stopped" else Status.FAILED
             self.store.update_runtime(p)
+            if p.status == Status.FAILED:
+                self.hooks.fire("failure", p, int(old_status), old_pid)
+            return
+        flap = policy.FlapSettings.from_config(self.cfg)
+        p.flap, retry_at = policy.flap_check(p.flap, time.time(), flap)
+        if retry_at is not None:
+            self._back_off(p, retry_at)
             return
         if decision.delay == 0:
-            self._restart_now(p)
+            self._restart_now(p, old_status, old_pid)
             return
         p.status = Status.RESTARTING
         self.store.update_runtime(p)
         log.info("%s will restart in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
         self._schedule(p.id, decision.delay)
+
+    def _back_off(self, p: Process, retry_at: float) -> None:
+        p.status = Status.BACKOFF
+        self.store.update_runtime(p)
+        log.warning("%s is flapping: backoff until %s", p.name, time.strftime("%H:%M:%S", time.localtime(retry_at)))
+        self.hooks.fire("backoff", p, int(Status.BACKOFF), p.pid)
+        self._schedule(p.id, max(0.0, retry_at - time.time()))
+
+    def resume_backoff(self, p: Process) -> None:
+        """At boot: a process that was backing off stays so until its retry time."""
+        retry_at = float(p.flap.get("backoff_until", 0))
+        self._schedule(p.id, max(0.0, retry_at - time.time()))
 
     def _schedule(self, process_id: int, delay: float) -> None:
         self.cancel_timer(process_id)
@@ -297,23 +325,42 @@ class Supervisor:
         if self.shutting_down or self.lock(process_id).locked():
             return  # a user operation owns the process now
         p = self.store.get(process_id)
-        if p is not None and p.status in (Status.RESTARTING, Status.FAILED) and process_id not in self.runtimes:
-            self._restart_now(p)
+        if p is None or process_id in self.runtimes:
+            return
+        if p.status == Status.BACKOFF:
+            p.flap = policy.flap_retry(p.flap, time.time(), policy.FlapSettings.from_config(self.cfg))
+            self._restart_now(p, Status.BACKOFF, p.pid)
+        elif p.status in (Status.RESTARTING, Status.FAILED):
+            self._restart_now(p, p.status, p.pid)
 
-    def _restart_now(self, p: Process) -> None:
+    def _restart_now(self, p: Process, old_status: Status, old_pid: int) -> None:
         """An automatic restart: counted, and a failure to spawn is retried with the quick-death delay."""
         p.restart_count += 1
+        p.flap = policy.flap_note_restart(p.flap, time.time(), policy.FlapSettings.from_config(self.cfg))
         try:
             self.spawn(p)
         except SpawnError as exc:
             streak = self.quick_deaths.get(p.id, 0) + 1
             self.quick_deaths[p.id] = streak
-            s = self.restart_settings()
-            delay = min(s.max_restart_delay, s.restart_delay * 2 ** min(streak - 1, 60))
+            delay = policy.quick_delay(self.settings(p), streak)
             log.error("restart of %s failed: %s; retrying in %.3f s", p.name, exc, delay)
             p.status = Status.FAILED
             self.store.update_runtime(p)
             self._schedule(p.id, delay)
+            return
+        if self.restart_hooks_due():
+            self.hooks.fire("restart", p, int(old_status), old_pid)
+        else:
+            log.info("restart of %s during the initialization period: no hook", p.name)
+
+    def clear_flap(self, p: Process) -> None:
+        """`reset`: forget restarts and backoff; a backed-off process is retried now."""
+        self.quick_deaths.pop(p.id, None)
+        p.flap = {}
+        if p.status == Status.BACKOFF and p.id not in self.runtimes:
+            self.cancel_timer(p.id)
+            self._schedule(p.id, 0.0)
+            p.status = Status.RESTARTING
 
     # -- stopping -------------------------------------------------------------------------------------------
     def _signal(self, rt: Runtime, sig: int) -> None:
@@ -331,17 +378,18 @@ class Supervisor:
                 if exc2.errno != errno.ESRCH:
                     raise
 
-    async def terminate(self, process_id: int, force: bool, timeout: Optional[float] = None) -> Optional[ExitInfo]:
-        """Stop the live process: the stop signal to its group, then SIGKILL after `timeout`."""
+    async def terminate(self, process_id: int, force: bool) -> Optional[ExitInfo]:
+        """Stop the live process: its stop signal to its group, then SIGKILL after its stop_timeout."""
         self.cancel_timer(process_id)
         rt = self.runtimes.get(process_id)
         if rt is None:
             return None
-        if timeout is None:
-            timeout = self.cfg.restart.stop_timeout_ms / 1000
+        p = self.store.get(process_id)
+        settings = self.settings(p) if p is not None else policy.effective(self.cfg, True, {})
+        timeout = settings.stop_timeout
         self.stopping.add(process_id)
         try:
-            self._signal(rt, signal.SIGKILL if force else signal_number(self.cfg.restart.stop_signal))
+            self._signal(rt, signal.SIGKILL if force else signal_number(settings.stop_signal))
             try:
                 return await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
             except asyncio.TimeoutError:
@@ -359,6 +407,7 @@ class Supervisor:
         p.status = final
         if final == Status.STOPPED:
             p.restart_count = 0  # as pmon3: a stop resets the restart counter
+            p.flap = {}
         self.quick_deaths.pop(p.id, None)
         self.store.update_runtime(p)
         return p

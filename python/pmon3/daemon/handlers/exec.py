@@ -9,8 +9,10 @@ import stat
 from typing import Any
 
 from ... import procconfig
+from ...config import ConfigError
 from ...models import Process
 from ...states import Status
+from .. import policy
 from ..supervisor import RunAs, SpawnError, resolve_user
 from . import CommandError, Context, command
 
@@ -136,6 +138,12 @@ def process_from_args(ctx: Context, existing: Process | None = None) -> Process:
     p.auto_restart = not bool(a.get("no_auto_restart"))
     p.dependencies = name_list(a.get("dependencies"), "dependencies")
     p.groups = name_list(a.get("groups"), "groups")
+    try:
+        p.policy = policy.normalize_overrides({k: a[k] for k in policy.POLICY_KEYS if k in a})
+    except ConfigError as exc:
+        raise CommandError(str(exc), "invalid") from None
+    if p.policy.get("restart") == "never":
+        p.auto_restart = False
     cwd = a.get("cwd") or ""
     if cwd and not (os.path.isabs(cwd) and os.path.isdir(cwd)):
         raise CommandError(f"working directory {cwd} does not exist", "invalid")

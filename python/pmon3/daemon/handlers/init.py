@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import pwd
+import time
 from typing import Any
 
 from ... import procconfig
@@ -82,6 +83,9 @@ async def _bring_one(ctx: Context, name: str, steps: dict[str, Any]) -> bool:
         return True
     if p is None or d.supervisor.is_alive(p.id) or p.status == Status.STOPPED:
         return False
+    if p.status == Status.BACKOFF and float(p.flap.get("backoff_until", 0)) > time.time():
+        d.supervisor.resume_backoff(p)  # flap state survives a daemon restart
+        return False
     async with d.supervisor.lock(p.id):
         current = d.store.get(p.id)
         if current is None or d.supervisor.is_alive(p.id):
@@ -108,6 +112,16 @@ async def init(ctx: Context) -> list[dict[str, Any]]:
         ctx.daemon.background.add(task)
         task.add_done_callback(ctx.daemon.background.discard)
     return [p.to_json() for p in ctx.visible()]
+
+
+def stop_order(ctx: Context) -> list[list[str]]:
+    """Layers of the live processes for shutdown: dependents before what they depend on."""
+    procs = [p for p in ctx.visible() if ctx.daemon.supervisor.is_alive(p.id)]
+    try:
+        ordered, independent, _ = procconfig.dependency_order([(p.name, p.dependencies) for p in procs])
+    except procconfig.DependencyError:
+        return [[p.name for p in procs]]
+    return [[n] for n in reversed(ordered)] + [independent]
 
 
 @command("dgraph", "order")

@@ -20,8 +20,8 @@ async def reset(ctx: Context) -> list[dict[str, Any]]:
     targets = [ctx.find(key)] if key else ctx.visible()
     for p in targets:
         p.restart_count = 0
+        ctx.daemon.supervisor.clear_flap(p)  # a backed-off process is retried at once
         ctx.daemon.store.update_runtime(p)
-        ctx.daemon.supervisor.quick_deaths.pop(p.id, None)
     return [p.to_json() for p in ctx.visible()]
 
 

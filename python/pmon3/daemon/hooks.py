@@ -1,0 +1,138 @@
+"""Event hooks: process_restart, process_failure, process_backoff run as child processes, never a shell.
+
+argv = the configured command line split with shell-like quoting (so it may carry arguments, as in pmon3)
+followed by one argument, the process as JSON with pmon3's keys plus `restart_count`. The hook runs as
+pmond's own user with a clean environment, its output goes to pmond's log line by line, and it is killed
+after `event_handling.timeout`. Supervision never waits for a hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import pwd
+import shlex
+import shutil
+import signal
+from typing import Callable
+
+from .. import _native
+from ..models import ExitInfo, Process
+
+log = logging.getLogger("pmond.hooks")
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def payload(p: Process, status: int, pid: int) -> str:
+    """pmon3's event JSON (reference §9.2), in its key order, plus restart_count."""
+    return json.dumps(
+        {
+            "created_at": p.created_at,
+            "updated_at": p.updated_at,
+            "log": p.log,
+            "name": p.name,
+            "process_file": p.process_file,
+            "args": p.args,
+            "env_vars": " ".join(shlex.quote(e) for e in p.env_vars),
+            "username": p.username,
+            "memory_usage": "",
+            "cpu_usage": "",
+            "dependencies": " ".join(p.dependencies),
+            "Groups": [{"name": g} for g in p.groups] or None,
+            "status": status,
+            "id": p.id,
+            "pid": pid,
+            "uid": p.uid,
+            "gid": p.gid,
+            "auto_restart": p.auto_restart,
+            "restart_count": p.restart_count,
+        }
+    )
+
+
+class HookRunner:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        commands: Callable[[], dict[str, str]],
+        timeout: Callable[[], float],
+        watch: Callable[[int, Callable[[ExitInfo], None]], None],
+    ) -> None:
+        self.loop = loop
+        self.commands = commands
+        self.timeout = timeout
+        self.watch = watch
+        self.running: dict[int, int] = {}  # pid -> pidfd
+
+    def fire(self, event: str, p: Process, status: int, pid: int) -> None:
+        command = self.commands().get(event)
+        if not command:
+            return
+        try:
+            self._spawn(event, command, payload(p, status, pid), p.name)
+        except (OSError, ValueError) as exc:
+            log.error("%s hook for %s could not start: %s", event, p.name, exc)
+
+    def _spawn(self, event: str, command: str, data: str, name: str) -> None:
+        argv = shlex.split(command)
+        if not argv:
+            return
+        exe = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=BASE_PATH)
+        if not exe:
+            raise ValueError(f"{argv[0]}: command not found")
+        pw = pwd.getpwuid(os.geteuid())
+        env = [f"PATH={BASE_PATH}", f"HOME={pw.pw_dir}", f"USER={pw.pw_name}", f"LOGNAME={pw.pw_name}"]
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        try:
+            pid, pidfd = _native.spawn(exe, [*argv, data], env, cwd="/", log_fd=write_fd)
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self.running[pid] = pidfd
+        os.set_blocking(read_fd, False)
+        label = f"{event} hook {os.path.basename(exe)} for {name}"
+        buf = bytearray()
+
+        def drain() -> None:
+            try:
+                chunk = os.read(read_fd, 65536)
+            except BlockingIOError:
+                return
+            buf.extend(chunk)
+            *lines, rest = bytes(buf).split(b"\n")
+            buf[:] = rest
+            for line in lines:
+                log.info("%s: %s", label, line.decode(errors="replace"))
+            if not chunk:  # EOF: the hook and everything it started have closed the pipe
+                if buf:
+                    log.info("%s: %s", label, buf.decode(errors="replace"))
+                self.loop.remove_reader(read_fd)
+                os.close(read_fd)
+
+        self.loop.add_reader(read_fd, drain)
+        timer = self.loop.call_later(self.timeout(), self._kill, pid, label)
+
+        def done(info: ExitInfo) -> None:
+            timer.cancel()
+            os.close(self.running.pop(pid))
+            level = logging.INFO if info.code == 0 else logging.WARNING
+            log.log(level, "%s finished: %s", label, info.describe())
+
+        self.watch(pid, done)
+
+    def _kill(self, pid: int, label: str) -> None:
+        pidfd = self.running.get(pid)
+        if pidfd is None:
+            return
+        log.warning("%s timed out: killed", label)
+        try:
+            _native.killpg(pid, signal.SIGKILL)  # its own session: take what it started too
+        except OSError:
+            try:
+                _native.pidfd_send_signal(pidfd, signal.SIGKILL)
+            except OSError:
+                pass
