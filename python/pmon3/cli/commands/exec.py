@@ -30,6 +30,18 @@ def user_flag_check(user: Optional[str]) -> None:
 @click.option("-g", "--groups", multiple=True, help="group names (repeatable or a,b)")
 @click.option("--cwd", help="working directory (default: the binary's directory)")
 @click.option("--env-file", type=click.Path(dir_okay=False), help="dotenv file of KEY=VALUE lines")
+@click.option(
+    "--restart",
+    "restart_mode",
+    type=click.Choice(["always", "on-failure", "never"]),
+    help="when to restart (default: config.yml restart.mode, always)",
+)
+@click.option("--success-exit-codes", help="exit codes that count as success for on-failure, e.g. 0,2")
+@click.option("--min-uptime", help="up at least this long => restarted at once (e.g. 1s)")
+@click.option("--restart-delay", help="first delay after a quicker death, doubled each time (e.g. 100ms)")
+@click.option("--max-restart-delay", help="cap of that delay (e.g. 30s)")
+@click.option("--stop-signal", help="signal for a graceful stop (e.g. SIGINT, TERM, 15)")
+@click.option("--stop-timeout", help="SIGKILL after this long (e.g. 10s)")
 @json_option
 @handle_errors
 def exec_cmd(
@@ -46,6 +58,13 @@ def exec_cmd(
     groups: tuple[str, ...],
     cwd: Optional[str],
     env_file: Optional[str],
+    restart_mode: Optional[str],
+    success_exit_codes: Optional[str],
+    min_uptime: Optional[str],
+    restart_delay: Optional[str],
+    max_restart_delay: Optional[str],
+    stop_signal: Optional[str],
+    stop_timeout: Optional[str],
     as_json: bool,
 ) -> None:
     """Spawn a new process."""
@@ -66,6 +85,16 @@ def exec_cmd(
         "cwd": os.path.abspath(cwd) if cwd else "",
         "env_file": os.path.abspath(env_file) if env_file else "",
     }
+    policy = {
+        "restart": restart_mode,
+        "success_exit_codes": success_exit_codes,
+        "min_uptime": min_uptime,
+        "restart_delay": restart_delay,
+        "max_restart_delay": max_restart_delay,
+        "stop_signal": stop_signal,
+        "stop_timeout": stop_timeout,
+    }
+    flags.update({k: v for k, v in policy.items() if v})
     if extra:
         flags["argv"] = list(extra)
     with session() as s:

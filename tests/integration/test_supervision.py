@@ -1,0 +1,193 @@
+"""Restart policy, flap detection, event hooks and config reload on a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Pmond, make_daemon, pid_alive, script, wait_for
+
+HOOK_DIR_NAME = "hook-out"
+
+
+def events(root: Path, event: str) -> list[dict]:
+    f = root / HOOK_DIR_NAME / f"{event}.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def base_config(root: Path, hook: str, extra: str = "") -> str:
+    return (
+        "process_monitor_interval: 100\n"
+        "initialization_period: 5\n"
+        "restart:\n  min_uptime: 500ms\n  restart_delay: 50ms\n  max_restart_delay: 200ms\n  stop_timeout: 2s\n"
+        "flap_detection:\n  is_enabled: true\n  threshold_restarted: 3\n  threshold_countdown: 20\n"
+        "  threshold_decrement: 4\n"
+        "event_handling:\n"
+        f"  process_restart: {hook} restart\n"
+        f"  process_failure: {hook} failure\n"
+        f"  process_backoff: {hook} backoff\n"
+        "  timeout: 1s\n" + extra
+    )
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_root: Path) -> Iterator[Pmond]:
+    out = tmp_root / HOOK_DIR_NAME
+    out.mkdir()
+    hook = script(tmp_root, "hook.sh", f'printf "%s\\n" "$2" >> {out}/"$1".jsonl\n')
+    gen = make_daemon(tmp_root, base_config(tmp_root, hook))
+    d = next(gen)
+    d.started_at = time.monotonic()  # type: ignore[attr-defined]
+    d.hook = hook  # type: ignore[attr-defined]
+    yield d
+    gen.close()
+
+
+def test_failure_hook_gets_json_and_nothing_is_run_by_a_shell(daemon: Pmond, tmp_root: Path):
+    marker = tmp_root / "pwned"
+    prog = script(tmp_root, "fails.sh", "exit 7\n")
+    daemon.cli("exec", prog, "--name", "fails", "-n", "-a", f"$(touch {marker}) `touch {marker}`")
+    daemon.wait_status("fails", "failed")
+    got = wait_for(lambda: events(tmp_root, "failure"), what="failure hook")
+    assert len(got) == 1
+    ev = got[0]
+    assert ev["name"] == "fails" and ev["status"] == 2 and ev["auto_restart"] is False
+    assert list(ev)[:4] == ["created_at", "updated_at", "log", "name"] and "restart_count" in ev
+    assert "$(touch" in ev["args"]
+    assert not marker.exists()
+
+
+def test_on_failure_mode_and_success_codes(daemon: Pmond, tmp_root: Path):
+    ok = script(tmp_root, "ok.sh", "exit 2\n")
+    daemon.cli("exec", ok, "--name", "okexit", "--restart", "on-failure", "--success-exit-codes", "0,2")
+    p = daemon.wait_status("okexit", "stopped")
+    assert p["restart_count"] == 0 and p["last_exit_code"] == 2
+    bad = script(tmp_root, "bad.sh", "exit 3\n")
+    daemon.cli("exec", bad, "--name", "badexit", "--restart", "on-failure", "--min-uptime", "0")
+    wait_for(lambda: daemon.get("badexit")["restart_count"] >= 2, what="on-failure restarts")
+    daemon.cli("stop", "badexit")
+    res = daemon.cli("exec", bad, "--name", "bogus", "--restart", "sometimes", check=False)
+    assert res.returncode == 2  # click rejects it before anything is sent
+
+
+def test_backoff_then_recovery(daemon: Pmond, tmp_root: Path):
+    flag = tmp_root / "healthy"
+    prog = script(tmp_root, "flappy.sh", f"[ -f {flag} ] && exec sleep 300\nexit 1\n")
+    daemon.cli("exec", prog, "--name", "flappy")
+    p = daemon.wait_status("flappy", "backoff", timeout=10)
+    assert p["restart_count"] >= 3
+    assert [e["name"] for e in events(tmp_root, "backoff")].count("flappy") >= 1
+    flag.write_text("ok")
+    p = daemon.wait_status("flappy", "running", timeout=10)  # retried after the decrement
+    wait_for(lambda: _up(p["pid"]) > 0.6, timeout=5, what="flappy to be up past min_uptime")
+    q = daemon.get("flappy")
+    assert q["status"] == "running" and q["pid"] == p["pid"]  # recovered: out of backoff and staying up
+    daemon.cli("stop", "flappy")
+
+
+def test_reset_clears_backoff_at_once(daemon: Pmond, tmp_root: Path):
+    prog = script(tmp_root, "flappy2.sh", "exit 1\n")
+    daemon.cli("exec", prog, "--name", "flappy2", "--max-restart-delay", "50ms")
+    daemon.wait_status("flappy2", "backoff", timeout=10)
+    before = daemon.get("flappy2")["restart_count"]
+    daemon.cli("reset", "flappy2")
+    # reset zeroes the counter and retries now: it restarts again (and will back off again)
+    wait_for(lambda: daemon.get("flappy2")["restart_count"] >= 1, timeout=5, what="restart after reset")
+    assert before >= 3
+    daemon.cli("stop", "flappy2")
+
+
+def test_stop_signal_and_stop_timeout(daemon: Pmond, tmp_root: Path):
+    got = tmp_root / "got-int"
+    polite = script(tmp_root, "int.sh", f"trap 'echo INT > {got}; exit 0' INT\nwhile :; do sleep 0.05; done\n")
+    daemon.cli("exec", polite, "--name", "wantsint", "--stop-signal", "INT", "--stop-timeout", "5s")
+    p = daemon.json("stop", "wantsint")
+    assert got.read_text().strip() == "INT" and p["last_exit_code"] == 0
+    stubborn = script(tmp_root, "noint.sh", "trap '' INT\nwhile :; do sleep 0.05; done\n")
+    daemon.cli("exec", stubborn, "--name", "ignoresint", "--stop-signal", "SIGINT", "--stop-timeout", "300ms")
+    t0 = time.monotonic()
+    p = daemon.json("stop", "ignoresint")
+    assert p["last_exit_signal"] == signal.SIGKILL and 0.25 < time.monotonic() - t0 < 2.5
+
+
+def test_restart_hook_fires_once_per_restart_after_the_initialization_period(daemon: Pmond, tmp_root: Path):
+    p = daemon.json("exec", "/bin/sleep", "--name", "hooked", "-a", "300")
+    wait_for(lambda: time.monotonic() - daemon.started_at > 5.5, timeout=10, what="initialization period")
+    wait_for(lambda: time.monotonic() - daemon.started_at > 0 and _up(p["pid"]) > 0.6, timeout=5, what="min_uptime")
+    os.kill(p["pid"], signal.SIGKILL)
+    ev = wait_for(lambda: [e for e in events(tmp_root, "restart") if e["name"] == "hooked"], what="restart hook")
+    assert len(ev) == 1 and ev[0]["pid"] == p["pid"] and ev[0]["status"] == 2 and ev[0]["restart_count"] == 1
+
+
+def _up(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        start = int(fh.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as fh:
+        return float(fh.read().split()[0]) - start / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_hanging_hook_is_killed_and_never_delays_a_restart(daemon: Pmond, tmp_root: Path):
+    hang = script(tmp_root, "hang.sh", "sleep 1000\n")
+    daemon.conf.write_text(
+        daemon.conf.read_text().replace(f"process_restart: {daemon.hook} restart", f"process_restart: {hang}")
+    )
+    p = daemon.json("exec", "/bin/sleep", "--name", "slowhook", "-a", "300")  # this command reloads the config
+    wait_for(lambda: _up(p["pid"]) > 0.6, timeout=5, what="min_uptime")
+    t0 = time.monotonic()
+    os.kill(p["pid"], signal.SIGKILL)
+    q = wait_for(
+        lambda: (x := daemon.get("slowhook"))["pid"] != p["pid"] and x["status"] == "running" and x,
+        timeout=5,
+        what="restart",
+    )
+    assert time.monotonic() - t0 < 1.0 and pid_alive(q["pid"])
+    log = daemon.root / "pmond.stderr"
+    wait_for(lambda: "hang.sh for slowhook timed out: killed" in log.read_text(), timeout=5, what="hook killed")
+
+
+def test_broken_config_is_reported_and_the_last_good_one_stays(daemon: Pmond, tmp_root: Path):
+    from pmon3 import config
+    from pmon3.cli.client import Session
+
+    good = daemon.conf.read_text()
+    good_cfg = config.load(str(daemon.conf))
+    stubborn = script(tmp_root, "stub3.sh", "trap '' TERM\nwhile :; do sleep 0.05; done\n")
+    daemon.cli("exec", stubborn, "--name", "stub3")
+    daemon.conf.write_text(good + "restart: [oops\n")
+    try:
+        res = daemon.cli("ls", check=False)  # the CLI reads the file too, and says what is wrong
+        assert res.returncode == 1 and "invalid YAML" in res.stderr and len(res.stderr.splitlines()) == 1
+        daemon.proc.send_signal(signal.SIGHUP)
+        log = daemon.root / "pmond.stderr"
+        wait_for(lambda: "last good config stays in force" in log.read_text(), what="reload error in the log")
+        with Session(cfg=good_cfg, autostart=False) as s:  # a client that still knows the endpoint
+            t0 = time.monotonic()
+            s.call("stop", {"id": "stub3"}, timeout=30)
+        assert time.monotonic() - t0 < 5  # stop_timeout 2 s still in force, not the default 10 s
+    finally:
+        daemon.conf.write_text(good)
+    assert daemon.cli("ls").stderr == ""
+
+
+def test_flap_state_survives_a_daemon_restart(tmp_path: Path):
+    gen = make_daemon(
+        tmp_path,
+        "process_monitor_interval: 100\nrestart:\n  restart_delay: 10ms\n  max_restart_delay: 20ms\n"
+        "flap_detection:\n  is_enabled: true\n  threshold_restarted: 2\n  threshold_countdown: 600\n"
+        "  threshold_decrement: 300\n",
+    )
+    d = next(gen)
+    try:
+        d.cli("exec", "/bin/false", "--name", "flops")
+        p = d.wait_status("flops", "backoff")
+        d.stop(signal.SIGKILL)
+        d.start()
+        q = d.get("flops")  # still backing off: 30 s retry time, not started again at boot
+        assert q["status"] == "backoff" and q["restart_count"] == p["restart_count"]
+    finally:
+        gen.close()
