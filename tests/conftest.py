@@ -162,7 +162,10 @@ class Pmond:
 
     def wait_status(self, key: str | int, status: str, timeout: float = 10) -> dict[str, Any]:
         def check() -> Optional[dict[str, Any]]:
-            p = self.get(key)
+            res = self.cli("desc", str(key), "--json", check=False)
+            if res.returncode != 0:
+                return None  # e.g. not created yet by a background boot
+            p = json.loads(res.stdout)
             return p if p["status"] == status else None
 
         return wait_for(check, timeout, f"process {key} to be {status}")

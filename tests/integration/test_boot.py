@@ -77,3 +77,22 @@ def test_second_pmond_on_the_same_data_refuses(daemon: Pmond):
         timeout=30,
     )
     assert res.returncode == 1 and "pmond is already running" in res.stderr
+
+
+def test_shutdown_stops_dependents_before_their_dependencies(tmp_path: Path):
+    from conftest import script
+
+    order = tmp_path / "order"
+    gen = make_daemon(tmp_path)
+    d = next(gen)
+    try:
+        for name in ("db", "cache", "app"):
+            prog = script(
+                tmp_path, f"{name}.sh", f"trap 'echo {name} >> {order}; exit 0' TERM\nwhile :; do sleep 0.05; done\n"
+            )
+            deps = {"app": ["-d", "db,cache"], "cache": ["-d", "db"]}.get(name, [])
+            d.cli("exec", prog, "--name", name, *deps)
+        assert d.stop(signal.SIGTERM) == 0
+        assert order.read_text().split() == ["app", "cache", "db"]
+    finally:
+        gen.close()

@@ -192,3 +192,40 @@ def test_start_and_restart_flags(daemon: Pmond):
     assert r["pid"] != p["pid"] and not pid_alive(p["pid"])
     os.kill(r["pid"], signal.SIGKILL)
     daemon.wait_status("flags", "failed")
+
+
+def test_topn_shows_the_live_processes_and_quits_on_q(daemon: Pmond):
+    import pty
+    import select
+    import subprocess
+
+    from conftest import BIN
+
+    web = daemon.wait_status("web", "running", timeout=15)
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "pmon3"), "topn", "-s", "0.2"],
+        env={**daemon.env, "COLUMNS": "200"},
+        stdin=sub,
+        stdout=sub,
+        stderr=sub,
+        close_fds=True,
+    )
+    os.close(sub)
+    seen = b""
+    try:
+
+        def screen_has_web() -> bool:
+            nonlocal seen
+            ready, _, _ = select.select([main], [], [], 0.2)
+            if ready:
+                seen += os.read(main, 65536)
+            return str(web["pid"]).encode() in seen and b"Press ESC or q to quit" in seen
+
+        wait_for(screen_has_web, timeout=15, what="topn to draw the process table")
+        os.write(main, b"q")
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)

@@ -47,3 +47,26 @@ def test_bad_files_name_the_problem(tmp_path, text, fragment):
 def test_pmon3_debug_overrides_log_level(tmp_path, monkeypatch):
     monkeypatch.setenv("PMON3_DEBUG", "true")
     assert config.load(str(tmp_path / "none.yml"), "system").log_level == "debug"
+
+
+def test_event_handling_keys_and_pmon3_113_spellings(tmp_path):
+    f = tmp_path / "c.yml"
+    f.write_text(
+        "on_process_restart_exec: /old/restart\non_process_failure_exec: /old/failure\n"
+        "event_handling:\n  process_failure: /new/failure --flag\n  process_backoff: /new/backoff\n  timeout: 5s\n"
+    )
+    cfg = config.load(str(f), "system")
+    assert cfg.hooks == {"restart": "/old/restart", "failure": "/new/failure --flag", "backoff": "/new/backoff"}
+    assert cfg.hook_timeout_ms == 5000
+
+
+def test_process_config_path_override(tmp_path, monkeypatch):
+    from pmon3 import procconfig
+
+    f = tmp_path / "p.json"
+    f.write_text('{"processes": []}')
+    monkeypatch.setenv("PMON3_PROCESS_CONF", str(f))
+    assert procconfig.resolve_path("") == str(f)
+    assert procconfig.resolve_path("/explicit.json") == "/explicit.json"  # the config key wins
+    monkeypatch.setenv("PMON3_PROCESS_CONF", str(tmp_path / "missing.json"))
+    assert procconfig.resolve_path("") == ""

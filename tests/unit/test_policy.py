@@ -1,5 +1,4 @@
 import pytest
-
 from pmon3.config import ConfigError, from_mapping
 from pmon3.daemon import policy
 from pmon3.daemon.policy import FlapSettings, RestartSettings, after_exit
