@@ -44,6 +44,14 @@ def pid_alive(pid: int) -> bool:
         return False
 
 
+def uptime(pid: int) -> float:
+    """Seconds since `pid` started (from /proc, in clock ticks)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        start = int(fh.read().rsplit(")", 1)[1].split()[19])
+    with open("/proc/uptime") as fh:
+        return float(fh.read().split()[0]) - start / os.sysconf("SC_CLK_TCK")
+
+
 def world_accessible(path: str) -> bool:
     """Whether another user can reach `path` (every directory on the way searchable by others)."""
     p = Path(path).resolve()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive
+from conftest import Pmond, make_daemon, pid_alive, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +28,8 @@ def test_kill9_of_pmond_then_adoption_without_duplicates(daemon: Pmond):
     assert again["status"] == "running" and again["pid"] == a["pid"]  # adopted, not started twice
     assert daemon.get("parked")["status"] == "stopped" and not pid_alive(b["pid"])
     # An adopted process is supervised like any other: its death is seen and it comes back.
-    import os
-    import time
-
     t0 = time.monotonic()
     os.kill(a["pid"], signal.SIGKILL)
-    from conftest import wait_for
-
     new = wait_for(
         lambda: (p := daemon.get("survivor"))["pid"] != a["pid"] and p["status"] == "running" and p,
         timeout=5,

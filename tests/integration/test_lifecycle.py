@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from conftest import Pmond, pid_alive, script, wait_for
+from conftest import Pmond, pid_alive, script, uptime, wait_for
 
 
 def test_exec_returns_a_running_process(pmond: Pmond):
@@ -46,7 +46,7 @@ def test_killed_process_is_restarted_at_once(pmond: Pmond):
     p = pmond.json("exec", "/bin/sleep", "--name", "victim", "-a", "300")
     old = p["pid"]
     # Let it be up for min_uptime so the restart is immediate rather than delayed.
-    wait_for(lambda: _uptime(old) >= 1.1, timeout=5, what="min_uptime")
+    wait_for(lambda: uptime(old) >= 1.1, timeout=5, what="min_uptime")
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
     new = wait_for(
@@ -55,14 +55,6 @@ def test_killed_process_is_restarted_at_once(pmond: Pmond):
     elapsed = time.monotonic() - t0
     assert pid_alive(new["pid"]) and new["restart_count"] == 1
     assert elapsed < 2.0, elapsed
-
-
-def _uptime(pid: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    with open(f"/proc/{pid}/stat") as fh:
-        start = int(fh.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/uptime") as fh:
-        return float(fh.read().split()[0]) - start / ticks
 
 
 def test_crash_loop_is_damped(pmond: Pmond, tmp_root):

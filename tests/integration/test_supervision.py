@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive, script, wait_for
+from conftest import Pmond, make_daemon, pid_alive, script, uptime, wait_for
 
 HOOK_DIR_NAME = "hook-out"
 
@@ -84,7 +84,7 @@ def test_backoff_then_recovery(daemon: Pmond, tmp_root: Path):
     assert [e["name"] for e in events(tmp_root, "backoff")].count("flappy") >= 1
     flag.write_text("ok")
     p = daemon.wait_status("flappy", "running", timeout=10)  # retried after the decrement
-    wait_for(lambda: _up(p["pid"]) > 0.6, timeout=5, what="flappy to be up past min_uptime")
+    wait_for(lambda: uptime(p["pid"]) > 0.6, timeout=5, what="flappy to be up past min_uptime")
     q = daemon.get("flappy")
     assert q["status"] == "running" and q["pid"] == p["pid"]  # recovered: out of backoff and staying up
     daemon.cli("stop", "flappy")
@@ -118,17 +118,10 @@ def test_stop_signal_and_stop_timeout(daemon: Pmond, tmp_root: Path):
 def test_restart_hook_fires_once_per_restart_after_the_initialization_period(daemon: Pmond, tmp_root: Path):
     p = daemon.json("exec", "/bin/sleep", "--name", "hooked", "-a", "300")
     wait_for(lambda: time.monotonic() - daemon.started_at > 5.5, timeout=10, what="initialization period")
-    wait_for(lambda: time.monotonic() - daemon.started_at > 0 and _up(p["pid"]) > 0.6, timeout=5, what="min_uptime")
+    wait_for(lambda: uptime(p["pid"]) > 0.6, timeout=5, what="min_uptime")
     os.kill(p["pid"], signal.SIGKILL)
     ev = wait_for(lambda: [e for e in events(tmp_root, "restart") if e["name"] == "hooked"], what="restart hook")
     assert len(ev) == 1 and ev[0]["pid"] == p["pid"] and ev[0]["status"] == 2 and ev[0]["restart_count"] == 1
-
-
-def _up(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        start = int(fh.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/uptime") as fh:
-        return float(fh.read().split()[0]) - start / os.sysconf("SC_CLK_TCK")
 
 
 def test_a_hanging_hook_is_killed_and_never_delays_a_restart(daemon: Pmond, tmp_root: Path):
@@ -137,7 +130,7 @@ def test_a_hanging_hook_is_killed_and_never_delays_a_restart(daemon: Pmond, tmp_
         daemon.conf.read_text().replace(f"process_restart: {daemon.hook} restart", f"process_restart: {hang}")
     )
     p = daemon.json("exec", "/bin/sleep", "--name", "slowhook", "-a", "300")  # this command reloads the config
-    wait_for(lambda: _up(p["pid"]) > 0.6, timeout=5, what="min_uptime")
+    wait_for(lambda: uptime(p["pid"]) > 0.6, timeout=5, what="min_uptime")
     t0 = time.monotonic()
     os.kill(p["pid"], signal.SIGKILL)
     q = wait_for(

@@ -12,23 +12,25 @@ from ..output import CliError, fail
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    """Live names and ids from the daemon; silent when none answers (never starts one)."""
+def live_completions(cmd: str, values: Callable[[Any], list[tuple[str, str]]], incomplete: str) -> list[Any]:
+    """Completion items from the daemon's answer to `cmd`; silent when none answers (never starts one)."""
     from click.shell_completion import CompletionItem
 
     from ..client import Session
 
     try:
         with Session(autostart=False) as s:
-            procs = s.call("list", timeout=2.0)
+            data = s.call(cmd, timeout=2.0)
     except (CliError, OSError):
         return []
-    items = []
-    for p in procs:
-        for value in (p["name"], str(p["id"])):
-            if value.startswith(incomplete):
-                items.append(CompletionItem(value, help=p["status"]))
-    return items
+    return [CompletionItem(v, help=h) for v, h in values(data) if v.startswith(incomplete)]
+
+
+def complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Live process names and ids."""
+    return live_completions(
+        "list", lambda procs: [(v, p["status"]) for p in procs for v in (p["name"], str(p["id"]))], incomplete
+    )
 
 
 def id_argument(name: str = "id", required: bool = True) -> Callable[[F], F]:

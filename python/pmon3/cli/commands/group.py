@@ -8,22 +8,12 @@ from typing import Any, Optional
 import click
 
 from ..output import print_json
-from . import handle_errors, json_option, session, show_processes
+from . import handle_errors, json_option, live_completions, session, show_processes
 from .exec import user_flag_check
 
 
 def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    from click.shell_completion import CompletionItem
-
-    from ..client import Session
-    from ..output import CliError
-
-    try:
-        with Session(autostart=False) as s:
-            groups = s.call("group_list", timeout=2.0)
-    except (CliError, OSError):
-        return []
-    return [CompletionItem(g["name"]) for g in groups if g["name"].startswith(incomplete)]
+    return live_completions("group_list", lambda groups: [(g["name"], "") for g in groups], incomplete)
 
 
 group_argument = click.argument("group", shell_complete=complete_groups)
