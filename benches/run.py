@@ -1,0 +1,810 @@
+#!/usr/bin/env python3
+"""pmon3 benchmarks, side by side with supervisord (the one entry point; see benches/README.md).
+
+    python benches/run.py            # full run (make bench)
+    python benches/run.py --quick    # < 2 minutes (make bench-quick)
+    python benches/run.py --only latency,cli
+
+Every scenario drives whole daemons through their real CLIs (`pmon3`, `supervisorctl`), alternating
+pmon3 and supervisord (A B A B ...). supervisord is installed from PyPI into benches/.venv-peer.
+Each daemon runs isolated in its own temp directory and is stopped (SIGTERM, with a deadline) at the end.
+Results: a table on stdout and the raw samples in benches/results/<timestamp>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import re
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results"
+PEER_VENV = HERE / ".venv-peer"
+PEER_REQUIREMENT = "supervisor==4.3.0"
+
+# pmon3's tools: the venv this script runs in (make bench uses .venv/bin/python), else ROOT/.venv.
+_BIN = Path(sys.prefix) / "bin"
+if not (_BIN / "pmon3").exists():
+    _BIN = ROOT / ".venv" / "bin"
+PMON3 = str(_BIN / "pmon3")
+PMOND = str(_BIN / "pmond")
+PMON3_PY = str(_BIN / "python")
+SUPERVISORD = str(PEER_VENV / "bin" / "supervisord")
+SUPERVISORCTL = str(PEER_VENV / "bin" / "supervisorctl")
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+_counter = itertools.count(1)
+
+PROFILES = {
+    # kills per daemon; spawn sizes with (reps of b: sequential CLI, reps of a: daemon boot);
+    # CLI runs; idle window seconds; native spawn iterations.
+    "full": {
+        "kills": 60,
+        "spawn": [(100, 3, 5), (1000, 1, 3)],
+        "cli_runs": 30,
+        "idle_s": 10.0,
+        "spawn_iters": 2000,
+    },
+    "quick": {
+        "kills": 30,
+        "spawn": [(100, 1, 1)],
+        "cli_runs": 5,
+        "idle_s": 5.0,
+        "spawn_iters": 500,
+    },
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# small helpers
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def summary(samples: list[float]) -> dict:
+    s = sorted(samples)
+    if not s:
+        return {"n": 0}
+    p90 = s[min(len(s) - 1, max(0, -(-len(s) * 9 // 10) - 1))]  # nearest rank
+    return {"n": len(s), "median": statistics.median(s), "p90": p90, "min": s[0], "max": s[-1]}
+
+
+def timed(
+    cmd: list[str], env: Optional[dict] = None, timeout: float = 120
+) -> tuple[float, subprocess.CompletedProcess]:
+    """Run one CLI call; (wall seconds, CompletedProcess)."""
+    t0 = time.perf_counter()
+    cp = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return time.perf_counter() - t0, cp
+
+
+def poll_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Call `check` (itself a CLI call: no sleeping between attempts) until true; seconds taken."""
+    t0 = time.perf_counter()
+    end = t0 + timeout
+    while True:
+        if check():
+            return time.perf_counter() - t0
+        if time.perf_counter() > end:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of a process (all its threads), in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        stat = f.read()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5)
+
+
+def children_of(pid: int) -> list[int]:
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                kids += [int(x) for x in f.read().split()]
+    return kids
+
+
+def stop_daemon(proc: subprocess.Popen, timeout: float = 60) -> None:
+    """SIGTERM (the daemon stops its children gracefully) and wait; SIGKILL everything past the deadline."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        log(f"daemon {proc.pid} ignored SIGTERM for {timeout} s: killing it and its children")
+        for kid in children_of(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(kid, signal.SIGKILL)
+        proc.kill()
+        proc.wait(10)
+
+
+class LineReader:
+    """Reads newline-terminated records from a FIFO opened O_RDWR (never sees EOF), with deadlines."""
+
+    def __init__(self, path: Path):
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        self.buf = b""
+
+    def readline(self, timeout: float) -> bytes:
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no line from the stamp child")
+            if select.select([self.fd], [], [], left)[0]:
+                self.buf += os.read(self.fd, 4096)
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+# ----------------------------------------------------------------------------------------------
+# the two daemons
+
+
+class Pmon:
+    """An isolated pmond (own config, data, logs and IPC names) driven through the pmon3 CLI."""
+
+    label = "pmon3"
+
+    def __init__(self, tag: str, directory: Optional[Path] = None):
+        self.dir = directory or Path(tempfile.mkdtemp(prefix=f"pmon3-bench-{tag}-"))
+        self.conf = self.dir / "config.yml"
+        if not self.conf.exists():
+            self.conf.write_text(
+                f"data: {{directory: {self.dir / 'data'}}}\n"
+                f"logs: {{directory: {self.dir / 'logs'}}}\n"
+                f"message_queue: {{name_suffix: bench{os.getpid()}x{next(_counter)}}}\n"
+                "daemon: {autostart: false}\n"
+                "restart: {min_uptime: 20ms}\n"
+            )
+        self.env = dict(os.environ, PMON3_CONF=str(self.conf))
+        self.env.pop("PMON3_DEBUG", None)
+        self.proc: Optional[subprocess.Popen] = None
+
+    def spawn(self, ready: bool = True) -> int:
+        """Start pmond (no waiting); returns the read end of its ready pipe (-1 without one)."""
+        r, w = os.pipe() if ready else (-1, -1)
+        with open(self.dir / "pmond.err", "ab") as err:
+            self.proc = subprocess.Popen(
+                [PMOND, "--foreground", *(["--ready-fd", str(w)] if ready else [])],
+                env=self.env,
+                pass_fds=(w,) if ready else (),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+        if ready:
+            os.close(w)
+        return r
+
+    def start(self, timeout: float = 30) -> float:
+        """Start pmond and wait for `ready` on --ready-fd; seconds taken."""
+        t0 = time.perf_counter()
+        r = self.spawn()
+        try:
+            end = t0 + timeout
+            data = b""
+            while b"\n" not in data:
+                left = end - time.perf_counter()
+                if left <= 0:
+                    raise TimeoutError(f"pmond did not become ready: {self.stderr_tail()}")
+                if not select.select([r], [], [], left)[0]:
+                    continue
+                chunk = os.read(r, 64)
+                if not chunk:
+                    raise RuntimeError(f"pmond exited before ready: {self.stderr_tail()}")
+                data += chunk
+        finally:
+            os.close(r)
+        return time.perf_counter() - t0
+
+    def stderr_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.dir / "pmond.err").read_text()[-2000:]
+        return ""
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cmd(self, *args: str) -> list[str]:
+        return [PMON3, *args]
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> tuple[float, subprocess.CompletedProcess]:
+        took, cp = timed(self.cmd(*args), self.env, timeout)
+        if check and cp.returncode != 0:
+            raise RuntimeError(f"pmon3 {' '.join(args)} failed ({cp.returncode}): {cp.stderr.strip()}")
+        return took, cp
+
+    def processes(self) -> Optional[list[dict]]:
+        _, cp = self.cli("ls", "--json", check=False)
+        if cp.returncode != 0:
+            return None
+        return json.loads(cp.stdout)
+
+    def count_running(self) -> int:
+        procs = self.processes()
+        return -1 if procs is None else sum(p["status"] == "running" for p in procs)
+
+    def add_sleeper(self, name: str) -> None:
+        self.cli("exec", "/bin/sleep", "--name", name, "-a", "1000")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_daemon(self.proc)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Sup:
+    """An isolated supervisord (own socket, logs, pid file) driven through supervisorctl."""
+
+    label = "supervisord"
+
+    def __init__(self, tag: str, programs: list[tuple[str, str, dict]]):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"sup-bench-{tag}-"))
+        self.conf = self.dir / "supervisord.conf"
+        self.sock = self.dir / "s.sock"
+        self.logfile = self.dir / "supervisord.log"
+        (self.dir / "logs").mkdir()
+        lines = [
+            "[unix_http_server]",
+            f"file={self.sock}",
+            "[supervisord]",
+            f"logfile={self.logfile}",
+            f"pidfile={self.dir / 'supervisord.pid'}",
+            f"childlogdir={self.dir / 'logs'}",
+            "nodaemon=true",
+            "loglevel=info",
+            f"minfds={max(1024, 4 * len(programs) + 256)}",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "[supervisorctl]",
+            f"serverurl=unix://{self.sock}",
+        ]
+        for name, command, opts in programs:
+            lines += [f"[program:{name}]", f"command={command}"]
+            lines += [f"{k}={v}" for k, v in opts.items()]
+        self.conf.write_text("\n".join(lines) + "\n")
+        self.proc: Optional[subprocess.Popen] = None
+
+    def spawn(self) -> None:
+        with open(self.dir / "supervisord.err", "ab") as err:
+            self.proc = subprocess.Popen(
+                [SUPERVISORD, "-n", "-c", str(self.conf)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
+
+    def start(self, timeout: float = 30) -> float:
+        """Start supervisord and wait until `supervisorctl pid` answers; seconds taken."""
+        t0 = time.perf_counter()
+        self.spawn()
+
+        def answers() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"supervisord exited: {(self.dir / 'supervisord.err').read_text()[-2000:]}")
+            _, cp = self.ctl("pid", check=False)
+            return cp.returncode == 0 and cp.stdout.strip().isdigit()
+
+        poll_until(answers, timeout, "supervisord to answer")
+        return time.perf_counter() - t0
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def cmd(self, *args: str) -> list[str]:
+        return [SUPERVISORCTL, "-c", str(self.conf), *args]
+
+    def ctl(self, *args: str, check: bool = True, timeout: float = 120) -> tuple[float, subprocess.CompletedProcess]:
+        took, cp = timed(self.cmd(*args), None, timeout)
+        if check and cp.returncode != 0:
+            raise RuntimeError(f"supervisorctl {' '.join(args)} failed ({cp.returncode}): {cp.stdout}{cp.stderr}")
+        return took, cp
+
+    def count_running(self) -> int:
+        _, cp = self.ctl("status", check=False)
+        # exit status 3 means "not all running", which still lists the programs
+        if cp.returncode not in (0, 3):
+            return -1
+        return sum(1 for line in cp.stdout.splitlines() if re.search(r"\sRUNNING\s", line))
+
+    def spawned_count(self, name: str) -> int:
+        with contextlib.suppress(OSError):
+            return self.logfile.read_text().count(f"spawned: '{name}'")
+        return 0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_daemon(self.proc)
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def sleepers(n: int, autostart: bool) -> list[tuple[str, str, dict]]:
+    opts = {"autostart": str(autostart).lower(), "autorestart": "true", "startsecs": "0"}
+    return [(f"s{i}", "/bin/sleep 1000", opts) for i in range(1, n + 1)]
+
+
+# ----------------------------------------------------------------------------------------------
+# setup
+
+
+def ensure_peer() -> str:
+    """supervisord from PyPI in benches/.venv-peer (created once, reused); returns its version."""
+    if not Path(SUPERVISORD).exists():
+        log(f"installing {PEER_REQUIREMENT} into {PEER_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEER_VENV)], check=True)
+        subprocess.run([str(PEER_VENV / "bin" / "python"), "-m", "pip", "install", "-q", PEER_REQUIREMENT], check=True)
+    return subprocess.run([SUPERVISORD, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def compile_stamp(tmp: Path) -> Path:
+    out = tmp / "stamp"
+    cmd = ["gcc", "-O2", "-static", "-o", str(out), str(HERE / "stamp.c")]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:  # no static libc: dynamic is fine too
+        subprocess.run(cmd[:2] + cmd[3:], check=True)
+    return out
+
+
+def host_info() -> dict:
+    cpu = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    pmon3_version = subprocess.run([PMON3, "--version"], capture_output=True, text=True).stdout.strip()
+    return {
+        "kernel": platform.release(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "pmon3": pmon3_version,
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# scenarios; each returns {"rows": [...table rows...], "raw": {...}}
+
+
+def row(name: str, unit: str, pm: float, sup: float, lower_is_better: bool = True, **extra) -> dict:
+    return {"metric": name, "unit": unit, "pmon3": pm, "supervisord": sup, "lower_is_better": lower_is_better, **extra}
+
+
+def scenario_latency(p: dict) -> dict:
+    """Crash-to-restart: SIGKILL the child, time until the new child's main() (CLOCK_MONOTONIC)."""
+    kills = p["kills"]
+    tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    stamp = compile_stamp(tmp)
+    pm = Pmon("latency")
+    sup: Optional[Sup] = None
+    readers: list[LineReader] = []
+    try:
+        rd_pm = LineReader(tmp / "pmon3.fifo")
+        rd_sup = LineReader(tmp / "sup.fifo")
+        readers = [rd_pm, rd_sup]
+        pm.start()
+        pm.cli("exec", str(stamp), "--name", "stamp", "-a", str(tmp / "pmon3.fifo"))
+        sup = Sup(
+            "latency",
+            [
+                (
+                    "stamp",
+                    f"{stamp} {tmp / 'sup.fifo'}",
+                    {"autostart": "true", "autorestart": "true", "startsecs": "0", "startretries": "1000000"},
+                )
+            ],
+        )
+        sup.start()
+        pids = {}
+        for key, rd in (("pmon3", rd_pm), ("supervisord", rd_sup)):
+            pids[key] = int(rd.readline(30).split()[1])
+        samples: dict[str, list[float]] = {"pmon3": [], "supervisord": []}
+        log(f"latency: {kills} SIGKILLs each, alternating")
+        for _ in range(kills):
+            for key, rd in (("pmon3", rd_pm), ("supervisord", rd_sup)):
+                time.sleep(0.05)  # part of the workload: the child has been up >= min_uptime
+                t_kill = time.monotonic_ns()
+                os.kill(pids[key], signal.SIGKILL)
+                ts, pid = rd.readline(30).split()
+                if int(pid) == pids[key]:
+                    raise RuntimeError(f"{key}: same pid reported twice")
+                pids[key] = int(pid)
+                samples[key].append((int(ts) - t_kill) / 1e6)
+        s_pm, s_sup = summary(samples["pmon3"]), summary(samples["supervisord"])
+        rows = [
+            row(f"crash->restart median ({kills} kills)", "ms", s_pm["median"], s_sup["median"]),
+            row("crash->restart p90", "ms", s_pm["p90"], s_sup["p90"]),
+            row("crash->restart max", "ms", s_pm["max"], s_sup["max"]),
+        ]
+        return {"rows": rows, "raw": {"unit": "ms", "pmon3": samples["pmon3"], "supervisord": samples["supervisord"]}}
+    finally:
+        pm.cleanup()
+        if sup:
+            sup.cleanup()
+        for rd in readers:
+            rd.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def spawn_sequential(n: int, rep: int) -> tuple[float, float, Path]:
+    """(b) n sequential CLI calls, fresh daemons: pmon3 exec vs supervisorctl start (autostart=false).
+
+    Returns both durations and the pmon3 directory, whose database now holds n `closed` rows.
+    """
+    pm = Pmon(f"seq{n}")
+    try:
+        pm.start()
+        t0 = time.perf_counter()
+        for i in range(1, n + 1):
+            pm.add_sleeper(f"s{i}")
+        t_pm = time.perf_counter() - t0
+        if pm.count_running() != n:
+            raise RuntimeError(f"pmon3: not all {n} running after exec")
+        pm.stop()  # SIGTERM: rows become `closed`, which the next boot brings back
+    except BaseException:
+        pm.cleanup()
+        raise
+    sup = Sup(f"seq{n}", sleepers(n, autostart=False))
+    try:
+        sup.start()
+        t0 = time.perf_counter()
+        for i in range(1, n + 1):
+            sup.ctl("start", f"s{i}")
+        t_sup = time.perf_counter() - t0
+        if sup.count_running() != n:
+            raise RuntimeError(f"supervisord: not all {n} running after start")
+    finally:
+        sup.cleanup()
+    log(f"spawn (b) n={n} rep {rep + 1}: pmon3 {t_pm:.2f} s, supervisord {t_sup:.2f} s")
+    return t_pm, t_sup, pm.dir
+
+
+def boot_pmon3(directory: Path, n: int) -> tuple[float, Pmon]:
+    """(a) pmond start (n closed rows in its database) until `pmon3 ls --json` shows n running."""
+    pm = Pmon("boot", directory)
+    t0 = time.perf_counter()
+    pm.spawn(ready=False)  # readiness is part of what is measured: poll the CLI like a user
+    try:
+        poll_until(lambda: pm.count_running() == n, 120 + n * 0.2, f"pmon3: {n} running after boot")
+    except BaseException:
+        pm.stop()
+        raise
+    return time.perf_counter() - t0, pm
+
+
+def boot_sup(n: int) -> tuple[float, Sup]:
+    """(a) supervisord start with n autostart programs until `supervisorctl status` shows n RUNNING."""
+    sup = Sup(f"boot{n}", sleepers(n, autostart=True))
+    t0 = time.perf_counter()
+    sup.spawn()
+    try:
+        poll_until(lambda: sup.count_running() == n, 120 + n * 0.2, f"supervisord: {n} RUNNING after start")
+    except BaseException:
+        sup.cleanup()
+        raise
+    return time.perf_counter() - t0, sup
+
+
+def scenario_spawn(p: dict, keep: dict) -> dict:
+    rows, raw = [], {}
+    for n, reps_b, reps_a in p["spawn"]:
+        seq = {"pmon3": [], "supervisord": []}
+        pm_dir: Optional[Path] = None
+        for rep in range(reps_b):
+            t_pm, t_sup, d = spawn_sequential(n, rep)
+            seq["pmon3"].append(t_pm)
+            seq["supervisord"].append(t_sup)
+            if pm_dir is None:
+                pm_dir = d
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+        assert pm_dir is not None
+        boot = {"pmon3": [], "supervisord": []}
+        for rep in range(reps_a):
+            t_pm, pm = boot_pmon3(pm_dir, n)
+            pm.stop()
+            t_sup, sup = boot_sup(n)
+            sup.cleanup()
+            boot["pmon3"].append(t_pm)
+            boot["supervisord"].append(t_sup)
+            log(f"spawn (a) n={n} rep {rep + 1}: pmon3 {t_pm:.2f} s, supervisord {t_sup:.2f} s")
+        if n == 100:
+            keep["pm_dir_100"] = pm_dir
+        else:
+            shutil.rmtree(pm_dir, ignore_errors=True)
+        m = {k: {"a": statistics.median(boot[k]), "b": statistics.median(seq[k])} for k in boot}
+        rows += [
+            row(f"{n} sleeps running from daemon start (a)", "s", m["pmon3"]["a"], m["supervisord"]["a"], reps=reps_a),
+            row(
+                f"{n} sleeps by {n} sequential CLI calls (b)", "s", m["pmon3"]["b"], m["supervisord"]["b"], reps=reps_b
+            ),
+        ]
+        raw[f"n{n}"] = {"unit": "s", "boot_a": boot, "sequential_b": seq}
+    return {"rows": rows, "raw": raw}
+
+
+def scenario_cli_idle(p: dict, keep: dict) -> dict:
+    """CLI latency and idle CPU with 100 sleeping children, then a crash-looping child."""
+    n = 100
+    pm_dir = keep.get("pm_dir_100")
+    own_dir = pm_dir is None
+    if own_dir:  # the spawn scenario was skipped: make the 100 rows here
+        pm = Pmon("cli")
+        pm.start()
+        for i in range(1, n + 1):
+            pm.add_sleeper(f"s{i}")
+        pm.stop()
+        pm_dir = pm.dir
+    rows, raw = [], {}
+    _, pm = boot_pmon3(pm_dir, n)
+    sup: Optional[Sup] = None
+    try:
+        _, sup = boot_sup(n)
+        runs = p["cli_runs"]
+        log(f"cli: {runs} runs of each command, alternating")
+        cli = {k: [] for k in ("ls", "ls --json", "--version", "status", "version")}
+        for _ in range(runs):
+            for key, fn in (
+                ("ls", lambda: pm.cli("ls")),
+                ("status", lambda: sup.ctl("status")),
+                ("ls --json", lambda: pm.cli("ls", "--json")),
+                ("--version", lambda: pm.cli("--version")),
+                ("version", lambda: sup.ctl("version")),
+            ):
+                took, cp = fn()
+                cli[key].append(took * 1000)
+        med = {k: statistics.median(v) for k, v in cli.items()}
+        rows += [
+            row(f"`pmon3 ls` vs `supervisorctl status` ({n} procs)", "ms", med["ls"], med["status"]),
+            row(f"`pmon3 ls --json` vs `supervisorctl status` ({n})", "ms", med["ls --json"], med["status"]),
+            row("`pmon3 --version` vs `supervisorctl version`", "ms", med["--version"], med["version"]),
+        ]
+        raw["cli_ms"] = cli
+
+        window = p["idle_s"]
+        log(f"idle: {window:.0f} s window, both daemons with {n} sleeping children")
+        t0 = {"pmon3": cpu_ticks(pm.pid), "supervisord": cpu_ticks(sup.pid)}
+        w0 = time.monotonic()
+        time.sleep(window)  # the measurement window itself
+        t1 = {"pmon3": cpu_ticks(pm.pid), "supervisord": cpu_ticks(sup.pid)}
+        elapsed = time.monotonic() - w0
+        idle = {k: (t1[k] - t0[k]) / CLK_TCK / elapsed * 100 for k in t0}
+        rows.append(
+            row(f"idle daemon CPU over {window:.0f} s, {n} sleeping children", "%", idle["pmon3"], idle["supervisord"])
+        )
+        cpu_ms = {k: (t1[k] - t0[k]) * 1000 / CLK_TCK for k in t0}
+        raw["idle_100"] = {"window_s": elapsed, "cpu_percent": idle, "cpu_ms": cpu_ms}
+    finally:
+        pm.stop()
+        if sup:
+            sup.cleanup()
+        if own_dir:
+            shutil.rmtree(pm_dir, ignore_errors=True)
+
+    rows_crash, raw["crash_loop"] = crash_loop(p["idle_s"])
+    return {"rows": rows + rows_crash, "raw": raw}
+
+
+def crash_loop(window: float) -> tuple[list[dict], dict]:
+    """One child that exits at once (/bin/false): daemon CPU% and restarts in the window.
+
+    pmond and two supervisords (startsecs=0 and the default startsecs=1, both with autorestart and a
+    huge startretries) crash-loop side by side in the same window; each daemon's own CPU time is read.
+    """
+    res: dict = {}
+    pm = Pmon("crash")
+    sups: dict[str, Sup] = {}
+    try:
+        pm.start()
+        for startsecs in (0, 1):
+            opts = {"autostart": "true", "autorestart": "true", "startsecs": str(startsecs), "startretries": "1000000"}
+            sup = Sup("crash", [("crash", "/bin/false", opts)])
+            sups[f"supervisord_startsecs{startsecs}"] = sup
+            sup.start()
+        pm.cli("exec", "/bin/false", "--name", "crash")
+        rc0 = pm.processes()[0]["restart_count"]
+        n0 = {k: s.spawned_count("crash") for k, s in sups.items()}
+        c0 = {"pmon3": cpu_ticks(pm.pid)} | {k: cpu_ticks(s.pid) for k, s in sups.items()}
+        w0 = time.monotonic()
+        time.sleep(window)  # the measurement window
+        c1 = {"pmon3": cpu_ticks(pm.pid)} | {k: cpu_ticks(s.pid) for k, s in sups.items()}
+        elapsed = time.monotonic() - w0
+        n1 = {k: s.spawned_count("crash") for k, s in sups.items()}
+        rc1 = pm.processes()[0]["restart_count"]
+        restarts = {"pmon3": rc1 - rc0} | {k: n1[k] - n0[k] for k in sups}
+        for k in c0:
+            res[k] = {
+                "cpu_percent": (c1[k] - c0[k]) / CLK_TCK / elapsed * 100,
+                "cpu_ms": (c1[k] - c0[k]) * 1000 / CLK_TCK,
+                "restarts": restarts[k],
+                "window_s": elapsed,
+            }
+    finally:
+        pm.cleanup()
+        for sup in sups.values():
+            sup.cleanup()
+    log(f"crash loop: {res}")
+    rows = []
+    for startsecs in (0, 1):
+        s = res[f"supervisord_startsecs{startsecs}"]
+        rows.append(
+            row(
+                f"crash loop: daemon CPU over {window:.0f} s (sup startsecs={startsecs})",
+                "%",
+                res["pmon3"]["cpu_percent"],
+                s["cpu_percent"],
+            )
+        )
+        rows.append(
+            row(
+                f"crash loop: restarts in {window:.0f} s (sup startsecs={startsecs})",
+                "n",
+                res["pmon3"]["restarts"],
+                s["restarts"],
+            )
+        )
+    return rows, res
+
+
+def scenario_native_spawn(p: dict) -> dict:
+    """pmon3._native.spawn vs subprocess.Popen call duration (in a separate process)."""
+    iters = p["spawn_iters"]
+    log(f"native spawn vs Popen: {iters} iterations each, alternating")
+    cp = subprocess.run(
+        [PMON3_PY, str(HERE / "spawn_micro.py"), str(iters)], capture_output=True, text=True, check=True, timeout=300
+    )
+    data = json.loads(cp.stdout)
+    nat = [x / 1000 for x in data["native_ns"]]
+    pop = [x / 1000 for x in data["popen_ns"]]
+    s_nat, s_pop = summary(nat), summary(pop)
+    rows = [
+        row(
+            "spawn /bin/true: `_native.spawn` vs `subprocess.Popen` (median)",
+            "µs",
+            s_nat["median"],
+            s_pop["median"],
+            peer="subprocess.Popen",
+        ),
+        row("spawn /bin/true: p90", "µs", s_nat["p90"], s_pop["p90"], peer="subprocess.Popen"),
+    ]
+    return {"rows": rows, "raw": {"unit": "us", "native": s_nat, "popen": s_pop, "native_us": nat, "popen_us": pop}}
+
+
+# ----------------------------------------------------------------------------------------------
+# output
+
+
+def fmt(v: float, unit: str) -> str:
+    if unit == "n":
+        return f"{v:.0f}"
+    if unit == "%":
+        return f"{v:.2f} %"
+    if abs(v) >= 100:
+        return f"{v:.0f} {unit}"
+    if abs(v) >= 10:
+        return f"{v:.1f} {unit}"
+    return f"{v:.3g} {unit}" if v else f"0 {unit}"
+
+
+def table(rows: list[dict]) -> str:
+    head = ("scenario", "pmon3", "supervisord", "pmon3/sup")
+    body = []
+    for r in rows:
+        sup_label = fmt(r["supervisord"], r["unit"])
+        if "peer" in r:
+            sup_label += " (Popen)"
+        ratio = "-"
+        if r["supervisord"]:
+            q = r["pmon3"] / r["supervisord"]
+            ratio = f"{q:.2f}" if q >= 0.1 else f"{q:.2g}"
+        body.append((r["metric"], fmt(r["pmon3"], r["unit"]), sup_label, ratio))
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(4)]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+        return "| " + " | ".join(padded) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
+    return "\n".join([line(head), sep, *map(line, body)])
+
+
+SCENARIOS = ("native", "latency", "spawn", "cli")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the < 2 minute profile")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (cli includes idle)")
+    args = ap.parse_args()
+    profile = PROFILES["quick" if args.quick else "full"]
+    only = set(args.only.split(",")) if args.only else set(SCENARIOS)
+    unknown = only - set(SCENARIOS)
+    if unknown:
+        ap.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+
+    started = dt.datetime.now().astimezone()
+    t_start = time.monotonic()
+    peer_version = ensure_peer()
+    info = host_info() | {"supervisord": peer_version}
+    profile_name = "quick" if args.quick else "full"
+    log(f"pmon3: {info['pmon3']}; supervisord {peer_version}; {info['cpus']} cpus; profile {profile_name}")
+
+    results: dict = {}
+    keep: dict = {}
+    try:
+        for key, name, fn in (
+            ("native", "native_spawn", lambda: scenario_native_spawn(profile)),
+            ("latency", "crash_restart_latency", lambda: scenario_latency(profile)),
+            ("spawn", "spawn_throughput", lambda: scenario_spawn(profile, keep)),
+            ("cli", "cli_and_idle", lambda: scenario_cli_idle(profile, keep)),
+        ):
+            if key in only:
+                t0 = time.monotonic()
+                results[name] = fn()
+                results[name]["duration_s"] = time.monotonic() - t0
+                log(f"{name} took {results[name]['duration_s']:.1f} s")
+    finally:
+        if keep.get("pm_dir_100"):
+            shutil.rmtree(keep["pm_dir_100"], ignore_errors=True)
+
+    rows = [r for res in results.values() for r in res["rows"]]
+    out = {
+        "date": started.isoformat(timespec="seconds"),
+        "profile": "quick" if args.quick else "full",
+        "profile_settings": profile,
+        "host": info | {"loadavg_end": os.getloadavg()},
+        "duration_s": time.monotonic() - t_start,
+        "rows": rows,
+        "scenarios": results,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"\npmon3 vs supervisord {peer_version} — {started:%Y-%m-%d %H:%M} — {info['cpus']} CPUs, {info['cpu']}")
+    print(table(rows))
+    print(f"\n({out['duration_s']:.0f} s; raw samples in {path.relative_to(ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
