@@ -8,20 +8,26 @@ uid from that queue's owner (fstat), never from the message. Socket: SO_PEERCRED
 
 from __future__ import annotations
 
-import asyncio
 import errno
-import logging
 import os
 import socket
 import struct
 import time
 from collections.abc import Awaitable
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import _native
 from . import protocol
 
-log = logging.getLogger("pmond.ipc")
+if TYPE_CHECKING:  # the CLI uses only the clients: asyncio would cost it ~70 ms of start-up
+    import asyncio
+
+
+def _log() -> Any:
+    import logging  # server side only: the CLI does not pay for it
+
+    return logging.getLogger("pmond.ipc")
+
 
 Handler = Callable[[int, dict[str, Any]], Awaitable[dict[str, Any]]]
 # Queue memory is charged to the creating user against RLIMIT_MSGQUEUE (800 KiB by default, often not
@@ -110,7 +116,7 @@ class MQServer:
             try:
                 frame = q.receive()
             except OSError as exc:
-                log.error("receive on %s failed: %s", q.name, exc)
+                _log().error("receive on %s failed: %s", q.name, exc)
                 return
             if frame is None:
                 return
@@ -121,7 +127,7 @@ class MQServer:
                 msg = protocol.decode(payload, protocol.MAX_REQUEST)
                 protocol.validate_request(msg)
             except protocol.ProtocolError as exc:
-                log.warning("dropped a message on %s: %s", q.name, exc)
+                _log().warning("dropped a message on %s: %s", q.name, exc)
                 continue
             task = self.loop.create_task(self._serve(msg, uid))
             self.tasks.add(task)
@@ -139,7 +145,7 @@ class MQServer:
         try:
             reply_q, owner = self._open_reply(msg)
         except (OSError, protocol.ProtocolError) as exc:
-            log.warning("cannot answer request %s: %s", msg.get("id"), exc)
+            _log().warning("cannot answer request %s: %s", msg.get("id"), exc)
             return
         try:
             if uid is None:  # lobby: the only thing one may ask there is one's own queue
@@ -150,13 +156,13 @@ class MQServer:
                 except OSError as exc:  # PermissionError included
                     reply = protocol.error(msg["id"], "denied", str(exc))
             elif owner != uid:
-                log.warning("uid %s named a reply queue owned by uid %s; dropped", uid, owner)
+                _log().warning("uid %s named a reply queue owned by uid %s; dropped", uid, owner)
                 return
             else:
                 reply = await self.handler(uid, msg)
             await self._send(reply_q, reply)
         except Exception:  # never let one request take the server down or leave a client waiting blind
-            log.exception("request %s failed", msg.get("id"))
+            _log().exception("request %s failed", msg.get("id"))
         finally:
             reply_q.close()
 
@@ -165,7 +171,7 @@ class MQServer:
             deadline = time.monotonic() + SEND_TIMEOUT
             while not q.send(frame):
                 if time.monotonic() > deadline or not await _writable(self.loop, q.fileno(), deadline):
-                    log.warning("client gone: reply %s dropped", reply["id"])
+                    _log().warning("client gone: reply %s dropped", reply["id"])
                     return
 
 
@@ -179,6 +185,8 @@ def _primary_gid(uid: int) -> int:
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int, deadline: float) -> bool:
+    import asyncio
+
     fut: asyncio.Future[None] = loop.create_future()
     loop.add_writer(fd, lambda: fut.done() or fut.set_result(None))
     try:
@@ -202,6 +210,8 @@ class UnixServer:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         old = os.umask(0o111)  # anyone may connect; SO_PEERCRED decides what they may do
         try:
+            import asyncio
+
             self.server = await asyncio.start_unix_server(self._client, path=self.path)
         finally:
             os.umask(old)
@@ -222,7 +232,7 @@ class UnixServer:
             while True:
                 size = _LEN.unpack(await reader.readexactly(_LEN.size))[0]
                 if size > protocol.MAX_REQUEST:
-                    log.warning("uid %s sent an oversized request; closing", uid)
+                    _log().warning("uid %s sent an oversized request; closing", uid)
                     return
                 try:
                     msg = protocol.decode(await reader.readexactly(size), protocol.MAX_REQUEST)
@@ -234,7 +244,7 @@ class UnixServer:
                 data = protocol.encode(reply)
                 writer.write(_LEN.pack(len(data)) + data)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (EOFError, ConnectionError):  # asyncio.IncompleteReadError is an EOFError
             pass
         finally:
             writer.close()
