@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from pathlib import Path
 from typing import Any, Optional
 
 SYSTEM_CONFIG = "/etc/pmon3/config/config.yml"
@@ -312,4 +311,4 @@ def check_exit_codes(value: Any, key: str) -> tuple[int, ...]:
 
 def ensure_dir(path: str, mode: int) -> None:
     """Create a daemon-owned directory; an existing one is left exactly as it is (never chmod-ed)."""
-    Path(path).mkdir(mode=mode, parents=True, exist_ok=True)
+    os.makedirs(path, mode=mode, exist_ok=True)

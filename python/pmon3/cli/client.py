@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import select
-import subprocess
 import sys
 from typing import Any, Optional
 
@@ -109,6 +107,9 @@ class Session:
 
 def start_daemon(cfg: Config) -> bool:
     """Start a pmond in the background and wait until it says it is ready (no guessing with sleeps)."""
+    import select
+    import subprocess
+
     read_fd, write_fd = os.pipe()
     cmd = [sys.executable, "-m", "pmon3.daemon", "--ready-fd", str(write_fd)]
     if os.environ.get("PMON3_CONF") is None:
