@@ -95,3 +95,9 @@ def test_queues_are_owned_per_uid(daemon: Pmond):
         assert q.owner()[0] == pw.pw_uid and q.owner()[2] == 0o600
     finally:
         q.close()
+
+
+def test_env_file_is_read_with_the_callers_rights(daemon: Pmond):
+    res = daemon.cli("exec", "/bin/sleep", "--name", "envsneak", "--env-file", "/etc/shadow", user=USER, check=False)
+    assert res.returncode == 1 and "env file /etc/shadow: Permission denied" in res.stderr
+    assert "envsneak" not in {p["name"] for p in daemon.json("ls")}

@@ -11,6 +11,26 @@ from ..output import CliError
 from . import handle_errors, json_option, session, show_process
 
 
+def env_list(env_file: Optional[str], env_vars: tuple[str, ...]) -> list[str]:
+    """The env file is read here, with the caller's own rights (never by pmond); -e values win over it."""
+    import shlex
+
+    from ...procconfig import ProcessConfigError, parse_env_file
+
+    items: list[str] = []
+    if env_file:
+        try:
+            items = parse_env_file(os.path.abspath(env_file))
+        except ProcessConfigError as exc:
+            raise CliError(str(exc)) from None
+    for value in env_vars:
+        try:
+            items += shlex.split(value)
+        except ValueError as exc:
+            raise CliError(f"invalid env vars {value!r}: {exc}") from None
+    return items
+
+
 def user_flag_check(user: Optional[str]) -> None:
     if user == "root" and os.geteuid() != 0:
         raise CliError("cannot set process user to root without sudo")
@@ -77,13 +97,12 @@ def exec_cmd(
         "log": os.path.abspath(log) if log else "",
         "log_dir": os.path.abspath(log_dir) if log_dir else "",
         "args": args_ or "",
-        "env_vars": " ".join(env_vars),
+        "env_vars": env_list(env_file, env_vars),
         "user": user or "",
         "no_auto_restart": no_autorestart,
         "dependencies": list(dependencies),
         "groups": list(groups),
         "cwd": os.path.abspath(cwd) if cwd else "",
-        "env_file": os.path.abspath(env_file) if env_file else "",
     }
     policy = {
         "restart": restart_mode,

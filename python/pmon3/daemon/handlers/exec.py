@@ -124,6 +124,9 @@ def process_from_args(ctx: Context, existing: Process | None = None) -> Process:
     p.argv = argv
     p.env_vars = env_list(a.get("env_vars"))
     if a.get("env_file"):
+        if not ctx.is_root and ctx.uid != os.geteuid():
+            # pmond would read it with its own rights; the CLI reads it with the caller's and sends the values
+            raise CommandError("permission denied: pmond reads env files only for root", "denied")
         env_file = str(a["env_file"])
         if not os.path.isabs(env_file):
             raise CommandError(f"env file must be an absolute path: {env_file}", "invalid")
