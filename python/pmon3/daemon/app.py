@@ -20,6 +20,8 @@ from ..store import Store
 from . import handlers, notify
 from .handlers import CommandError, Context
 from .handlers import init as init_handlers
+from .logrotate import LogRotator
+from .logrotate import parse_settings as parse_rotation
 from .supervisor import Supervisor
 
 log = logging.getLogger("pmond")
@@ -78,6 +80,10 @@ class Daemon:
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
         self.adopt_survivors()
+        self.rotator = LogRotator(
+            parse_rotation(cfg.raw), lambda: [(p.log, p.uid) for p in self.store.list_processes()], self.loop
+        )
+        self.rotator.start()
         if cfg.transport == "mq":
             server: Any = transport.MQServer(cfg.mq_base, self.handle, self.loop)
             server.start()
@@ -135,7 +141,14 @@ class Daemon:
         except ConfigError as exc:
             log.error("config reload failed, the last good config stays in force: %s", exc)
             return f"config reload failed, the last good config stays in force: {exc}"
+        try:
+            rotation = parse_rotation(fresh.raw)
+        except ConfigError as exc:
+            log.error("config reload failed, the last good config stays in force: %s", exc)
+            return f"config reload failed, the last good config stays in force: {exc}"
         self.config_stamp = stamp
+        if hasattr(self, "rotator"):
+            self.rotator.settings = rotation
         for field in (
             "restart",
             "flap",
@@ -184,6 +197,7 @@ class Daemon:
         notify.notify("STOPPING=1")
         for task in list(self.background):
             task.cancel()
+        self.rotator.stop()
         for server in self.servers:
             server.close()
         if self.cfg.handle_interrupts:
@@ -254,6 +268,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
+        parse_rotation(cfg.raw)  # the logs.* rotation keys are checked here too
     except ConfigError as exc:
         print(f"pmond: {exc}", file=sys.stderr)
         sys.exit(1)

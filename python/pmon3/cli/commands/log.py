@@ -37,12 +37,39 @@ def _open(path: str) -> IO[bytes]:
 
 
 def tail_lines(paths: list[str], n: Optional[int]) -> list[bytes]:
+    """The last `n` lines (all with None) of the files read in order as one stream: a line that a rotation
+    split between a rotated file and the next one counts once."""
     lines: deque[bytes] = deque(maxlen=n)
+    partial = b""
     for path in paths:
         with _open(path) as fh:
             for line in fh:
-                lines.append(line)
+                if partial:
+                    line, partial = partial + line, b""
+                if line.endswith(b"\n"):
+                    lines.append(line)
+                else:
+                    partial = line
+    if partial:
+        lines.append(partial)
     return list(lines)
+
+
+def newest_with_lines(paths: list[str], n: int) -> list[str]:
+    """The shortest suffix of `paths` (oldest first) holding more than `n` newlines, so that its last `n`
+    lines are complete even if a rotation split a line; a freshly rotated live file is nearly empty."""
+    if len(paths) <= 1:
+        return paths
+    chosen: list[str] = []
+    newlines = 0
+    for path in reversed(paths):
+        chosen.insert(0, path)
+        with _open(path) as fh:
+            while chunk := fh.read(1 << 20):
+                newlines += chunk.count(b"\n")
+        if newlines > n:
+            break
+    return chosen
 
 
 def _log_path(id: str) -> str:
@@ -58,10 +85,12 @@ def _log_path(id: str) -> str:
 def log_cmd(id: str, lines: Optional[int], all_: bool) -> None:
     """Display process logs by id or name."""
     path = _log_path(id)
-    paths = [*rotated_files(path), path] if all_ else [path]
-    if all_ and not os.path.exists(path):
+    paths = [*rotated_files(path), path]
+    if len(paths) > 1 and not os.path.exists(path):
         paths = paths[:-1]
     n = lines if lines is not None else (None if all_ else 10)
+    if not all_:
+        paths = newest_with_lines(paths, n or 0)
     out = sys.stdout.buffer
     for line in tail_lines(paths, n):
         out.write(line)
