@@ -53,10 +53,10 @@ systemd_install: install-systemd ## alias of install-systemd (pmon3's name)
 
 systemd_uninstall: uninstall-systemd ## alias of uninstall-systemd (pmon3's name)
 
-test: dev ## the whole suite: Rust unit tests, the Python suites against a real pmond, the wheel smoke test
+test: dev ## the whole suite: Rust unit tests, the wheel smoke test, the Python suites against a real pmond
 	cargo test --no-default-features --quiet
-	$(PY) -m pytest -q
 	$(MAKE) --no-print-directory wheel-smoke
+	$(PY) -m pytest -q
 
 test-python: dev ## only the Python suites
 	$(PY) -m pytest -q
