@@ -170,12 +170,54 @@ def read_yaml(path: str) -> dict[str, Any]:
     return data
 
 
-def load(path: Optional[str] = None, mode: Optional[str] = None) -> Config:
+def _cache_file(path: str) -> Optional[str]:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):
+        return None
+    import hashlib
+
+    return os.path.join(base, "pmon3", f"config-{hashlib.sha1(path.encode()).hexdigest()[:16]}.json")
+
+
+def read_yaml_cached(path: str) -> dict[str, Any]:
+    """read_yaml, through a JSON copy in the caller's cache keyed by the file's identity and mtime:
+    importing PyYAML would be a third of the CLI's start-up time. A cache that cannot be used is skipped."""
+    import json
+
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    stamp = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+    cache = _cache_file(path)
+    if cache:
+        try:
+            with open(cache, encoding="utf-8") as fh:
+                saved = json.load(fh)
+            if saved.get("path") == path and saved.get("stamp") == stamp and isinstance(saved.get("data"), dict):
+                return saved["data"]  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            pass
+    data = read_yaml(path)
+    if cache:
+        try:
+            text = json.dumps({"path": path, "stamp": stamp, "data": data})
+            os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+            tmp = f"{cache}.{os.getpid()}"
+            with open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.replace(tmp, cache)
+        except (OSError, TypeError, ValueError):
+            pass  # not JSON-able (e.g. YAML dates) or no writable cache: parse next time too
+    return data
+
+
+def load(path: Optional[str] = None, mode: Optional[str] = None, cached: bool = False) -> Config:
     """Load the config of this program: PMON3_CONF, else the mode's default path. A missing file means defaults."""
     mode = mode or current_mode()
     path = path or os.environ.get("PMON3_CONF") or default_config_path(mode)
     exists = os.path.isfile(path)
-    raw = read_yaml(path) if exists else {}
+    raw = (read_yaml_cached(path) if cached else read_yaml(path)) if exists else {}
     return from_mapping(raw, path, mode, exists)
 
 

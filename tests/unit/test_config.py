@@ -70,3 +70,17 @@ def test_process_config_path_override(tmp_path, monkeypatch):
     assert procconfig.resolve_path("/explicit.json") == "/explicit.json"  # the config key wins
     monkeypatch.setenv("PMON3_PROCESS_CONF", str(tmp_path / "missing.json"))
     assert procconfig.resolve_path("") == ""
+
+
+def test_cli_config_cache_follows_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    f = tmp_path / "c.yml"
+    f.write_text("restart:\n  min_uptime: 2s\n")
+    assert config.load(str(f), "system", cached=True).restart.min_uptime_ms == 2000
+    assert list((tmp_path / "cache" / "pmon3").iterdir())  # cached
+    assert config.load(str(f), "system", cached=True).restart.min_uptime_ms == 2000  # from the cache
+    f.write_text("restart:\n  min_uptime: 3s\n")  # new size: a new stamp
+    assert config.load(str(f), "system", cached=True).restart.min_uptime_ms == 3000
+    f.write_text("restart: [oops\n")
+    with pytest.raises(config.ConfigError, match="invalid YAML"):
+        config.load(str(f), "system", cached=True)

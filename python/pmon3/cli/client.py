@@ -18,11 +18,11 @@ def load_config() -> Config:
     """PMON3_CONF wins; root uses the system config; a user uses the system daemon when one listens."""
     try:
         if os.environ.get("PMON3_CONF") or os.geteuid() == 0:
-            return config_mod.load()
-        system = config_mod.load(config_mod.SYSTEM_CONFIG, "system")
+            return config_mod.load(cached=True)
+        system = config_mod.load(config_mod.SYSTEM_CONFIG, "system", cached=True)
         if _listening(system):
             return system
-        return config_mod.load(mode="user")
+        return config_mod.load(mode="user", cached=True)
     except ConfigError as exc:
         raise CliError(str(exc)) from None
 
