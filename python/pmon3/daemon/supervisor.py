@@ -16,7 +16,7 @@ import pwd
 import select
 import signal
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .. import _native
 from ..config import Config
@@ -36,6 +36,16 @@ class SpawnError(Exception):
 
 
 @dataclasses.dataclass
+class Launch:
+    """Everything _native.spawn needs, kept so that a crashed process is respawned without any lookup."""
+
+    file: str
+    argv: list[str]
+    env: list[str]
+    options: dict[str, Any]
+
+
+@dataclasses.dataclass
 class Runtime:
     """What the daemon knows about a live process beyond its row."""
 
@@ -44,6 +54,9 @@ class Runtime:
     is_child: bool
     started: float  # monotonic
     exited: asyncio.Future[ExitInfo]
+    launch: Optional[Launch] = None  # None for a process adopted from a previous pmond
+    # (auto_restart, per-process policy): the restart decision is made against config.yml as it is then
+    policy_inputs: Optional[tuple[bool, dict[str, Any]]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,37 +184,52 @@ class Supervisor:
         user = resolve_user(p.username)
         if os.geteuid() != 0 and user.uid != os.geteuid():
             raise SpawnError(f"this pmond cannot run processes as {user.name}")
+        root = os.geteuid() == 0
+        launch = Launch(
+            p.process_file,
+            [p.name, *p.argv],
+            self.environment(p, user),
+            {
+                "cwd": p.cwd or os.path.dirname(p.process_file) or "/",
+                "uid": user.uid if root else None,
+                "gid": user.gid if root else None,
+                "groups": list(user.groups) if root else None,
+                "log_path": p.log or None,
+            },
+        )
         try:
             self.prepare_log(p.log, user)
-            pid, pidfd = _native.spawn(
-                p.process_file,
-                [p.name, *p.argv],
-                self.environment(p, user),
-                cwd=p.cwd or os.path.dirname(p.process_file) or "/",
-                uid=user.uid if os.geteuid() == 0 else None,
-                gid=user.gid if os.geteuid() == 0 else None,
-                groups=list(user.groups) if os.geteuid() == 0 else None,
-                log_path=p.log or None,
-            )
+        except OSError as exc:
+            raise SpawnError(f"open log {p.log}: {exc.strerror}") from None
+        self._launch(p.id, launch, (p.auto_restart, dict(p.policy)))
+        p.uid, p.gid = user.uid, user.gid
+        self._record_start(p)
+
+    def _launch(self, process_id: int, launch: Launch, policy_inputs: tuple[bool, dict[str, Any]]) -> Runtime:
+        try:
+            pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options)
         except OSError as exc:
             raise SpawnError(str(exc.args[1]) if len(exc.args) > 1 else str(exc)) from None
+        rt = Runtime(pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs)
+        self._track(process_id, rt)
+        return rt
+
+    def _record_start(self, p: Process) -> None:
+        rt = self.runtimes[p.id]
         try:
-            start_time = _native.proc_start_time(pid)
+            start_time = _native.proc_start_time(rt.pid)
         except OSError:
             start_time = 0  # died already: the pidfd still reports it
-        self._track(p.id, pid, pidfd, is_child=True)
         check_transition(p.status, Status.RUNNING)
-        p.pid, p.pid_start_time, p.status = pid, start_time, Status.RUNNING
-        p.uid, p.gid = user.uid, user.gid
+        p.pid, p.pid_start_time, p.status = rt.pid, start_time, Status.RUNNING
         p.started_at = time.time()
         self.store.update_runtime(p)
-        log.info("started %s (id %d) as pid %d", p.name, p.id, pid)
+        log.info("started %s (id %d) as pid %d", p.name, p.id, rt.pid)
 
-    def _track(self, process_id: int, pid: int, pidfd: int, is_child: bool) -> None:
-        rt = Runtime(pid, pidfd, is_child, time.monotonic(), self.loop.create_future())
+    def _track(self, process_id: int, rt: Runtime) -> None:
         self.runtimes[process_id] = rt
-        self.by_pid[pid] = process_id
-        self.loop.add_reader(pidfd, self._pidfd_ready, process_id)
+        self.by_pid[rt.pid] = process_id
+        self.loop.add_reader(rt.pidfd, self._pidfd_ready, process_id)
 
     def adopt(self, p: Process, boot_matches: bool) -> bool:
         """Take over a live process left by a previous pmond, if it is really the same process."""
@@ -215,7 +243,7 @@ class Supervisor:
         if not same:
             os.close(pidfd)
             return False
-        self._track(p.id, p.pid, pidfd, is_child=False)
+        self._track(p.id, Runtime(p.pid, pidfd, False, time.monotonic(), self.loop.create_future()))
         if p.status != Status.RUNNING:
             p.status = Status.RUNNING
             self.store.update_runtime(p)
@@ -262,12 +290,48 @@ class Supervisor:
             rt.exited.set_result(info)
         if process_id in self.stopping or self.shutting_down:
             return  # whoever is stopping it records the outcome
+        if self._respawn_at_once(process_id, rt, uptime, info):
+            return
         p = self.store.get(process_id)
         if p is None:
             return
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         self._after_exit(p, uptime, info)  # first the restart, then the bookkeeping
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
+
+    def _respawn_at_once(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> bool:
+        """The hot path: a long-enough run that died is respawned from its Launch before anything else is
+        looked up or written. Anything less simple (flap detection, a delay, no restart, a failed spawn)
+        goes the general way."""
+        if rt.launch is None or rt.policy_inputs is None or self.cfg.flap.enabled:
+            return False
+        settings = policy.effective(self.cfg, *rt.policy_inputs)
+        decision = policy.after_exit(
+            settings=settings, uptime=uptime, quick_deaths=0, code=info.code, signal=info.signal
+        )
+        if not decision.restart or decision.delay:
+            return False
+        try:
+            self._launch(process_id, rt.launch, rt.policy_inputs)
+        except SpawnError:
+            return False
+        self.quick_deaths.pop(process_id, None)
+        p = self.store.get(process_id)
+        if p is None:
+            return True
+        old_status, old_pid = p.status, p.pid
+        p.last_exit_code, p.last_exit_signal = info.code, info.signal
+        p.restart_count += 1
+        self._record_start(p)
+        self._restart_hook(p, old_status, old_pid)
+        log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
+        return True
+
+    def _restart_hook(self, p: Process, old_status: Status, old_pid: int) -> None:
+        if self.restart_hooks_due():
+            self.hooks.fire("restart", p, int(old_status), old_pid)
+        else:
+            log.info("restart of %s during the initialization period: no hook", p.name)
 
     def _after_exit(self, p: Process, uptime: float, info: ExitInfo) -> None:
         settings = self.settings(p)
@@ -348,10 +412,7 @@ class Supervisor:
             self.store.update_runtime(p)
             self._schedule(p.id, delay)
             return
-        if self.restart_hooks_due():
-            self.hooks.fire("restart", p, int(old_status), old_pid)
-        else:
-            log.info("restart of %s during the initialization period: no hook", p.name)
+        self._restart_hook(p, old_status, old_pid)
 
     def clear_flap(self, p: Process) -> None:
         """`reset`: forget restarts and backoff; a backed-off process is retried now."""
