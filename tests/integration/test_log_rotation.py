@@ -57,3 +57,4 @@ def test_a_chatty_process_is_rotated_and_log_a_reads_it_in_order(rotd: Pmond, tm
     tail = rotd.cli("log", "chatty", "-n", "3").stdout.splitlines()
     assert tail[-1] == "done" and len(tail) == 3
     rotd.cli("del", "chatty", "-f")
+    assert not list(log.parent.glob("chatty.log*"))  # del removes the rotations pmond made, too

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import glob
 import gzip
 import os
-import re
 import sys
 import time
 from collections import deque
@@ -13,18 +11,9 @@ from typing import IO, Optional
 
 import click
 
+from ...logfiles import rotated_files
 from ..output import CliError
 from . import handle_errors, id_argument, session
-
-
-def rotated_files(log: str) -> list[str]:
-    """<log>.1 is the newest rotation; returned oldest first."""
-    found = []
-    for path in glob.glob(glob.escape(log) + ".*"):
-        m = re.fullmatch(re.escape(log) + r"\.(\d+)(\.gz)?", path)
-        if m:
-            found.append((int(m.group(1)), path))
-    return [p for _, p in sorted(found, reverse=True)]
 
 
 def _open(path: str) -> IO[bytes]:

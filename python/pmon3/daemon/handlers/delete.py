@@ -7,6 +7,7 @@ import logging
 import os
 from typing import Any
 
+from ...logfiles import rotated_files
 from ...models import Process
 from . import CommandError, Context, command
 
@@ -21,12 +22,13 @@ async def remove(ctx: Context, p: Process, force: bool) -> dict[str, Any]:
         sup.forget(p.id)
     # Only files pmond created itself are removed; a user-chosen log path is the user's to keep.
     if os.path.dirname(p.log) == ctx.daemon.cfg.logs_directory:
-        try:
-            os.unlink(p.log)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            log.warning("could not remove %s: %s", p.log, exc)
+        for path in [p.log, *rotated_files(p.log)]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove %s: %s", path, exc)
     return p.to_json()
 
 
