@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from pmon3.cli.commands.log import newest_with_lines, tail_lines
-from pmon3.logfiles import rotated_files
 from pmon3.config import ConfigError
 from pmon3.daemon import logrotate
 from pmon3.daemon.logrotate import LogRotator, RotationSettings, parse_settings
+from pmon3.logfiles import rotated_files
 
 
 def settings(**kw) -> RotationSettings:
