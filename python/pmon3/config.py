@@ -130,7 +130,7 @@ def _section(raw: dict[str, Any], key: str, path: str) -> dict[str, Any]:
     return value
 
 
-def _bool(value: Any, key: str, default: bool) -> bool:
+def parse_bool(value: Any, key: str, default: bool) -> bool:
     if value is None or value == "":
         return default
     if isinstance(value, bool):
@@ -140,7 +140,7 @@ def _bool(value: Any, key: str, default: bool) -> bool:
     raise ConfigError(f"{key}: expected true or false, got {value!r}")
 
 
-def _int(value: Any, key: str, default: int) -> int:
+def parse_int(value: Any, key: str, default: int) -> int:
     if value is None or value == "":
         return default
     if isinstance(value, bool) or not isinstance(value, (int, str)):
@@ -228,13 +228,13 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     debug = os.environ.get("PMON3_DEBUG", "")
     if debug:
         cfg.log_level = "debug" if debug.lower() == "true" else (debug if debug in LOG_LEVELS else "info")
-    cfg.handle_interrupts = _bool(raw.get("handle_interrupts"), "handle_interrupts", True)
-    cfg.disable_reloads = _bool(raw.get("disable_reloads"), "disable_reloads", False)
-    interval = _int(raw.get("process_monitor_interval"), "process_monitor_interval", 500)
+    cfg.handle_interrupts = parse_bool(raw.get("handle_interrupts"), "handle_interrupts", True)
+    cfg.disable_reloads = parse_bool(raw.get("disable_reloads"), "disable_reloads", False)
+    interval = parse_int(raw.get("process_monitor_interval"), "process_monitor_interval", 500)
     if interval <= 0:
         raise ConfigError(f"{path}: process_monitor_interval must be greater than 0")
     cfg.process_monitor_interval_ms = interval
-    period = _int(raw.get("initialization_period"), "initialization_period", 30)
+    period = parse_int(raw.get("initialization_period"), "initialization_period", 30)
     cfg.initialization_period_s = period if period >= 5 else 30
     cfg.process_config_file = str(raw.get("process_config_file") or "")
 
@@ -275,9 +275,9 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     )
     cfg.socket_path = str(ipc.get("socket") or sock_default)
 
-    cfg.autostart = _bool(daemon.get("autostart"), "daemon.autostart", True)
+    cfg.autostart = parse_bool(daemon.get("autostart"), "daemon.autostart", True)
     cfg.daemon_log = str(daemon.get("log") or ("" if mode == "system" else os.path.join(state, "pmond.log")))
-    dep_wait = _int(wait.get("dependent_process_enqueued"), "wait.dependent_process_enqueued", 1000)
+    dep_wait = parse_int(wait.get("dependent_process_enqueued"), "wait.dependent_process_enqueued", 1000)
     cfg.wait_dependent_ms = dep_wait if 0 <= dep_wait <= 20000 else 1000
 
     rd = RestartDefaults()
@@ -299,10 +299,10 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
 
     flap = _section(raw, "flap_detection", path)
     cfg.flap = FlapDetection(
-        enabled=_bool(flap.get("is_enabled"), "flap_detection.is_enabled", False),
-        threshold_restarted=_int(flap.get("threshold_restarted"), "flap_detection.threshold_restarted", 5),
-        threshold_countdown=_int(flap.get("threshold_countdown"), "flap_detection.threshold_countdown", 120),
-        threshold_decrement=_int(flap.get("threshold_decrement"), "flap_detection.threshold_decrement", 60),
+        enabled=parse_bool(flap.get("is_enabled"), "flap_detection.is_enabled", False),
+        threshold_restarted=parse_int(flap.get("threshold_restarted"), "flap_detection.threshold_restarted", 5),
+        threshold_countdown=parse_int(flap.get("threshold_countdown"), "flap_detection.threshold_countdown", 120),
+        threshold_decrement=parse_int(flap.get("threshold_decrement"), "flap_detection.threshold_decrement", 60),
     )
     if cfg.flap.threshold_restarted < 1 or cfg.flap.threshold_countdown < 1 or cfg.flap.threshold_decrement < 0:
         raise ConfigError(f"{path}: flap_detection thresholds must be positive (decrement may be 0)")

@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any, Callable, Optional, Union
 
-from ..config import ConfigError
+from ..config import ConfigError, parse_bool, parse_int
 
 log = logging.getLogger("pmond.logrotate")
 
@@ -92,44 +92,20 @@ def parse_size(value: Any, key: str = "logs.max_size") -> int:
     return int(size)
 
 
-def _parse_int(value: Any, key: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{key}: expected a whole number, got {value!r}")
-    try:
-        n = int(value)
-    except ValueError:
-        raise ConfigError(f"{key}: expected a whole number, got {value!r}") from None
-    if n < 0:
-        raise ConfigError(f"{key}: must not be negative, got {value!r}")
-    return n
-
-
-def _parse_bool(value: Any, key: str, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1"):
-        return True
-    if isinstance(value, str) and value.lower() in ("false", "no", "off", "0"):
-        return False
-    raise ConfigError(f"{key}: expected true or false, got {value!r}")
-
-
 def parse_settings(raw: dict[str, Any]) -> RotationSettings:
     """The rotation keys of config.yml's `logs:` section (`raw` is the whole parsed file)."""
     logs = raw.get("logs") or {}
     if not isinstance(logs, dict):
         raise ConfigError("`logs` must be a mapping")
-    retain = _parse_int(logs.get("retain"), "logs.retain", 5)
+    retain = parse_int(logs.get("retain"), "logs.retain", 5)
+    if retain < 0:
+        raise ConfigError(f"logs.retain: must not be negative, got {retain!r}")
     if retain > 1000:
         raise ConfigError(f"logs.retain: at most 1000 rotated files, got {retain}")
     return RotationSettings(
         max_size=parse_size(logs.get("max_size")),
         retain=retain,
-        compress=_parse_bool(logs.get("compress"), "logs.compress", False),
+        compress=parse_bool(logs.get("compress"), "logs.compress", False),
     )
 
 
