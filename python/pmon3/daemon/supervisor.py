@@ -205,6 +205,15 @@ class Supervisor:
         p.uid, p.gid = user.uid, user.gid
         self._record_start(p)
 
+    def start(self, p: Process) -> None:
+        """spawn, recording `failed` when the process cannot start (the SpawnError still reaches the caller)."""
+        try:
+            self.spawn(p)
+        except SpawnError:
+            p.status = Status.FAILED
+            self.store.update_runtime(p)
+            raise
+
     def _launch(self, process_id: int, launch: Launch, policy_inputs: tuple[bool, dict[str, Any]]) -> Runtime:
         try:
             pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options)

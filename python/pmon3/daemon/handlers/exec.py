@@ -167,8 +167,7 @@ async def upsert_and_start(ctx: Context, reuse_only_stopped: bool, groups_from_a
     name = ctx.arg("name") or os.path.basename(str(ctx.arg("file") or ""))
     existing = d.store.get_by_name(name) if name else None
     if existing is None:
-        p = process_from_args(ctx)
-        p.status = Status.QUEUED
+        p = process_from_args(ctx)  # a new row starts `queued`
         d.store.insert(p)
         async with d.supervisor.lock(p.id):
             start(ctx, p, fresh=True)
@@ -195,11 +194,8 @@ async def upsert_and_start(ctx: Context, reuse_only_stopped: bool, groups_from_a
 def start(ctx: Context, p: Process, fresh: bool) -> None:
     """Spawn now; a process that cannot start leaves nothing new behind (a fresh row is removed)."""
     try:
-        ctx.daemon.supervisor.spawn(p)
+        ctx.daemon.supervisor.start(p)
     except SpawnError as exc:
         if fresh:
             ctx.daemon.store.delete(p.id)
-        else:
-            p.status = Status.FAILED
-            ctx.daemon.store.update_runtime(p)
         raise CommandError(f"command error: start process error: {exc}", "spawn") from None

@@ -91,10 +91,8 @@ async def _bring_one(ctx: Context, name: str, steps: dict[str, Any]) -> bool:
         if current is None or d.supervisor.is_alive(p.id):
             return False
         try:
-            d.supervisor.spawn(current)
+            d.supervisor.start(current)
         except SpawnError as exc:
-            current.status = Status.FAILED
-            d.store.update_runtime(current)
             raise CommandError(str(exc), "spawn") from None
     return True
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...states import Status
 from . import CommandError, Context, command
 from .exec import log_path, name_list, run_user, split_words, start
 
@@ -51,8 +50,6 @@ async def restart(ctx: Context) -> dict[str, Any]:
         if verb == "restart":
             p.restart_count += 1
         sup.forget(p.id)
-        if p.status == Status.RUNNING:
-            p.status = Status.RESTARTING
         ctx.daemon.store.update(p)
         start(ctx, p, fresh=False)
     return (ctx.daemon.store.get(p.id) or p).to_json()
