@@ -31,10 +31,11 @@ def _log() -> Any:
 
 Handler = Callable[[int, dict[str, Any]], Awaitable[dict[str, Any]]]
 # Queue memory is charged to the creating user against RLIMIT_MSGQUEUE (800 KiB by default, often not
-# raisable): the lobby is tiny, request queues are 32 KiB and a client's reply queue 32 KiB.
+# raisable): pmond pays 8 KiB per user's request queue (room for ~90 users), a client 16 KiB for its reply
+# queue while a command runs. Bigger messages are framed, so small queues only cost round trips.
 LOBBY_MAXMSG, LOBBY_MSGSIZE = 4, 1024
-MQ_MAXMSG, MQ_MSGSIZE = 8, 4096
-REPLY_MAXMSG, REPLY_MSGSIZE = 4, 8192
+MQ_MAXMSG, MQ_MSGSIZE = 4, 2048
+REPLY_MAXMSG, REPLY_MSGSIZE = 4, 4096
 SEND_TIMEOUT = 5.0
 _LEN = struct.Struct("!I")
 
@@ -154,7 +155,11 @@ class MQServer:
                 try:
                     reply = protocol.ok(msg["id"], {"queue": self._queue_for(owner)})
                 except OSError as exc:  # PermissionError included
-                    reply = protocol.error(msg["id"], "denied", str(exc))
+                    text = str(exc)
+                    if exc.errno == errno.EMFILE:
+                        text = "pmond is out of POSIX message queue memory (RLIMIT_MSGQUEUE); set ipc.transport: unix"
+                    _log().error("no request queue for uid %s: %s", owner, text)
+                    reply = protocol.error(msg["id"], "denied", text)
             elif owner != uid:
                 _log().warning("uid %s named a reply queue owned by uid %s; dropped", uid, owner)
                 return
