@@ -42,6 +42,7 @@ completions: dev ## regenerate completions/ from `pmon3 completion bash|zsh|fish
 	$(VENV)/bin/pmon3 completion bash > completions/pmon3.bash
 	$(VENV)/bin/pmon3 completion zsh > completions/_pmon3
 	$(VENV)/bin/pmon3 completion fish > completions/pmon3.fish
+	$(PY) -c "import importlib.metadata as m; print(m.version('click'))" > completions/.click-version
 
 install-systemd: ## install unit, default config (never overwritten), logrotate, completions; enable + start
 	PMOND="$(PMOND)" DESTDIR="$(DESTDIR)" scripts/systemd.sh install
