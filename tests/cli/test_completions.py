@@ -67,7 +67,8 @@ def complete(env: dict[str, str], line: str) -> list[str]:
 
 def test_commands_complete_offline(offline_env: dict[str, str]) -> None:
     offered = complete(offline_env, "pmon3 st")
-    assert "plain,stop" in offered and "plain,start" not in offered  # aliases are not offered twice
+    assert "plain,stop" in offered and "plain,start" in offered  # start is its own command here (not restart)
+    assert "plain,list" not in complete(offline_env, "pmon3 l")  # aliases are not offered twice
 
 
 def test_ids_without_a_daemon_complete_to_nothing(offline_env: dict[str, str]) -> None:

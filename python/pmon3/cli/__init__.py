@@ -40,7 +40,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 # The names listed in help; the others are aliases, shown beside them.
 PRIMARY = sorted(
-    "completion del desc dgraph drop exec export group init kill log logf ls reset restart stop topn version".split()
+    (
+        "completion del desc dgraph drop exec export group init kill log logf ls reset restart start stop topn version"
+    ).split()
 )
 
 

@@ -15,7 +15,7 @@ from . import handle_errors, id_argument, json_option, session, show_processes
 @json_option
 @handle_errors
 def init_cmd(process_config_only: bool, blocking: bool, as_json: bool) -> None:
-    """Initialize all stopped processes."""
+    """Start the process config's entries and every process that is not running (user-stopped ones stay)."""
     with session() as s:
         data = s.call("init", {"process_config_only": process_config_only, "blocking": blocking}, timeout=180)
         show_processes(data, as_json)
