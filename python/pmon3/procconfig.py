@@ -43,7 +43,6 @@ _TOML_KEYS = {
     "stoptimeout": "stop_timeout",
     "stop_timeout": "stop_timeout",
 }
-ENTRY_KEYS = frozenset(_TOML_KEYS.values())
 
 
 class ProcessConfigError(Exception):

@@ -19,16 +19,6 @@ class Status(enum.IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
-    @classmethod
-    def parse(cls, value: int | str) -> Status:
-        """pmon3 maps an unknown name to `failed`; an unknown int is an error here."""
-        if isinstance(value, int):
-            return cls(value)
-        try:
-            return cls[value.upper()]
-        except KeyError:
-            return cls.FAILED
-
 
 S = Status
 # Every change of a process's status goes through `check_transition`; anything else is a bug.

@@ -6,8 +6,6 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Optional
 
 import apsw
@@ -126,11 +124,6 @@ class Store:
 
     def close(self) -> None:
         self.db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self.db:
-            yield
 
     # -- meta -----------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> Optional[str]:

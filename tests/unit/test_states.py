@@ -15,12 +15,6 @@ def test_int_values_are_pmon3s():
     ]
 
 
-def test_unknown_name_parses_as_failed_like_pmon3():
-    assert Status.parse("bogus") is Status.FAILED
-    assert Status.parse("running") is Status.RUNNING
-    assert Status.parse(3) is Status.STOPPED
-
-
 def test_every_status_has_a_transition_row():
     assert set(TRANSITIONS) == set(Status)
 

@@ -49,7 +49,6 @@ class Daemon:
         self.servers: list[Any] = []
         self.registry = handlers.load_all()
         self.stop_event = asyncio.Event()
-        self.exit_signal: Optional[int] = None
         self.background: set[asyncio.Task[Any]] = set()
         self.config_stamp: Optional[tuple[float, int, int]] = None
 
@@ -169,7 +168,6 @@ class Daemon:
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s", signal.Signals(sig).name)
-        self.exit_signal = sig
         self.stop_event.set()
 
     async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:

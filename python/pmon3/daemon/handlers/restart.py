@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ... import procconfig
 from . import CommandError, Context, command
 from .exec import log_path, name_list, run_user, split_words, start
 
@@ -60,7 +61,7 @@ async def start_from_config(ctx: Context, name: str) -> dict[str, Any]:
     from .exec import upsert_and_start
     from .init import config_entries, entry_args
 
-    entry = next((e for e in config_entries(ctx) if e["name"] == name), None) if ctx.is_root else None
+    entry = procconfig.find(config_entries(ctx), name) if ctx.is_root else None
     if entry is None:
         raise CommandError(
             f"command error: start process error: could not find process in Process Config with name {name}",
