@@ -178,6 +178,15 @@ class Pmond:
 
         return wait_for(check, timeout, f"process {key} to be {status}")
 
+    def wait_restarted(self, key: str | int, old_pid: int, timeout: float = 5) -> dict[str, Any]:
+        """The process running again under a new pid."""
+
+        def check() -> Optional[dict[str, Any]]:
+            p = self.get(key)
+            return p if p["pid"] != old_pid and p["status"] == "running" else None
+
+        return wait_for(check, timeout, f"process {key} to run again under a new pid")
+
     def kill_all_children(self) -> None:
         try:
             for p in json.loads(self.cli("ls", "--json", check=False).stdout or "[]"):
@@ -193,6 +202,18 @@ def tmp_root() -> Iterator[Path]:
     path.chmod(0o755)  # unprivileged test users must reach the config
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Own data and log dirs, own IPC names, no autostart: nothing answers and nothing gets started."""
+    root = tmp_path_factory.mktemp("offline")
+    conf = root / "config.yml"
+    conf.write_text(
+        f"data:\n  directory: {root / 'data'}\nlogs:\n  directory: {root / 'logs'}\n"
+        f"message_queue:\n  name_suffix: offline{os.getpid()}\ndaemon:\n  autostart: false\n"
+    )
+    yield {**os.environ, "PMON3_CONF": str(conf)}
 
 
 def make_daemon(root: Path, extra_config: str = "", transport: str = "mq") -> Iterator[Pmond]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +10,6 @@ from conftest import BIN, Pmond
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = {"bash": "pmon3.bash", "zsh": "_pmon3", "fish": "pmon3.fish"}
-
-
-@pytest.fixture(scope="module")
-def offline_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A config whose daemon never runs: own data/log dirs, own IPC names, no autostart."""
-    root = tmp_path_factory.mktemp("offline")
-    conf = root / "config.yml"
-    conf.write_text(
-        f"data:\n  directory: {root / 'data'}\nlogs:\n  directory: {root / 'logs'}\n"
-        f"message_queue:\n  name_suffix: offline{os.getpid()}\ndaemon:\n  autostart: false\n"
-    )
-    yield {**os.environ, "PMON3_CONF": str(conf)}
 
 
 def run(env: dict[str, str], *args: str, **extra: str) -> subprocess.CompletedProcess[str]:

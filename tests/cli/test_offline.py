@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,14 +11,8 @@ from pmon3 import PMON3_COMPAT_VERSION, __version__
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    root = tmp_path_factory.mktemp("offline-cli")
-    conf = root / "config.yml"
-    conf.write_text(
-        f"data:\n  directory: {root / 'data'}\nlogs:\n  directory: {root / 'logs'}\n"
-        f"message_queue:\n  name_suffix: nodaemon{os.getpid()}\ndaemon:\n  autostart: false\n"
-    )
-    yield {**os.environ, "PMON3_CONF": str(conf)}
+def env(offline_env: dict[str, str]) -> dict[str, str]:
+    return offline_env
 
 
 def pmon3(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive, wait_for
+from conftest import Pmond, make_daemon, pid_alive
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,7 @@ def test_kill9_of_pmond_then_adoption_without_duplicates(daemon: Pmond):
     # An adopted process is supervised like any other: its death is seen and it comes back.
     t0 = time.monotonic()
     os.kill(a["pid"], signal.SIGKILL)
-    new = wait_for(
-        lambda: (p := daemon.get("survivor"))["pid"] != a["pid"] and p["status"] == "running" and p,
-        timeout=5,
-        what="restart of adopted process",
-    )
+    new = daemon.wait_restarted("survivor", a["pid"])
     assert pid_alive(new["pid"]) and time.monotonic() - t0 < 5
 
 

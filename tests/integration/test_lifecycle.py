@@ -49,9 +49,7 @@ def test_killed_process_is_restarted_at_once(pmond: Pmond):
     wait_for(lambda: uptime(old) >= 1.1, timeout=5, what="min_uptime")
     t0 = time.monotonic()
     os.kill(old, signal.SIGKILL)
-    new = wait_for(
-        lambda: (q := pmond.get("victim"))["pid"] != old and q["status"] == "running" and q, timeout=5, what="a new pid"
-    )
+    new = pmond.wait_restarted("victim", old)
     elapsed = time.monotonic() - t0
     assert pid_alive(new["pid"]) and new["restart_count"] == 1
     assert elapsed < 2.0, elapsed

@@ -133,11 +133,7 @@ def test_a_hanging_hook_is_killed_and_never_delays_a_restart(daemon: Pmond, tmp_
     wait_for(lambda: uptime(p["pid"]) > 0.6, timeout=5, what="min_uptime")
     t0 = time.monotonic()
     os.kill(p["pid"], signal.SIGKILL)
-    q = wait_for(
-        lambda: (x := daemon.get("slowhook"))["pid"] != p["pid"] and x["status"] == "running" and x,
-        timeout=5,
-        what="restart",
-    )
+    q = daemon.wait_restarted("slowhook", p["pid"])
     assert time.monotonic() - t0 < 1.0 and pid_alive(q["pid"])
     log = daemon.root / "pmond.stderr"
     wait_for(lambda: "hang.sh for slowhook timed out: killed" in log.read_text(), timeout=5, what="hook killed")
