@@ -10,14 +10,14 @@ import os
 import re
 from typing import Any, Optional
 
+from .errors import ConfigError
+
 SYSTEM_CONFIG = "/etc/pmon3/config/config.yml"
+# The PATH of processes and hooks: a clean base, never pmond's own environment.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYSTEM_DATA_DIR = "/etc/pmon3/data"
 SYSTEM_LOG_DIR = "/var/log/pmond"
 LOG_LEVELS = ("debug", "info", "warn", "error")
-
-
-class ConfigError(Exception):
-    """A config file that cannot be used; the message names the file and the problem."""
 
 
 def parse_duration_ms(value: Any, key: str) -> int:
@@ -329,6 +329,7 @@ def check_mode(value: Any, key: str) -> str:
 
 
 def check_signal(value: Any, key: str) -> str:
+    """A signal as given (SIGTERM, TERM, term, 15) -> its canonical text (SIGTERM, or the number)."""
     import signal
 
     text = str(value).strip().upper()
@@ -338,6 +339,14 @@ def check_signal(value: Any, key: str) -> str:
     if name not in signal.Signals.__members__:
         raise ConfigError(f"{key}: unknown signal {value!r}")
     return name
+
+
+def signal_number(value: Any) -> int:
+    """The number of a signal in any form check_signal accepts."""
+    import signal
+
+    text = check_signal(value, "signal")
+    return int(text) if text.isdigit() else int(signal.Signals[text])
 
 
 def check_exit_codes(value: Any, key: str) -> tuple[int, ...]:

@@ -14,6 +14,8 @@ class Process:
     id: int
     name: str
     process_file: str
+    # The uid that created the row: names, groups and rights are per owner (run-as `uid` may differ for root).
+    owner: int = 0
     argv: list[str] = dataclasses.field(default_factory=list)
     env_vars: list[str] = dataclasses.field(default_factory=list)
     username: str = ""
@@ -43,11 +45,12 @@ class Process:
         """pmon3 shows args as one string; quoting keeps arguments with spaces intact."""
         return shlex.join(self.argv)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, owner_name: str = "") -> dict[str, Any]:
         """The wire/--json form (DESIGN §7): status by name, lists for dependencies and groups."""
         return {
             "id": self.id,
             "name": self.name,
+            "owner": owner_name,
             "pid": self.pid,
             "status": self.status.label,
             "restart_count": self.restart_count,
@@ -71,6 +74,13 @@ class Process:
             "cpu_usage": "0.0%",
             "memory_usage": "0.0 MB",
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    id: int
+    owner: int
+    name: str
 
 
 @dataclasses.dataclass(frozen=True)

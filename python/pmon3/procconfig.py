@@ -10,6 +10,8 @@ import json
 import os
 from typing import Any, Optional
 
+from .errors import DependencyError, ProcessConfigError
+
 FORMATS = ("json", "toml", "yaml")
 # TOML keys as pmon3 exports them (key matching is case-insensitive on input, as in pmon3).
 _TOML_KEYS = {
@@ -43,14 +45,6 @@ _TOML_KEYS = {
     "stoptimeout": "stop_timeout",
     "stop_timeout": "stop_timeout",
 }
-
-
-class ProcessConfigError(Exception):
-    """A process config that cannot be used; the message names the file and the problem."""
-
-
-class DependencyError(Exception):
-    pass
 
 
 def default_path() -> str:
@@ -101,7 +95,7 @@ def load(path: str) -> list[dict[str, Any]]:
 def normalize(data: Any, path: str = "process config") -> list[dict[str, Any]]:
     if not isinstance(data, dict):
         raise ProcessConfigError(f"{path}: the top level must be a mapping with `processes`")
-    items = next((v for k, v in data.items() if str(k).lower() == "processes"), [])
+    items: Any = next((v for k, v in data.items() if str(k).lower() == "processes"), [])
     if items is None:
         items = []
     if not isinstance(items, list):
@@ -137,8 +131,10 @@ def normalize(data: Any, path: str = "process config") -> list[dict[str, Any]]:
 def dependency_order(items: list[tuple[str, list[str]]]) -> tuple[list[str], list[str], list[str]]:
     """(dependency-ordered names, non-dependent names, unknown dependency names) for (name, deps) pairs.
 
-    Kahn's layered sort as pmon3 (§8.3), ties broken by name so the order is deterministic. Dependencies
-    that name no process are reported and ignored; cycles and self-dependencies raise DependencyError.
+    Kahn's layered sort as pmon3 (§8.3), ties broken by name so the order is deterministic. A dependency
+    that names no process is reported and left out of the order, but its dependent stays in the graph (and
+    so still waits for its other dependencies, as in pmon3); cycles and self-dependencies raise
+    DependencyError.
     """
     names = [n for n, _ in items]
     known = set(names)
@@ -150,7 +146,6 @@ def dependency_order(items: list[tuple[str, list[str]]]) -> tuple[list[str], lis
                 raise DependencyError("self-referential dependencies not allowed")
             if dep not in known:
                 unknown.append(dep)
-                continue
             deps.setdefault(name, set()).add(dep)
     if len(items) <= 1 or not deps:
         return [], names, sorted(set(unknown))
@@ -161,7 +156,7 @@ def dependency_order(items: list[tuple[str, list[str]]]) -> tuple[list[str], lis
         layer = sorted(n for n, ds in remaining.items() if not ds)
         if not layer:
             raise DependencyError("circular dependencies not allowed")
-        ordered += layer
+        ordered += [n for n in layer if n in known]
         for n in layer:
             del remaining[n]
         for ds in remaining.values():

@@ -6,15 +6,106 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import apsw
 
-from .models import Process
+from .models import Group, Process
 from .states import Status
 
+
+def _per_owner_namespaces(db: apsw.Connection, default_owner: int) -> None:
+    """v3: names and groups belong to an owner (the uid that created them); two users may both have `api`.
+
+    Rows get the owner the old code assumed (the run-as uid). A group is split per owner of its members, so
+    that no group holds another owner's processes (a group root acts on can never contain a row that a user
+    put there); an empty group goes to pmond's own user. The tables are rebuilt because SQLite cannot change
+    a UNIQUE constraint in place; foreign keys are off meanwhile (a DROP would cascade to the memberships)."""
+    db.execute(
+        """
+        CREATE TABLE processes_v3 (
+            id INTEGER PRIMARY KEY,
+            owner INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            process_file TEXT NOT NULL,
+            argv TEXT NOT NULL DEFAULT '[]',
+            env_vars TEXT NOT NULL DEFAULT '[]',
+            username TEXT NOT NULL DEFAULT '',
+            uid INTEGER NOT NULL DEFAULT 0,
+            gid INTEGER NOT NULL DEFAULT 0,
+            log TEXT NOT NULL DEFAULT '',
+            cwd TEXT NOT NULL DEFAULT '',
+            pid INTEGER NOT NULL DEFAULT 0,
+            pid_start_time INTEGER NOT NULL DEFAULT 0,
+            status INTEGER NOT NULL DEFAULT 0,
+            auto_restart INTEGER NOT NULL DEFAULT 1,
+            dependencies TEXT NOT NULL DEFAULT '[]',
+            restart_count INTEGER NOT NULL DEFAULT 0,
+            started_at REAL NOT NULL DEFAULT 0,
+            last_exit_code INTEGER,
+            last_exit_signal INTEGER,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            policy TEXT NOT NULL DEFAULT '{}',
+            flap TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (owner, name)
+        );
+        INSERT INTO processes_v3 SELECT id, uid, name, process_file, argv, env_vars, username, uid, gid, log, cwd,
+            pid, pid_start_time, status, auto_restart, dependencies, restart_count, started_at, last_exit_code,
+            last_exit_signal, created_at, updated_at, policy, flap FROM processes;
+        CREATE TABLE groups_v3 (
+            id INTEGER PRIMARY KEY,
+            owner INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (owner, name)
+        );
+        CREATE TABLE process_groups_v3 (
+            process_id INTEGER NOT NULL REFERENCES processes(id) ON DELETE CASCADE,
+            group_id INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+            PRIMARY KEY (process_id, group_id)
+        );
+        """
+    )
+    owners_of: dict[int, set[int]] = {}
+    for group_id, owner in db.execute(
+        "SELECT pg.group_id, p.uid FROM process_groups pg JOIN processes p ON p.id = pg.process_id"
+    ):
+        owners_of.setdefault(int(group_id or 0), set()).add(int(owner or 0))
+    next_id = 1 + int(_scalar(db, "SELECT COALESCE(MAX(id), 0) FROM groups"))
+    for row in db.execute("SELECT id, name, created_at, updated_at FROM groups").fetchall():
+        group_id, name, created, updated = int(row[0] or 0), row[1], row[2], row[3]
+        owners = sorted(owners_of.get(group_id, set())) or [default_owner]
+        for i, owner in enumerate(owners):
+            new_id = group_id if i == 0 else next_id
+            next_id += 0 if i == 0 else 1
+            db.execute("INSERT INTO groups_v3 VALUES (?, ?, ?, ?, ?)", (new_id, owner, name, created, updated))
+            db.execute(
+                "INSERT INTO process_groups_v3 SELECT pg.process_id, ? FROM process_groups pg "
+                "JOIN processes p ON p.id = pg.process_id WHERE pg.group_id = ? AND p.uid = ?",
+                (new_id, group_id, owner),
+            )
+    db.execute(
+        """
+        DROP TABLE process_groups;
+        DROP TABLE groups;
+        DROP TABLE processes;
+        ALTER TABLE processes_v3 RENAME TO processes;
+        ALTER TABLE groups_v3 RENAME TO groups;
+        ALTER TABLE process_groups_v3 RENAME TO process_groups;
+        """
+    )
+
+
+def _scalar(db: apsw.Connection, query: str, params: tuple[Any, ...] = ()) -> Any:
+    """The first column of the first row (APSW types values as a union; callers know what they asked for)."""
+    return db.execute(query, params).fetchall()[0][0]
+
+
+Migration = Union[str, Callable[[apsw.Connection, int], None]]
 # Each entry migrates from user_version == index to index + 1; never edit a released step.
-MIGRATIONS: list[str] = [
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE processes (
         id INTEGER PRIMARY KEY,
@@ -56,13 +147,15 @@ MIGRATIONS: list[str] = [
     ALTER TABLE processes ADD COLUMN policy TEXT NOT NULL DEFAULT '{}';
     ALTER TABLE processes ADD COLUMN flap TEXT NOT NULL DEFAULT '{}';
     """,
+    _per_owner_namespaces,
 ]
 
 _COLUMNS = (
-    "id, name, process_file, argv, env_vars, username, uid, gid, log, cwd, pid, pid_start_time, status, "
+    "id, owner, name, process_file, argv, env_vars, username, uid, gid, log, cwd, pid, pid_start_time, status, "
     "auto_restart, dependencies, restart_count, started_at, last_exit_code, last_exit_signal, "
     "created_at, updated_at, policy, flap"
 )
+_NCOLUMNS = _COLUMNS.count(",") + 1
 
 
 _RUNTIME_FIELDS = (
@@ -90,12 +183,23 @@ def _copy(p: Process) -> Process:
     )
 
 
+def _group(row: tuple[Any, ...]) -> Group:
+    return Group(int(row[0]), int(row[1]), str(row[2]))
+
+
 def now_text() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
 
+class SchemaError(Exception):
+    """The database was written by a newer pmond."""
+
+
 class Store:
-    def __init__(self, path: str) -> None:
+    """Only pmond opens the database. Process rows are written by the supervisor alone (see
+    tests/unit/test_ownership.py); groups by the group service."""
+
+    def __init__(self, path: str, default_owner: Optional[int] = None) -> None:
         fresh = not os.path.exists(path)
         old_umask = os.umask(0o077)  # the database holds env vars: owner-only
         try:
@@ -105,30 +209,40 @@ class Store:
         self.db.setbusytimeout(5000)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
         # Rows by id. This connection is the database's only writer (pmond holds the instance lock), so a
         # write-through cache is exact; it keeps SQLite reads off the restart path.
         self._cache: dict[int, Process] = {}
-        self._migrate()
+        self._migrate(os.geteuid() if default_owner is None else default_owner)
+        self.db.execute("PRAGMA foreign_keys=ON")
         if fresh:
             os.chmod(path, 0o600)
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchall()[0][0]
+    def _migrate(self, default_owner: int) -> None:
+        version = int(_scalar(self.db, "PRAGMA user_version"))
         if version > len(MIGRATIONS):
-            raise RuntimeError(f"database schema {version} is newer than this pmond understands")
+            raise SchemaError(
+                f"database schema {version} is newer than this pmond understands ({len(MIGRATIONS)}): "
+                "upgrade pmon3, or move the data directory away"
+            )
         for step in range(version, len(MIGRATIONS)):
+            migration = MIGRATIONS[step]
             with self.db:
-                self.db.execute(MIGRATIONS[step])
+                if callable(migration):
+                    migration(self.db, default_owner)
+                else:
+                    self.db.execute(migration)
                 self.db.execute(f"PRAGMA user_version = {step + 1}")
 
     def close(self) -> None:
         self.db.close()
 
+    def integrity_check(self) -> str:
+        return str(_scalar(self.db, "PRAGMA integrity_check"))
+
     # -- meta -----------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> Optional[str]:
         rows = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchall()
-        return rows[0][0] if rows else None
+        return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
@@ -137,28 +251,29 @@ class Store:
     def _row(self, row: tuple[Any, ...], groups: Optional[list[str]] = None) -> Process:
         p = Process(
             id=row[0],
-            name=row[1],
-            process_file=row[2],
-            argv=json.loads(row[3]),
-            env_vars=json.loads(row[4]),
-            username=row[5],
-            uid=row[6],
-            gid=row[7],
-            log=row[8],
-            cwd=row[9],
-            pid=row[10],
-            pid_start_time=row[11],
-            status=Status(row[12]),
-            auto_restart=bool(row[13]),
-            dependencies=json.loads(row[14]),
-            restart_count=row[15],
-            started_at=row[16],
-            last_exit_code=row[17],
-            last_exit_signal=row[18],
-            created_at=row[19],
-            updated_at=row[20],
-            policy=json.loads(row[21]),
-            flap=json.loads(row[22]),
+            owner=row[1],
+            name=row[2],
+            process_file=row[3],
+            argv=json.loads(row[4]),
+            env_vars=json.loads(row[5]),
+            username=row[6],
+            uid=row[7],
+            gid=row[8],
+            log=row[9],
+            cwd=row[10],
+            pid=row[11],
+            pid_start_time=row[12],
+            status=Status(row[13]),
+            auto_restart=bool(row[14]),
+            dependencies=json.loads(row[15]),
+            restart_count=row[16],
+            started_at=row[17],
+            last_exit_code=row[18],
+            last_exit_signal=row[19],
+            created_at=row[20],
+            updated_at=row[21],
+            policy=json.loads(row[22]),
+            flap=json.loads(row[23]),
         )
         if groups is None:
             groups = [
@@ -172,38 +287,37 @@ class Store:
         p.groups = groups
         return p
 
-    def list_processes(self) -> list[Process]:
+    def list_processes(self, owner: Optional[int] = None) -> list[Process]:
+        """Every row, or one owner's, by id."""
         groups: dict[int, list[str]] = {}
         for pid, name in self.db.execute(
             "SELECT pg.process_id, g.name FROM process_groups pg JOIN groups g ON g.id = pg.group_id ORDER BY g.name"
         ):
             groups.setdefault(pid, []).append(name)
-        procs = [
-            self._row(r, groups.get(r[0], [])) for r in self.db.execute(f"SELECT {_COLUMNS} FROM processes ORDER BY id")
-        ]
+        if owner is None:
+            rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes ORDER BY id")
+        else:
+            rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE owner = ? ORDER BY id", (owner,))
+        procs = [self._row(r, groups.get(r[0], [])) for r in rows]
         for p in procs:
             self._cache[p.id] = _copy(p)
         return procs
 
-    def get(self, pid_or_name: str | int) -> Optional[Process]:
-        """By id when the key is all digits and such an id exists, else by name (pmon3's id-or-name)."""
-        key = str(pid_or_name)
-        if key.isdigit():
-            cached = self._cache.get(int(key))
-            if cached is not None:
-                return _copy(cached)
-            rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (int(key),)).fetchall()
-            if rows:
-                return self._remember(self._row(rows[0]))
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE name = ?", (key,)).fetchall()
+    def get(self, process_id: int) -> Optional[Process]:
+        cached = self._cache.get(process_id)
+        if cached is not None:
+            return _copy(cached)
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)).fetchall()
         return self._remember(self._row(rows[0])) if rows else None
 
     def _remember(self, p: Process) -> Process:
         self._cache[p.id] = _copy(p)
         return p
 
-    def get_by_name(self, name: str) -> Optional[Process]:
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE name = ?", (name,)).fetchall()
+    def get_by_name(self, owner: int, name: str) -> Optional[Process]:
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM processes WHERE owner = ? AND name = ?", (owner, name)
+        ).fetchall()
         return self._remember(self._row(rows[0])) if rows else None
 
     def insert(self, p: Process) -> Process:
@@ -211,9 +325,9 @@ class Store:
         ts = now_text()
         p.created_at = p.updated_at = ts
         with self.db:
-            p.id = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM processes").fetchall()[0][0]
+            p.id = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM processes"))
             self.db.execute(
-                f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+                f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * _NCOLUMNS)})",
                 self._values(p),
             )
             self._set_groups(p)
@@ -260,25 +374,31 @@ class Store:
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
 
     # -- groups ---------------------------------------------------------------------------------------------
-    def list_groups(self) -> list[tuple[int, str]]:
-        return [(r[0], r[1]) for r in self.db.execute("SELECT id, name FROM groups ORDER BY id")]
+    def list_groups(self, owner: Optional[int] = None) -> list[Group]:
+        if owner is None:
+            rows = self.db.execute("SELECT id, owner, name FROM groups ORDER BY id")
+        else:
+            rows = self.db.execute("SELECT id, owner, name FROM groups WHERE owner = ? ORDER BY id", (owner,))
+        return [_group(r) for r in rows]
 
-    def get_group(self, id_or_name: str) -> Optional[tuple[int, str]]:
-        if id_or_name.isdigit():
-            rows = self.db.execute("SELECT id, name FROM groups WHERE id = ?", (int(id_or_name),)).fetchall()
-            if rows:
-                return rows[0][0], rows[0][1]
-        rows = self.db.execute("SELECT id, name FROM groups WHERE name = ?", (id_or_name,)).fetchall()
-        return (rows[0][0], rows[0][1]) if rows else None
+    def get_group(self, group_id: int) -> Optional[Group]:
+        rows = self.db.execute("SELECT id, owner, name FROM groups WHERE id = ?", (group_id,)).fetchall()
+        return _group(rows[0]) if rows else None
 
-    def create_group(self, name: str) -> tuple[int, str]:
+    def get_group_by_name(self, owner: int, name: str) -> Optional[Group]:
+        rows = self.db.execute(
+            "SELECT id, owner, name FROM groups WHERE owner = ? AND name = ?", (owner, name)
+        ).fetchall()
+        return _group(rows[0]) if rows else None
+
+    def create_group(self, owner: int, name: str) -> Group:
         with self.db:
-            gid = self.db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM groups").fetchall()[0][0]
+            gid = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM groups"))
             self.db.execute(
-                "INSERT INTO groups(id, name, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                (gid, name, now_text(), now_text()),
+                "INSERT INTO groups(id, owner, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+                (gid, owner, name, now_text(), now_text()),
             )
-        return gid, name
+        return Group(gid, owner, name)
 
     def delete_group(self, group_id: int) -> None:
         """The group goes, its memberships with it; the processes stay."""
@@ -289,7 +409,7 @@ class Store:
 
     def group_members(self, group_id: int) -> list[int]:
         return [
-            r[0]
+            int(r[0] or 0)
             for r in self.db.execute(
                 "SELECT process_id FROM process_groups WHERE group_id = ? ORDER BY process_id", (group_id,)
             )
@@ -312,6 +432,7 @@ class Store:
     def _values(self, p: Process) -> tuple[Any, ...]:
         return (
             p.id,
+            p.owner,
             p.name,
             p.process_file,
             json.dumps(p.argv),
@@ -342,14 +463,16 @@ class Store:
             self._set_groups(p)
 
     def _set_groups(self, p: Process) -> None:
+        """p.groups are names in p's owner's namespace; missing groups are created for that owner."""
         self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (p.id,))
         for name in p.groups:
             self.db.execute(
-                "INSERT OR IGNORE INTO groups(id, name, created_at, updated_at) "
-                "SELECT COALESCE(MAX(id), 0) + 1, ?, ?, ? FROM groups",
-                (name, now_text(), now_text()),
+                "INSERT OR IGNORE INTO groups(id, owner, name, created_at, updated_at) "
+                "SELECT COALESCE(MAX(id), 0) + 1, ?, ?, ?, ? FROM groups",
+                (p.owner, name, now_text(), now_text()),
             )
             self.db.execute(
-                "INSERT OR IGNORE INTO process_groups(process_id, group_id) SELECT ?, id FROM groups WHERE name = ?",
-                (p.id, name),
+                "INSERT OR IGNORE INTO process_groups(process_id, group_id) "
+                "SELECT ?, id FROM groups WHERE owner = ? AND name = ?",
+                (p.id, p.owner, name),
             )

@@ -14,7 +14,7 @@ def test_exec_returns_a_running_process(pmond: Pmond):
     assert p["status"] == "running" and isinstance(p["pid"], int) and pid_alive(p["pid"])
     assert p["name"] == "sleeper" and p["restart_count"] == 0
     with open(f"/proc/{p['pid']}/cmdline", "rb") as fh:
-        assert fh.read().split(b"\0")[:2] == [b"sleeper", b"300"]  # argv[0] is the name, as pmon3
+        assert fh.read().split(b"\0")[:2] == [b"/bin/sleep", b"300"]  # argv[0] is the program as given, as pmon3
     listed = {q["name"]: q for q in pmond.json("ls")}
     assert listed["sleeper"]["pid"] == p["pid"]
     assert isinstance(listed["sleeper"]["groups"], list) and isinstance(listed["sleeper"]["dependencies"], list)

@@ -71,10 +71,14 @@ def test_user_sees_and_touches_only_their_own(daemon: Pmond):
         res = daemon.cli(*cmd, user=USER, check=False)
         assert res.returncode == 1 and ("does not exist" in res.stderr or "could not find" in res.stderr), cmd
     assert pid_alive(victim["pid"]) and daemon.get("rootmade")["pid"] == victim["pid"]
-    res = daemon.cli("exec", "/bin/sleep", "--name", "rootmade", user=USER, check=False)
-    assert res.returncode == 1  # a name taken by someone else is not theirs to reuse
+    # Names are per owner: the user's own `rootmade` is a second process; root's stays as it was.
+    theirs = daemon.json("exec", "/bin/sleep", "--name", "rootmade", "-a", "300", user=USER)
+    assert theirs["id"] != victim["id"] and theirs["owner"] == USER
+    assert daemon.get("rootmade")["pid"] == victim["pid"]
+    assert daemon.get(f"{USER}/rootmade")["pid"] == theirs["pid"]
+    daemon.cli("del", "rootmade", user=USER)
     daemon.cli("stop", "userjob", user=USER)
-    assert daemon.get("userjob")["status"] == "stopped"
+    assert daemon.get(f"{USER}/userjob")["status"] == "stopped"
 
 
 def test_user_log_path_is_opened_with_the_users_rights(daemon: Pmond, tmp_root: Path):

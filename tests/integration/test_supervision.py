@@ -141,7 +141,7 @@ def test_a_hanging_hook_is_killed_and_never_delays_a_restart(daemon: Pmond, tmp_
 
 def test_broken_config_is_reported_and_the_last_good_one_stays(daemon: Pmond, tmp_root: Path):
     from pmon3 import config
-    from pmon3.cli.client import Session
+    from pmon3.client import Client
 
     good = daemon.conf.read_text()
     good_cfg = config.load(str(daemon.conf))
@@ -154,9 +154,9 @@ def test_broken_config_is_reported_and_the_last_good_one_stays(daemon: Pmond, tm
         daemon.proc.send_signal(signal.SIGHUP)
         log = daemon.root / "pmond.stderr"
         wait_for(lambda: "last good config stays in force" in log.read_text(), what="reload error in the log")
-        with Session(cfg=good_cfg, autostart=False) as s:  # a client that still knows the endpoint
+        with Client(good_cfg) as c:  # a client that still knows the endpoint
             t0 = time.monotonic()
-            s.call("stop", {"id": "stub3"}, timeout=30)
+            c.stop("stub3")
         assert time.monotonic() - t0 < 5  # stop_timeout 2 s still in force, not the default 10 s
     finally:
         daemon.conf.write_text(good)

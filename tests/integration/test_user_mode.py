@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create 
 
 def system_daemon_listening() -> bool:
     from pmon3 import config
-    from pmon3.cli.client import _listening
+    from pmon3.client import _listening
 
     return _listening(config.load(config.SYSTEM_CONFIG, "system"))
 

@@ -37,3 +37,30 @@ def test_oversized_message_is_refused():
 def test_bad_frame_header_is_refused():
     with pytest.raises(protocol.ProtocolError):
         protocol.Reassembler().feed(b"XX" + b"\0" * 30)
+
+
+def test_protocol_doc_matches_the_message_types():
+    from pathlib import Path
+
+    from pmon3.ipc import messages
+
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    generated = doc.split("<!-- generated: python -m pmon3.ipc.messages -->\n", 1)[1].split("<!-- end generated -->")[0]
+    assert generated == messages.describe(), "docs/protocol.md is stale: python -m pmon3.ipc.messages"
+
+
+def test_requests_are_checked_against_their_types():
+    import pytest
+    from pmon3.errors import InvalidRequestError
+    from pmon3.ipc import messages
+
+    assert messages.StopRequest.parse({"id": "api", "force": True}) == messages.StopRequest("api", True)
+    for bad in ({"id": 3}, {"id": "api", "force": "yes"}, {"force": True}, {"id": "a", "extra": 1}):
+        with pytest.raises(InvalidRequestError):
+            messages.StopRequest.parse(bad)
+    req = messages.ExecRequest.parse({"file": "/bin/true", "args": ["-x"], "success_exit_codes": [0, 2]})
+    assert req.args == ["-x"] and req.success_exit_codes == [0, 2]
+    with pytest.raises(InvalidRequestError, match="success_exit_codes"):
+        messages.ExecRequest.parse({"file": "/bin/true", "success_exit_codes": [True]})
+    assert set(messages.BY_CMD) >= {"exec", "list", "desc", "stop", "restart", "del", "group_restart"}
+    assert not set(messages.BY_CMD) & {"run", "ls", "show", "start", "delete", "order", "log", "logf", "ping"}

@@ -55,7 +55,8 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module = importlib.import_module(f"{__name__}.commands.{target[0]}")
-        return getattr(module, target[1])
+        command: click.Command = getattr(module, target[1])
+        return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         aliases: dict[str, list[str]] = {}

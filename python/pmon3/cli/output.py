@@ -13,6 +13,8 @@ import os
 import sys
 from typing import Any, NoReturn, Optional
 
+from ..errors import Pmon3Error
+
 # ANSI SGR parameters: pmon3's status colours (truecolor).
 STATUS_SGR = {
     "running": "1;38;2;22;255;22",
@@ -25,13 +27,33 @@ OTHER_STATUS_SGR = "38;2;100;100;100"
 HEADER_SGR = "1;36"
 
 
-class CliError(Exception):
+class CliError(Pmon3Error):
     """An error for the user: printed as one line on stderr, exit status 1."""
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"{message}\n")
+    sys.stderr.write(f"{escape(message)}\n")
     sys.exit(code)
+
+
+def escape(text: str) -> str:
+    """C0 and C1 controls (an escape sequence in a name, a newline in a message) are shown, never run."""
+    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
+def own_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def display_name(p: dict[str, Any]) -> str:
+    """How this caller names a record: plain when it is theirs, `owner/name` when root looks at another's."""
+    owner = p.get("owner") or ""
+    return str(p["name"]) if not owner or owner == own_name() else f"{owner}/{p['name']}"
 
 
 def print_json(data: Any) -> None:
@@ -39,6 +61,7 @@ def print_json(data: Any) -> None:
 
 
 def message(text: str) -> None:
+    """Our own text; anything from the daemon or a user in it must have been through `escape`."""
     sys.stdout.write(text + "\n")
 
 
@@ -55,11 +78,6 @@ def display_width(text: str) -> int:
     return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
-def _printable(text: str) -> str:
-    """Control characters (an escape sequence in an argument, a newline in an env value) are shown, not run."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
-
-
 def render_table(
     headers: list[str],
     rows: list[list[str]],
@@ -69,7 +87,7 @@ def render_table(
     """A rounded box table; `justify` per column (left, right, center), `styles` an SGR string per cell."""
     colour = _colour()
     justify = justify or ["left"] * len(headers)
-    cells = [[_printable(str(c)) for c in row] for row in rows]
+    cells = [[escape(str(c)) for c in row] for row in rows]
     widths = [display_width(h) for h in headers]
     for row in cells:
         for i, c in enumerate(row):
@@ -77,7 +95,7 @@ def render_table(
 
     def fit(text: str, i: int, sgr: Optional[str]) -> str:
         pad = widths[i] - display_width(text)
-        how = justify[i]  # type: ignore[index]
+        how = justify[i]
         left = pad // 2 if how == "center" else pad if how == "right" else 0
         body = f"\x1b[{sgr}m{text}\x1b[0m" if colour and sgr else text
         return " " + " " * left + body + " " * (pad - left) + " "
@@ -106,7 +124,7 @@ def process_table(processes: list[dict[str, Any]]) -> None:
         rows.append(
             [
                 str(p["id"]),
-                p["name"],
+                display_name(p),
                 str(p["pid"]),
                 str(p["restart_count"]),
                 p["status"],
@@ -124,7 +142,7 @@ def describe_table(p: dict[str, Any]) -> None:
     fields: list[tuple[str, str]] = [
         ("status", p["status"]),
         ("id", str(p["id"])),
-        ("name", p["name"]),
+        ("name", display_name(p)),
         ("pid", str(p["pid"]) if p["pid"] else ""),
         ("restarted", str(p["restart_count"])),
         ("process", p["process_file"]),
@@ -147,5 +165,5 @@ def describe_table(p: dict[str, Any]) -> None:
 
 
 def group_table(groups: list[dict[str, Any]]) -> None:
-    rows = [[str(g["id"]), g["name"]] for g in sorted(groups, key=lambda g: g["id"])]
+    rows = [[str(g["id"]), display_name(g)] for g in sorted(groups, key=lambda g: g["id"])]
     sys.stdout.write(render_table(["ID", "Name"], rows, ["center", "left"]))

@@ -9,30 +9,27 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from typing import Any, Optional
 
 from .. import __version__, _native
 from .. import config as config_mod
-from ..config import Config, ConfigError
+from ..config import Config
+from ..errors import ConfigError, ErrorCode, Pmon3Error
 from ..ipc import protocol, transport
-from ..states import REVIVE_AT_BOOT, Status
+from ..states import REVIVE_AT_BOOT
 from ..store import Store
 from . import handlers, notify
-from .handlers import CommandError, Context
-from .handlers import init as init_handlers
+from .authz import Authz, Caller
+from .boot import Boot
+from .groups import Groups
+from .handlers import Context
 from .logrotate import LogRotator
 from .logrotate import parse_settings as parse_rotation
 from .supervisor import Supervisor
+from .usage import Usage
 
 log = logging.getLogger("pmond")
-
-
-def boot_id() -> str:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
 
 
 class AlreadyRunning(Exception):
@@ -45,7 +42,11 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.lock_fd = -1
         self.store: Store
+        self.authz: Authz
         self.supervisor: Supervisor
+        self.boot: Boot
+        self.groups: Groups
+        self.usage = Usage()
         self.servers: list[Any] = []
         self.registry = handlers.load_all()
         self.stop_event = asyncio.Event()
@@ -73,15 +74,16 @@ class Daemon:
         _raise_mq_limit()
         self.maybe_reload()  # records the stamp of the file we started with
         self.store = Store(cfg.db_path)
-        self.supervisor = Supervisor(self.store, cfg, self.loop)
+        self.authz = Authz(self.store, cfg)
+        self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz)
+        self.boot = Boot(self.store, cfg, self.authz, self.supervisor)
+        self.groups = Groups(self.store)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
-        self.adopt_survivors()
-        self.rotator = LogRotator(
-            parse_rotation(cfg.raw), lambda: [(p.log, p.uid) for p in self.store.list_processes()], self.loop
-        )
+        self.boot.adopt_survivors()
+        self.rotator = LogRotator(parse_rotation(cfg.raw), self._rotated_logs, self.loop)
         self.rotator.start()
         if cfg.transport == "mq":
             server: Any = transport.MQServer(cfg.mq_base, self.handle, self.loop)
@@ -90,33 +92,38 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
-        boot = self.loop.create_task(self.boot_start())
-        self.background.add(boot)
-        boot.add_done_callback(self.background.discard)
+        self.run_in_background(self.boot_start())
         notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
         notify.start_watchdog(self.loop)
         log.info("pmond %s ready (pid %d, %s transport, config %s)", __version__, os.getpid(), cfg.transport, cfg.path)
 
-    def adopt_survivors(self) -> None:
-        """Take over live processes a previous pmond left behind (same pid and start time, same boot)."""
-        this_boot = boot_id()
-        same_boot = bool(this_boot) and self.store.get_meta("boot_id") == this_boot
-        self.store.set_meta("boot_id", this_boot)
-        for p in self.store.list_processes():
-            if p.status in REVIVE_AT_BOOT:
-                self.supervisor.adopt(p, same_boot)
+    def _rotated_logs(self) -> list[tuple[str, int]]:
+        """The logs pmond may rotate with its rights: its own files, and paths root chose for root's rows. A
+        path a user chose is never touched by root on their behalf."""
+        return [
+            (p.log, p.uid)
+            for p in self.store.list_processes()
+            if p.log and (self.authz.is_managed_log(p) or p.owner == self.authz.own_uid)
+        ]
+
+    def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self.loop.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     async def boot_start(self) -> None:
         """Bring back what was running (or closed by a shutdown) and the process config's entries, in
-        dependency order; user-stopped and failed rows stay as they are."""
-        ctx = Context(self, os.geteuid(), {})
-        try:
-            errors = await init_handlers.bring_up(ctx, config_only=False, revive=REVIVE_AT_BOOT)
-        except CommandError as exc:
-            log.error("boot start: %s", exc.message)
-            return
-        for line in errors:
-            log.error("boot start: %s", line)
+        dependency order; user-stopped and failed rows stay as they are. Each owner's rows in their own order."""
+        owners = sorted({p.owner for p in self.store.list_processes()} | {os.geteuid()})
+        for owner in owners:
+            try:
+                errors = await self.boot.bring_up(Caller(owner), config_only=False, revive=REVIVE_AT_BOOT)
+            except Pmon3Error as exc:
+                log.error("boot start: %s", exc.message)
+                continue
+            for line in errors:
+                log.error("boot start: %s", line)
+        log.info("boot start done")
 
     def _reload(self) -> None:
         """SIGHUP: re-read config.yml whether or not it changed."""
@@ -170,21 +177,35 @@ class Daemon:
         log.info("received %s", signal.Signals(sig).name)
         self.stop_event.set()
 
+    def context(self, uid: int) -> Context:
+        return Context(
+            Caller(uid),
+            self.authz,
+            self.supervisor,
+            self.boot,
+            self.groups,
+            self.usage,
+            self.cfg,
+            self.run_in_background,
+        )
+
     async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:
         req_id = msg["id"]
-        fn = self.registry.get(msg["cmd"])
-        if fn is None:
-            return protocol.error(req_id, "unknown_command", f"unknown command {msg['cmd']!r}")
+        entry = self.registry.get(msg["cmd"])
+        if entry is None:
+            return protocol.error(req_id, ErrorCode.UNKNOWN_COMMAND, f"unknown command {msg['cmd']!r}")
         if self.supervisor.shutting_down:
-            return protocol.error(req_id, "shutting_down", "pmond is shutting down")
+            return protocol.error(req_id, ErrorCode.SHUTTING_DOWN, "pmond is shutting down")
         warning = None if self.cfg.disable_reloads else self.maybe_reload()
+        request_type, fn = entry
         try:
-            reply = protocol.ok(req_id, await fn(Context(self, uid, msg.get("args") or {})))
-        except CommandError as exc:
+            request = request_type.parse(msg.get("args") or {})
+            reply = protocol.ok(req_id, await fn(self.context(uid), request))
+        except Pmon3Error as exc:
             reply = protocol.error(req_id, exc.code, exc.message)
         except Exception as exc:  # one bad request must never take the daemon down
             log.exception("request %s failed", msg["cmd"])
-            reply = protocol.error(req_id, "internal", f"internal error: {exc}")
+            reply = protocol.error(req_id, ErrorCode.INTERNAL, f"internal error: {exc}")
         if warning:
             reply["warnings"] = [warning]
         return reply
@@ -199,11 +220,8 @@ class Daemon:
         for server in self.servers:
             server.close()
         if self.cfg.handle_interrupts:
-            ctx = Context(self, 0, {})
             log.info("stopping %d processes", len(sup.runtimes))
-            for layer in init_handlers.stop_order(ctx):  # reverse dependency order
-                procs = [p for p in (self.store.get_by_name(n) for n in layer) if p is not None]
-                await asyncio.gather(*(sup.stop(p, force=False, final=Status.CLOSED) for p in procs))
+            await sup.shutdown_stop(self.boot.stop_order())  # reverse dependency order
         else:
             log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
         self.store.close()

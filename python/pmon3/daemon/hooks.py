@@ -19,10 +19,10 @@ import signal
 from typing import Callable
 
 from .. import _native
+from ..config import BASE_PATH
 from ..models import ExitInfo, Process
 
 log = logging.getLogger("pmond.hooks")
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def payload(p: Process, status: int, pid: int) -> str:

@@ -42,7 +42,8 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any, Callable, Optional, Union
 
-from ..config import ConfigError, parse_bool, parse_int
+from ..config import parse_bool, parse_int
+from ..errors import ConfigError
 
 log = logging.getLogger("pmond.logrotate")
 

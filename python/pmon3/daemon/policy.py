@@ -85,7 +85,7 @@ def effective(cfg: Config, auto_restart: bool, overrides: dict[str, Any]) -> Res
 
 def quick_delay(settings: RestartSettings, streak: int) -> float:
     # 2**60 is already far past any cap; bounding the exponent keeps the float finite.
-    return min(settings.max_restart_delay, settings.restart_delay * 2 ** min(max(streak, 1) - 1, 60))
+    return float(min(settings.max_restart_delay, settings.restart_delay * 2 ** min(max(streak, 1) - 1, 60)))
 
 
 def after_exit(

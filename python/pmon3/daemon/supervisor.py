@@ -1,8 +1,10 @@
-"""The process state machine: spawning, death handling, restarts, stops, adoption.
+"""The process state machine: spawning, death handling, restarts, stops, removal, adoption.
 
-This is the only writer of process state. Deaths arrive from the kernel (a pidfd becoming readable, or
-SIGCHLD for orphans re-parented to us as subreaper) and are handled in the same loop iteration: a process
-that had been up `min_uptime` is respawned before anything else is written.
+This is the only writer of process rows and the only place a status changes (`_set_status`, checked against
+states.TRANSITIONS). Handlers call one of the public operations (upsert, restart, stop, remove, reset, revive)
+and never take a row's lock themselves. Deaths arrive from the kernel (a pidfd becoming readable, or SIGCHLD
+for orphans re-parented to us as subreaper) and are handled in the same loop iteration: a process that had
+been up `min_uptime` is respawned before anything else is written.
 """
 
 from __future__ import annotations
@@ -12,27 +14,29 @@ import dataclasses
 import errno
 import logging
 import os
-import pwd
 import select
 import signal
+import stat
 import time
+from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 from .. import _native
-from ..config import Config
+from ..config import BASE_PATH, Config, signal_number
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, SpawnError
+from ..logfiles import rotated_files
 from ..models import ExitInfo, Process
 from ..states import Status, check_transition
 from ..store import Store
-from . import policy
+from . import policy, spec
+from .accounts import RunAs, resolve_user
+from .authz import Authz
 from .hooks import HookRunner
 
 log = logging.getLogger("pmond.supervisor")
 
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class SpawnError(Exception):
-    """A process could not be started; the message says why in one line."""
+# Rows `exec` may take over by name: not alive and not about to be restarted by us.
+REUSABLE = (Status.STOPPED, Status.FAILED, Status.CLOSED, Status.QUEUED, Status.BACKOFF)
 
 
 @dataclasses.dataclass
@@ -59,66 +63,12 @@ class Runtime:
     policy_inputs: Optional[tuple[bool, dict[str, Any]]] = None
 
 
-@dataclasses.dataclass(frozen=True)
-class RunAs:
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    home: str
-    shell: str
-
-
-_users: dict[str, RunAs] = {}
-_users_stamp: tuple[float, ...] = ()
-
-
-def _account_files_stamp() -> tuple[float, ...]:
-    stamp = []
-    for path in ("/etc/passwd", "/etc/group"):
-        try:
-            stamp.append(os.stat(path).st_mtime)
-        except OSError:
-            stamp.append(0.0)
-    return tuple(stamp)
-
-
-def resolve_user(name: str) -> RunAs:
-    """Resolved here in the parent (NSS is not async-signal-safe, so never after fork). Cached while
-    /etc/passwd and /etc/group are unchanged: a restart should not pay for an NSS lookup."""
-    global _users_stamp
-    stamp = _account_files_stamp()
-    if stamp != _users_stamp:
-        _users.clear()
-        _users_stamp = stamp
-    cached = _users.get(name)
-    if cached is not None:
-        return cached
-    try:
-        pw = pwd.getpwnam(name)
-    except KeyError:
-        raise SpawnError(f"user: unknown user {name}") from None
-    groups = tuple(os.getgrouplist(pw.pw_name, pw.pw_gid))
-    user = _users[name] = RunAs(pw.pw_name, pw.pw_uid, pw.pw_gid, groups, pw.pw_dir, pw.pw_shell)
-    return user
-
-
-def signal_number(value: str | int) -> int:
-    if isinstance(value, int) or str(value).isdigit():
-        return int(value)
-    name = str(value).upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise ValueError(f"unknown signal {value!r}") from None
-
-
 class Supervisor:
-    def __init__(self, store: Store, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: Store, cfg: Config, loop: asyncio.AbstractEventLoop, authz: Authz) -> None:
         self.store = store
         self.cfg = cfg
         self.loop = loop
+        self.authz = authz
         self.runtimes: dict[int, Runtime] = {}
         self.by_pid: dict[int, int] = {}
         self.quick_deaths: dict[int, int] = {}
@@ -146,6 +96,144 @@ class Supervisor:
     def is_alive(self, process_id: int) -> bool:
         return process_id in self.runtimes
 
+    def live_pids(self, process_ids: Iterable[int]) -> list[int]:
+        return [self.runtimes[i].pid for i in process_ids if i in self.runtimes]
+
+    # -- the one writer of a status ------------------------------------------------------------------------
+    @staticmethod
+    def _set_status(p: Process, new: Status) -> None:
+        check_transition(p.status, new)
+        p.status = new
+
+    # -- operations for the request handlers ----------------------------------------------------------------
+    async def upsert(self, new: Process, *, exec_semantics: bool, groups_given: bool) -> Process:
+        """Create `new` (a validated spec) or update its owner's stored row of that name, and start it unless it
+        is alive. With exec semantics a live (or restarting) name is refused, as pmon3; a config entry updates
+        the row and leaves a live process running."""
+        existing = self.store.get_by_name(new.owner, new.name)
+        if existing is None:
+            p = self.store.insert(new)  # a new row starts `queued`
+            async with self.lock(p.id):
+                try:
+                    self.start(p)
+                except SpawnError as exc:  # a failed start leaves nothing new behind
+                    self.store.delete(p.id)
+                    self._forget(p.id)
+                    raise SpawnError(f"command error: start process error: {exc}") from None
+            return self.store.get(p.id) or p
+        async with self.lock(existing.id):
+            current = self.store.get(existing.id) or existing
+            alive = self.is_alive(current.id)
+            if exec_semantics and (alive or current.status not in REUSABLE):
+                raise ConflictError(f"process already running with the name provided: {new.name}")
+            p = spec.merge(current, new, groups_given)
+            self.store.update(p)
+            self.store.set_groups(p)
+            if not alive:
+                try:
+                    self.start(p)
+                except SpawnError as exc:
+                    raise SpawnError(f"command error: start process error: {exc}") from None
+        return self.store.get(p.id) or p
+
+    async def restart(self, process_id: int, changes: dict[str, Any], verb: str) -> tuple[Process, bool]:
+        """restart: stop gracefully, apply the validated `changes`, start, count. start: the same, except that a
+        live process is left alone. Returns the row and whether it was started."""
+        async with self.lock(process_id):
+            p = self._get(process_id)
+            if verb == "start" and self.is_alive(process_id):
+                return p, False
+            if self.is_alive(process_id):
+                await self.terminate(process_id, force=False)
+            p = self._get(process_id)
+            for key, value in changes.items():
+                setattr(p, key, value)
+            if verb == "restart":
+                p.restart_count += 1
+            self._clear_runtime_state(process_id)
+            self.store.update(p)
+            try:
+                self.start(p)
+            except SpawnError as exc:
+                raise SpawnError(f"command error: start process error: {exc}") from None
+            return self._get(process_id), True
+
+    async def stop(self, process_id: int, force: bool) -> Process:
+        async with self.lock(process_id):
+            return await self._stop(self._get(process_id), force)
+
+    async def stop_many(self, process_ids: Iterable[int], force: bool) -> None:
+        async def one(process_id: int) -> None:
+            async with self.lock(process_id):
+                p = self.store.get(process_id)
+                if p is not None:
+                    await self._stop(p, force)
+
+        await asyncio.gather(*(one(i) for i in process_ids))
+
+    async def remove(self, process_id: int, force: bool) -> Process:
+        """Stop (gracefully unless forced) and delete the row; the log files pmond made for it go too."""
+        async with self.lock(process_id):
+            p = self._get(process_id)
+            await self.terminate(process_id, force=force)
+            self.store.delete(process_id)
+            self._forget(process_id)
+        if self.authz.is_managed_log(p):  # a path the user chose is the user's to keep
+            for path in [p.log, *rotated_files(p.log)]:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    log.warning("could not remove %r: %s", path, exc)
+        return p
+
+    async def remove_many(self, process_ids: Iterable[int], force: bool) -> list[Process]:
+        return list(await asyncio.gather(*(self.remove(i, force) for i in process_ids)))
+
+    def reset(self, process_ids: Iterable[int]) -> None:
+        """Forget restarts and backoff; a backed-off process is retried now."""
+        for process_id in process_ids:
+            p = self.store.get(process_id)
+            if p is None:
+                continue
+            p.restart_count = 0
+            self.quick_deaths.pop(p.id, None)
+            p.flap = {}
+            if p.status == Status.BACKOFF and p.id not in self.runtimes:
+                self._schedule(p.id, 0.0)
+                self._set_status(p, Status.RESTARTING)
+            self.store.update_runtime(p)
+
+    async def revive(self, process_id: int) -> bool:
+        """Boot and init: start a stored row that is not alive and was not stopped by its user. A process
+        backing off when pmond went down keeps waiting for its retry time."""
+        p = self.store.get(process_id)
+        if p is None or self.is_alive(process_id) or p.status == Status.STOPPED:
+            return False
+        if p.status == Status.BACKOFF and float(p.flap.get("backoff_until", 0)) > time.time():
+            self._schedule(p.id, max(0.0, float(p.flap["backoff_until"]) - time.time()))
+            return False
+        async with self.lock(process_id):
+            current = self.store.get(process_id)
+            if current is None or self.is_alive(process_id):
+                return False
+            self.start(current)
+        return True
+
+    async def shutdown_stop(self, layers: list[list[int]]) -> None:
+        """pmond is stopping with handle_interrupts: every live process ends `closed`, dependents first. No row
+        lock: a request still holding one must not keep pmond from stopping."""
+        for layer in layers:
+            procs = [p for p in (self.store.get(i) for i in layer) if p is not None]
+            await asyncio.gather(*(self._stop(p, force=False, final=Status.CLOSED) for p in procs))
+
+    def _get(self, process_id: int) -> Process:
+        p = self.store.get(process_id)
+        if p is None:
+            raise NotFoundError(f"process ({process_id}) does not exist")
+        return p
+
     # -- spawning -----------------------------------------------------------------------------------------
     def environment(self, p: Process, user: RunAs) -> list[str]:
         """A clean base (never the daemon's own environment) followed by the process's variables."""
@@ -164,14 +252,20 @@ class Supervisor:
             env[key] = value
         return [f"{k}={v}" for k, v in env.items()]
 
-    def prepare_log(self, path: str, user: RunAs) -> None:
-        """Files in the daemon's own log directory are created by the daemon and handed to the run user;
-        anywhere else the child opens its log itself, as the run user, so no privilege leaks through a path."""
-        if os.path.dirname(path) != self.cfg.logs_directory:
+    def prepare_log(self, p: Process, user: RunAs) -> None:
+        """pmond's own file for the row (its default path, in a directory no user can write) is created by
+        pmond and handed to the run user. Any other path is opened by the child as the run user, so no
+        privilege leaks through a path a user chose."""
+        if not self.authz.is_managed_log(p):
             return
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        directory = os.path.dirname(p.log)
+        if directory != self.cfg.logs_directory:
+            _own_directory(directory)
+        fd = os.open(p.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
         try:
             st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise OSError(errno.EPERM, "not a plain file of pmond's")
             if (st.st_uid, st.st_gid) != (user.uid, user.gid) and os.geteuid() == 0:
                 os.fchown(fd, user.uid, user.gid)
         finally:
@@ -181,13 +275,16 @@ class Supervisor:
         """Start `p` now; on success its row says running with the new pid, else SpawnError."""
         if p.id in self.runtimes:
             raise SpawnError(f"process ({p.name}) is already running")
-        user = resolve_user(p.username)
+        try:
+            user = resolve_user(p.username)
+        except InvalidRequestError as exc:
+            raise SpawnError(str(exc)) from None
         if os.geteuid() != 0 and user.uid != os.geteuid():
             raise SpawnError(f"this pmond cannot run processes as {user.name}")
         root = os.geteuid() == 0
         launch = Launch(
             p.process_file,
-            [p.name, *p.argv],
+            [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
             self.environment(p, user),
             {
                 "cwd": p.cwd or os.path.dirname(p.process_file) or "/",
@@ -198,7 +295,7 @@ class Supervisor:
             },
         )
         try:
-            self.prepare_log(p.log, user)
+            self.prepare_log(p, user)
         except OSError as exc:
             raise SpawnError(f"open log {p.log}: {exc.strerror}") from None
         self._launch(p.id, launch, (p.auto_restart, dict(p.policy)))
@@ -210,7 +307,7 @@ class Supervisor:
         try:
             self.spawn(p)
         except SpawnError:
-            p.status = Status.FAILED
+            self._set_status(p, Status.FAILED)
             self.store.update_runtime(p)
             raise
 
@@ -229,8 +326,8 @@ class Supervisor:
             start_time = _native.proc_start_time(rt.pid)
         except OSError:
             start_time = 0  # died already: the pidfd still reports it
-        check_transition(p.status, Status.RUNNING)
-        p.pid, p.pid_start_time, p.status = rt.pid, start_time, Status.RUNNING
+        self._set_status(p, Status.RUNNING)
+        p.pid, p.pid_start_time = rt.pid, start_time
         p.started_at = time.time()
         self.store.update_runtime(p)
         log.info("started %s (id %d) as pid %d", p.name, p.id, rt.pid)
@@ -254,7 +351,7 @@ class Supervisor:
             return False
         self._track(p.id, Runtime(p.pid, pidfd, False, time.monotonic(), self.loop.create_future()))
         if p.status != Status.RUNNING:
-            p.status = Status.RUNNING
+            self._set_status(p, Status.RUNNING)
             self.store.update_runtime(p)
         log.info("adopted %s (id %d, pid %d)", p.name, p.id, p.pid)
         return True
@@ -354,7 +451,7 @@ class Supervisor:
         self.quick_deaths[p.id] = decision.quick_deaths
         old_status, old_pid = p.status, p.pid
         if not decision.restart:
-            p.status = Status.STOPPED if decision.outcome == "stopped" else Status.FAILED
+            self._set_status(p, Status.STOPPED if decision.outcome == "stopped" else Status.FAILED)
             self.store.update_runtime(p)
             if p.status == Status.FAILED:
                 self.hooks.fire("failure", p, int(old_status), old_pid)
@@ -367,21 +464,16 @@ class Supervisor:
         if decision.delay == 0:
             self._restart_now(p, old_status, old_pid)
             return
-        p.status = Status.RESTARTING
+        self._set_status(p, Status.RESTARTING)
         self.store.update_runtime(p)
         log.info("%s will restart in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
         self._schedule(p.id, decision.delay)
 
     def _back_off(self, p: Process, retry_at: float) -> None:
-        p.status = Status.BACKOFF
+        self._set_status(p, Status.BACKOFF)
         self.store.update_runtime(p)
         log.warning("%s is flapping: backoff until %s", p.name, time.strftime("%H:%M:%S", time.localtime(retry_at)))
         self.hooks.fire("backoff", p, int(Status.BACKOFF), p.pid)
-        self._schedule(p.id, max(0.0, retry_at - time.time()))
-
-    def resume_backoff(self, p: Process) -> None:
-        """At boot: a process that was backing off stays so until its retry time."""
-        retry_at = float(p.flap.get("backoff_until", 0))
         self._schedule(p.id, max(0.0, retry_at - time.time()))
 
     def _schedule(self, process_id: int, delay: float) -> None:
@@ -417,20 +509,11 @@ class Supervisor:
             self.quick_deaths[p.id] = streak
             delay = policy.quick_delay(self.settings(p), streak)
             log.error("restart of %s failed: %s; retrying in %.3f s", p.name, exc, delay)
-            p.status = Status.FAILED
+            self._set_status(p, Status.FAILED)
             self.store.update_runtime(p)
             self._schedule(p.id, delay)
             return
         self._restart_hook(p, old_status, old_pid)
-
-    def clear_flap(self, p: Process) -> None:
-        """`reset`: forget restarts and backoff; a backed-off process is retried now."""
-        self.quick_deaths.pop(p.id, None)
-        p.flap = {}
-        if p.status == Status.BACKOFF and p.id not in self.runtimes:
-            self.cancel_timer(p.id)
-            self._schedule(p.id, 0.0)
-            p.status = Status.RESTARTING
 
     # -- stopping -------------------------------------------------------------------------------------------
     def _signal(self, rt: Runtime, sig: int) -> None:
@@ -469,12 +552,12 @@ class Supervisor:
         finally:
             self.stopping.discard(process_id)
 
-    async def stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:
+    async def _stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:
         info = await self.terminate(p.id, force)
         p = self.store.get(p.id) or p
         if info is not None:
             p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        p.status = final
+        self._set_status(p, final)
         if final == Status.STOPPED:
             p.restart_count = 0  # as pmon3: a stop resets the restart counter
             p.flap = {}
@@ -482,10 +565,24 @@ class Supervisor:
         self.store.update_runtime(p)
         return p
 
-    def forget(self, process_id: int) -> None:
+    def _clear_runtime_state(self, process_id: int) -> None:
         self.cancel_timer(process_id)
         self.quick_deaths.pop(process_id, None)
+
+    def _forget(self, process_id: int) -> None:
+        self._clear_runtime_state(process_id)
         self.locks.pop(process_id, None)
+
+
+def _own_directory(path: str) -> None:
+    """A per-owner log directory: pmond's, so that nobody can plant a file or a link in it."""
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise OSError(errno.EPERM, f"{path} is not a directory that only pmond can write")
 
 
 def _pidfd_exited(pidfd: int) -> bool:

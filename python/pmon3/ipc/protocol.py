@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import struct
-from typing import Any, Optional
+from typing import Any, Optional, Union
+
+from ..errors import ErrorCode, ProtocolError
 
 PROTOCOL_VERSION = 1
 MAX_MESSAGE = 16 * 1024 * 1024  # a reassembled message larger than this is refused
@@ -20,10 +22,6 @@ MAX_REQUEST = 1024 * 1024
 _FRAME = struct.Struct("!2sBHH16s")
 _MAGIC = b"P3"
 FRAME_HEADER = _FRAME.size
-
-
-class ProtocolError(Exception):
-    """A malformed, oversized or incompatible message."""
 
 
 def new_id() -> str:
@@ -41,8 +39,9 @@ def ok(req_id: str, data: Any = None) -> dict[str, Any]:
     return {"v": PROTOCOL_VERSION, "id": req_id, "ok": True, "data": data}
 
 
-def error(req_id: str, code: str, message: str) -> dict[str, Any]:
-    return {"v": PROTOCOL_VERSION, "id": req_id, "ok": False, "error": {"code": code, "message": message}}
+def error(req_id: str, code: Union[ErrorCode, str], message: str) -> dict[str, Any]:
+    text = code.value if isinstance(code, ErrorCode) else code
+    return {"v": PROTOCOL_VERSION, "id": req_id, "ok": False, "error": {"code": text, "message": message}}
 
 
 def encode(msg: dict[str, Any]) -> bytes:
@@ -54,8 +53,9 @@ def decode(data: bytes, limit: int = MAX_MESSAGE) -> dict[str, Any]:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {limit}")
     try:
         msg = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"malformed message: {exc}") from None
+    # Deep nesting (RecursionError) and integers past int_max_str_digits (ValueError) are bad frames too.
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"malformed message: {type(exc).__name__}") from None
     if not isinstance(msg, dict) or not isinstance(msg.get("id"), str):
         raise ProtocolError("malformed message: not an object with an id")
     if msg.get("v") != PROTOCOL_VERSION:

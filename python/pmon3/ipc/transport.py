@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import _native
+from ..errors import DaemonTimeoutError, DaemonUnavailableError, ProtocolError
 from . import protocol
 
 if TYPE_CHECKING:  # the CLI uses only the clients: asyncio would cost it ~70 ms of start-up
@@ -38,14 +39,6 @@ MQ_MAXMSG, MQ_MSGSIZE = 4, 2048
 REPLY_MAXMSG, REPLY_MSGSIZE = 4, 4096
 SEND_TIMEOUT = 5.0
 _LEN = struct.Struct("!I")
-
-
-class ConnectError(Exception):
-    """No daemon answers at this endpoint."""
-
-
-class TimeoutError_(Exception):
-    """The daemon did not answer in time."""
 
 
 def request_queue_name(base: str, uid: int) -> str:
@@ -127,7 +120,7 @@ class MQServer:
                     continue
                 msg = protocol.decode(payload, protocol.MAX_REQUEST)
                 protocol.validate_request(msg)
-            except protocol.ProtocolError as exc:
+            except ProtocolError as exc:
                 _log().warning("dropped a message on %s: %s", q.name, exc)
                 continue
             task = self.loop.create_task(self._serve(msg, uid))
@@ -137,7 +130,7 @@ class MQServer:
     def _open_reply(self, msg: dict[str, Any]) -> tuple[_native.MessageQueue, int]:
         name = msg.get("reply_to")
         if not isinstance(name, str) or not name.startswith(self.base + ".r."):
-            raise protocol.ProtocolError("request without a valid reply_to queue")
+            raise ProtocolError("request without a valid reply_to queue")
         q = _native.MessageQueue(name, read=False, write=True)
         owner = q.owner()
         return q, owner[0]
@@ -145,7 +138,7 @@ class MQServer:
     async def _serve(self, msg: dict[str, Any], uid: Optional[int]) -> None:
         try:
             reply_q, owner = self._open_reply(msg)
-        except (OSError, protocol.ProtocolError) as exc:
+        except (OSError, ProtocolError) as exc:
             _log().warning("cannot answer request %s: %s", msg.get("id"), exc)
             return
         try:
@@ -193,7 +186,12 @@ async def _writable(loop: asyncio.AbstractEventLoop, fd: int, deadline: float) -
     import asyncio
 
     fut: asyncio.Future[None] = loop.create_future()
-    loop.add_writer(fd, lambda: fut.done() or fut.set_result(None))
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_writer(fd, ready)
     try:
         await asyncio.wait_for(fut, max(0.0, deadline - time.monotonic()))
         return True
@@ -242,7 +240,7 @@ class UnixServer:
                 try:
                     msg = protocol.decode(await reader.readexactly(size), protocol.MAX_REQUEST)
                     protocol.validate_request(msg)
-                except protocol.ProtocolError as exc:
+                except ProtocolError as exc:
                     reply = protocol.error("", "protocol", str(exc))
                 else:
                     reply = await self.handler(uid, msg)
@@ -270,7 +268,7 @@ class MQClient:
             self._connect(timeout)
         except OSError as exc:
             if exc.errno == errno.EMFILE:
-                raise ConnectError(
+                raise DaemonUnavailableError(
                     "out of POSIX message queue memory for this user (RLIMIT_MSGQUEUE, see ulimit -q): "
                     "too many pmon3 clients at once, or set ipc.transport: unix"
                 ) from None
@@ -284,11 +282,11 @@ class MQClient:
             return
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.EACCES):
-                raise ConnectError(f"could not open {name}: {exc.strerror}") from None
+                raise DaemonUnavailableError(f"could not open {name}: {exc.strerror}") from None
         try:
             lobby = _native.MessageQueue(self.base, read=False)
         except OSError as exc:
-            raise ConnectError(f"pmond is not running (no queue {self.base}: {exc.strerror})") from None
+            raise DaemonUnavailableError(f"pmond is not running (no queue {self.base}: {exc.strerror})") from None
         try:
             data = self._exchange(lobby, protocol.request("hello"), timeout)["data"]
         finally:
@@ -296,7 +294,7 @@ class MQClient:
         try:
             self.request_q = _native.MessageQueue(str(data["queue"]), read=False)
         except OSError as exc:
-            raise ConnectError(f"could not open {data['queue']}: {exc.strerror}") from None
+            raise DaemonUnavailableError(f"could not open {data['queue']}: {exc.strerror}") from None
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
         if self.request_q is None:
@@ -316,13 +314,14 @@ class MQClient:
             deadline = time.monotonic() + timeout
             for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
                 if not q.send_timeout(frame, min(SEND_TIMEOUT, max(0.0, deadline - time.monotonic()))):
-                    raise TimeoutError_("timed out sending the request: is pmond alive?")
+                    raise DaemonTimeoutError("timed out sending the request: is pmond alive?")
             assembler = protocol.Reassembler()
             while True:
                 left = deadline - time.monotonic()
-                frame = reply_q.receive_timeout(left) if left > 0 else None
-                if frame is None:
-                    raise TimeoutError_(f"no answer from pmond within {timeout:.0f} s")
+                got = reply_q.receive_timeout(left) if left > 0 else None
+                if got is None:
+                    raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s")
+                frame = got
                 if linked:  # pmond holds the queue open now: drop the name so a killed client leaves nothing
                     _unlink(name)
                     linked = False
@@ -362,7 +361,9 @@ class UnixClient:
             sock.connect(self.path)
         except OSError as exc:
             sock.close()
-            raise ConnectError(f"pmond is not running (cannot connect to {self.path}: {exc.strerror})") from None
+            raise DaemonUnavailableError(
+                f"pmond is not running (cannot connect to {self.path}: {exc.strerror})"
+            ) from None
         self.sock = sock
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
@@ -376,7 +377,7 @@ class UnixClient:
             size = _LEN.unpack(self._read(_LEN.size))[0]
             return protocol.decode(self._read(size))
         except socket.timeout:
-            raise TimeoutError_(f"no answer from pmond within {timeout:.0f} s") from None
+            raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s") from None
 
     def _read(self, n: int) -> bytes:
         assert self.sock is not None
@@ -384,7 +385,7 @@ class UnixClient:
         while len(buf) < n:
             chunk = self.sock.recv(n - len(buf))
             if not chunk:
-                raise ConnectError("pmond closed the connection")
+                raise DaemonUnavailableError("pmond closed the connection")
             buf += chunk
         return bytes(buf)
 

@@ -7,29 +7,30 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from ..output import CliError, fail
+from ...errors import Pmon3Error
+from ..output import fail
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def live_completions(cmd: str, values: Callable[[Any], list[tuple[str, str]]], incomplete: str) -> list[Any]:
-    """Completion items from the daemon's answer to `cmd`; silent when none answers (never starts one)."""
+def live_completions(values_of: Callable[[Any], list[tuple[str, str]]], incomplete: str) -> list[Any]:
+    """Completion items from the daemon's answers; silent when none answers (never starts one)."""
     from click.shell_completion import CompletionItem
 
-    from ..client import Session
+    from ...client import Client
 
     try:
-        with Session(autostart=False) as s:
-            data = s.call(cmd, timeout=2.0)
-    except (CliError, OSError):
+        with Client(autostart=False, timeout=2.0) as c:
+            data = values_of(c)
+    except (Pmon3Error, OSError):
         return []
-    return [CompletionItem(v, help=h) for v, h in values(data) if v.startswith(incomplete)]
+    return [CompletionItem(v, help=h) for v, h in data if v.startswith(incomplete)]
 
 
 def complete_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
     """Live process names and ids."""
     return live_completions(
-        "list", lambda procs: [(v, p["status"]) for p in procs for v in (p["name"], str(p["id"]))], incomplete
+        lambda c: [(v, p["status"]) for p in c.list() for v in (display_name(p), str(p["id"]))], incomplete
     )
 
 
@@ -41,22 +42,36 @@ json_option = click.option("--json", "as_json", is_flag=True, help="print JSON i
 
 
 def handle_errors(fn: F) -> F:
-    """CliError -> one line on stderr, exit 1."""
+    """Any pmon3 error -> one line on stderr (escaped), exit 1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except CliError as exc:
+        except Pmon3Error as exc:
             fail(str(exc))
 
     return wrapper  # type: ignore[return-value]
 
 
 def session() -> Any:
-    from ..client import Session
+    """The client of the CLI: starts a user daemon when none runs (if allowed); config warnings on stderr."""
+    import sys
 
-    return Session()
+    from ...client import Client
+
+    def warn(text: str) -> None:
+        from ..output import escape
+
+        sys.stderr.write(f"error: {escape(text)}\n")
+
+    return Client(autostart=True, on_warning=warn)
+
+
+def display_name(p: dict[str, Any]) -> str:
+    from ..output import display_name as name
+
+    return name(p)
 
 
 def show_processes(data: list[dict[str, Any]], as_json: bool) -> None:

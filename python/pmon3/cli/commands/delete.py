@@ -14,8 +14,8 @@ from . import handle_errors, id_argument, json_option, session, show_process, sh
 @handle_errors
 def del_cmd(id: str, force: bool, as_json: bool) -> None:
     """Delete process by id or name."""
-    with session() as s:
-        show_process(s.call("del", {"id": id, "force": force}, timeout=s.stop_timeout()), as_json)
+    with session() as c:
+        show_process(c.delete(id, force), as_json)
 
 
 @click.command("drop")
@@ -24,6 +24,6 @@ def del_cmd(id: str, force: bool, as_json: bool) -> None:
 @handle_errors
 def drop_cmd(force: bool, as_json: bool) -> None:
     """Delete all processes."""
-    with session() as s:
-        s.call("drop", {"force": force}, timeout=s.stop_timeout())
-        show_processes(s.call("list"), as_json)
+    with session() as c:
+        c.drop(force)
+        show_processes(c.list(), as_json)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
@@ -11,18 +11,11 @@ from ..output import CliError
 from . import handle_errors, json_option, session, show_process
 
 
-def env_list(env_file: Optional[str], env_vars: tuple[str, ...]) -> list[str]:
-    """The env file is read here, with the caller's own rights (never by pmond); -e values win over it."""
+def env_list(env_vars: tuple[str, ...]) -> list[str]:
+    """-e values, each split with shell-like quoting (`-e 'A=1 B="x y"'`)."""
     import shlex
 
-    from ...procconfig import ProcessConfigError, parse_env_file
-
     items: list[str] = []
-    if env_file:
-        try:
-            items = parse_env_file(os.path.abspath(env_file))
-        except ProcessConfigError as exc:
-            raise CliError(str(exc)) from None
     for value in env_vars:
         try:
             items += shlex.split(value)
@@ -91,30 +84,27 @@ def exec_cmd(
     user_flag_check(user)
     if extra and args_:
         raise CliError("give arguments either with --args or after --, not both")
-    flags: dict[str, Any] = {
-        "file": os.path.abspath(binary),  # relative to where the user is, not to the daemon
-        "name": name or "",
-        "log": os.path.abspath(log) if log else "",
-        "log_dir": os.path.abspath(log_dir) if log_dir else "",
-        "args": args_ or "",
-        "env_vars": env_list(env_file, env_vars),
-        "user": user or "",
-        "no_auto_restart": no_autorestart,
-        "dependencies": list(dependencies),
-        "groups": list(groups),
-        "cwd": os.path.abspath(cwd) if cwd else "",
-    }
-    policy = {
-        "restart": restart_mode,
-        "success_exit_codes": success_exit_codes,
-        "min_uptime": min_uptime,
-        "restart_delay": restart_delay,
-        "max_restart_delay": max_restart_delay,
-        "stop_signal": stop_signal,
-        "stop_timeout": stop_timeout,
-    }
-    flags.update({k: v for k, v in policy.items() if v})
-    if extra:
-        flags["argv"] = list(extra)
-    with session() as s:
-        show_process(s.call("exec", flags), as_json)
+    with session() as c:
+        p = c.exec(
+            binary,  # relative to where the user is, not to the daemon
+            name=name or "",
+            args=args_ or "",
+            argv=list(extra) if extra else None,
+            env=env_list(env_vars),
+            env_file=env_file,  # read here, with the caller's own rights (never by pmond)
+            user=user or "",
+            log=log or "",
+            log_dir=log_dir or "",
+            no_auto_restart=no_autorestart,
+            dependencies=list(dependencies),
+            groups=list(groups),
+            cwd=cwd or "",
+            restart=restart_mode,
+            success_exit_codes=success_exit_codes or None,
+            min_uptime=min_uptime or None,
+            restart_delay=restart_delay or None,
+            max_restart_delay=max_restart_delay or None,
+            stop_signal=stop_signal or None,
+            stop_timeout=stop_timeout or None,
+        )
+    show_process(dict(p), as_json)

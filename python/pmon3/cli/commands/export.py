@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..output import CliError, message, print_json
+from ..output import CliError, escape, message, print_json
 from . import handle_errors, session
 
 
@@ -18,8 +18,8 @@ def export_cmd(fmt: str, order: str) -> None:
 
     if fmt not in procconfig.FORMATS:
         raise CliError("accepted formats: json, toml or yaml")
-    with session() as s:
-        entries = s.call("export", {"order": order})
+    with session() as c:
+        entries = c.export(order)
     # Like pmon3, the rendered document plus the print's own newline.
     click.echo(procconfig.render(entries, fmt))
 
@@ -30,12 +30,13 @@ def export_cmd(fmt: str, order: str) -> None:
 @handle_errors
 def dgraph_cmd(process_config_only: bool, as_json: bool) -> None:
     """List the process queue order."""
-    with session() as s:
-        data = s.call("dgraph", {"process_config_only": process_config_only})
+    with session() as c:
+        data = c.dgraph(process_config_only)
     if as_json:
         print_json(data)
         return
-    lines = ["Queue Order"] + [f"\t{i}: {name}" for i, name in enumerate(data["queue"])]
+    lines = ["Queue Order"] + [f"\t{i}: {escape(name)}" for i, name in enumerate(data["queue"])]
     if data["dependency_order"]:
-        lines += ["Dependency Graph Order"] + [f"\t{i}: {name}" for i, name in enumerate(data["dependency_order"])]
+        order = data["dependency_order"]
+        lines += ["Dependency Graph Order"] + [f"\t{i}: {escape(name)}" for i, name in enumerate(order)]
     message("\n".join(lines))

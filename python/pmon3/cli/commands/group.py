@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Optional
 
 import click
@@ -13,7 +12,9 @@ from .exec import user_flag_check
 
 
 def complete_groups(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-    return live_completions("group_list", lambda groups: [(g["name"], "") for g in groups], incomplete)
+    from ..output import display_name
+
+    return live_completions(lambda c: [(display_name(g), "") for g in c.group_list()], incomplete)
 
 
 group_argument = click.argument("group", shell_complete=complete_groups)
@@ -46,8 +47,8 @@ def group_cmd() -> None:
 @handle_errors
 def ls(as_json: bool) -> None:
     """List all groups (alias: list)."""
-    with session() as s:
-        groups = s.call("group_list")
+    with session() as c:
+        groups = c.group_list()
     if as_json:
         print_json(groups)
     else:
@@ -62,9 +63,9 @@ def ls(as_json: bool) -> None:
 @handle_errors
 def create(name: str, as_json: bool) -> None:
     """Create a new group."""
-    with session() as s:
-        g = s.call("group_create", {"name": name})
-        groups = s.call("group_list")
+    with session() as c:
+        g = c.group_create(name)
+        groups = c.group_list()
     if as_json:
         print_json(g)
     else:
@@ -78,11 +79,11 @@ def create(name: str, as_json: bool) -> None:
 @handle_errors
 def delete(group: str) -> None:
     """Delete a group (its processes stay)."""
-    with session() as s:
-        s.call("group_del", {"id": group})
+    with session() as c:
+        c.group_delete(group)
         from ..output import group_table
 
-        group_table(s.call("group_list"))
+        group_table(c.group_list())
 
 
 @group_cmd.command("desc")
@@ -91,13 +92,13 @@ def delete(group: str) -> None:
 @handle_errors
 def desc(group: str, as_json: bool) -> None:
     """Show group details and associated processes (alias: show)."""
-    with session() as s:
-        show_group(s.call("group_desc", {"id": group}), as_json)
+    with session() as c:
+        show_group(c.group_describe(group), as_json)
 
 
-def _membership(cmd: str, groups: str, processes: str, as_json: bool) -> None:
-    with session() as s:
-        data = s.call(cmd, {"groups": groups, "processes": processes})
+def _membership(add: bool, groups: str, processes: str, as_json: bool) -> None:
+    with session() as c:
+        data = c.group_assign(groups, processes) if add else c.group_remove(groups, processes)
     if as_json:
         print_json(data)
         return
@@ -112,7 +113,7 @@ def _membership(cmd: str, groups: str, processes: str, as_json: bool) -> None:
 @handle_errors
 def assign(groups: str, processes: str, as_json: bool) -> None:
     """Assign group(s) to process(es): comma lists of ids or names."""
-    _membership("group_assign", groups, processes, as_json)
+    _membership(True, groups, processes, as_json)
 
 
 @group_cmd.command("remove")
@@ -122,7 +123,7 @@ def assign(groups: str, processes: str, as_json: bool) -> None:
 @handle_errors
 def remove(groups: str, processes: str, as_json: bool) -> None:
     """Remove process(es) from group(s): comma lists of ids or names."""
-    _membership("group_remove", groups, processes, as_json)
+    _membership(False, groups, processes, as_json)
 
 
 @group_cmd.command("stop")
@@ -132,8 +133,8 @@ def remove(groups: str, processes: str, as_json: bool) -> None:
 @handle_errors
 def stop(group: str, force: bool, as_json: bool) -> None:
     """Stop all processes associated to a group."""
-    with session() as s:
-        show_group(s.call("group_stop", {"id": group, "force": force}, timeout=s.stop_timeout()), as_json)
+    with session() as c:
+        show_group(c.group_stop(group, force), as_json)
 
 
 @group_cmd.command("restart")
@@ -156,16 +157,16 @@ def restart(
 ) -> None:
     """(Re)start processes by group id or name."""
     user_flag_check(user)
-    flags = {
-        "no_auto_restart": no_autorestart,
-        "user": user or "",
-        "log": os.path.abspath(log) if log else "",
-        "log_dir": os.path.abspath(log_dir) if log_dir else "",
-        "args": args_ or "",
-    }
-    with session() as s:
-        data = s.call("group_restart", {"id": group, "flags": flags}, timeout=s.stop_timeout() * 4)
-    show_group(data, as_json)
+    with session() as c:
+        data = c.group_restart(
+            group,
+            no_auto_restart=no_autorestart,
+            user=user or "",
+            log=log or "",
+            log_dir=log_dir or "",
+            args=args_ or "",
+        )
+    show_group(dict(data), as_json)
 
 
 @group_cmd.command("drop")
@@ -175,5 +176,5 @@ def restart(
 @handle_errors
 def drop(group: str, force: bool, as_json: bool) -> None:
     """Delete all processes associated to a group (the group stays)."""
-    with session() as s:
-        show_group(s.call("group_drop", {"id": group, "force": force}, timeout=s.stop_timeout()), as_json)
+    with session() as c:
+        show_group(c.group_drop(group, force), as_json)

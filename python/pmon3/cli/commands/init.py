@@ -16,9 +16,8 @@ from . import handle_errors, id_argument, json_option, session, show_processes
 @handle_errors
 def init_cmd(process_config_only: bool, blocking: bool, as_json: bool) -> None:
     """Start the process config's entries and every process that is not running (user-stopped ones stay)."""
-    with session() as s:
-        data = s.call("init", {"process_config_only": process_config_only, "blocking": blocking}, timeout=180)
-        show_processes(data, as_json)
+    with session() as c:
+        show_processes(c.init(process_config_only, blocking), as_json)
 
 
 @click.command("reset")
@@ -27,5 +26,5 @@ def init_cmd(process_config_only: bool, blocking: bool, as_json: bool) -> None:
 @handle_errors
 def reset_cmd(id: Optional[str], as_json: bool) -> None:
     """Reset the restart counter(s)."""
-    with session() as s:
-        show_processes(s.call("reset", {"id": id or ""}), as_json)
+    with session() as c:
+        show_processes(c.reset(id), as_json)

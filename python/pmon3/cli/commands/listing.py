@@ -12,8 +12,8 @@ from . import handle_errors, id_argument, json_option, session, show_process, sh
 @handle_errors
 def ls_cmd(as_json: bool) -> None:
     """List all processes."""
-    with session() as s:
-        show_processes(s.call("list"), as_json)
+    with session() as c:
+        show_processes(c.list(), as_json)
 
 
 @click.command("desc")
@@ -22,5 +22,5 @@ def ls_cmd(as_json: bool) -> None:
 @handle_errors
 def desc_cmd(id: str, as_json: bool) -> None:
     """List process information by id or name."""
-    with session() as s:
-        show_process(s.call("desc", {"id": id}), as_json, table="desc")
+    with session() as c:
+        show_process(c.describe(id), as_json, table="desc")

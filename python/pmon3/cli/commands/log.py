@@ -18,7 +18,9 @@ from . import handle_errors, id_argument, session
 
 def _open(path: str) -> IO[bytes]:
     try:
-        return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+        if path.endswith(".gz"):
+            return gzip.open(path, "rb")  # type: ignore[return-value]  # a GzipFile is a binary IO
+        return open(path, "rb")  # noqa: SIM115
     except PermissionError:
         raise CliError(f"permission denied reading {path}") from None
     except FileNotFoundError:
@@ -62,8 +64,8 @@ def newest_with_lines(paths: list[str], n: int) -> list[str]:
 
 
 def _log_path(id: str) -> str:
-    with session() as s:
-        return str(s.call("log", {"id": id})["log"])
+    with session() as c:
+        return str(c.describe(id)["log"])
 
 
 @click.command("log")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable, Optional
 
 import click
 
-from ..output import message
+from ..output import escape, message
 from . import handle_errors, id_argument, json_option, session, show_process
 from .exec import user_flag_check
 
@@ -34,18 +33,19 @@ def _restart_command(verb: str, doc: str) -> Callable[..., Any]:
         as_json: bool,
     ) -> None:
         user_flag_check(user)
-        flags: dict[str, Any] = {
-            "no_auto_restart": no_autorestart,
-            "user": user or "",
-            "log": os.path.abspath(log) if log else "",
-            "log_dir": os.path.abspath(log_dir) if log_dir else "",
-            "args": args_ or "",
-            "dependencies": list(dependencies),
-        }
-        with session() as s:
-            data = s.call("restart", {"id": id, "verb": verb, "flags": flags}, timeout=s.stop_timeout())
+        with session() as c:
+            method = c.restart if verb == "restart" else c.start
+            data = method(
+                id,
+                no_auto_restart=no_autorestart,
+                user=user or "",
+                log=log or "",
+                log_dir=log_dir or "",
+                args=args_ or "",
+                dependencies=list(dependencies),
+            )
         if data.get("message") and not as_json:
-            message(data["message"])
+            message(escape(data["message"]))
         show_process(data, as_json)
 
     return command

@@ -14,8 +14,8 @@ from . import handle_errors, id_argument, json_option, session, show_process, sh
 @handle_errors
 def stop_cmd(id: str, force: bool, as_json: bool) -> None:
     """Stop a process by id or name."""
-    with session() as s:
-        show_process(s.call("stop", {"id": id, "force": force}, timeout=s.stop_timeout()), as_json)
+    with session() as c:
+        show_process(c.stop(id, force), as_json)
 
 
 @click.command("kill")
@@ -24,5 +24,5 @@ def stop_cmd(id: str, force: bool, as_json: bool) -> None:
 @handle_errors
 def kill_cmd(force: bool, as_json: bool) -> None:
     """Terminate all processes."""
-    with session() as s:
-        show_processes(s.call("kill", {"force": force}, timeout=s.stop_timeout()), as_json)
+    with session() as c:
+        show_processes(c.kill(force), as_json)

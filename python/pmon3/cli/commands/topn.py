@@ -79,7 +79,7 @@ def topn_cmd(seconds: float) -> None:
             tty.setcbreak(fd)
             with Live(auto_refresh=False, screen=False) as live:
                 while True:
-                    top = s.call("top")
+                    top = s.top()
                     live.update(_table(_rows([*top["pids"], top["daemon"]], by_cpu, probes), by_cpu), refresh=True)
                     deadline = time.monotonic() + seconds
                     while (left := deadline - time.monotonic()) > 0:

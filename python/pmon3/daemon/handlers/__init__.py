@@ -1,76 +1,68 @@
-"""Request handlers: one module per command family, each registering its commands here."""
+"""Request handlers: one module per command family. A handler receives its typed request (ipc/messages.py),
+asks `authz` who may do what, calls one supervisor or service method, and shapes the reply. No handler imports
+another handler, takes a row's lock or writes a status."""
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import pwd
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Awaitable, Coroutine
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from ...ipc.messages import Request
+from ...models import Process
 
 if TYPE_CHECKING:
-    from ...models import Process
-    from ..app import Daemon
-
-
-class CommandError(Exception):
-    """Answered to the client as {ok: false, error: {code, message}}."""
-
-    def __init__(self, message: str, code: str = "error") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+    from ...config import Config
+    from ..authz import Authz, Caller
+    from ..boot import Boot
+    from ..groups import Groups
+    from ..supervisor import Supervisor
+    from ..usage import Usage
 
 
 @dataclasses.dataclass
 class Context:
-    daemon: Daemon
-    uid: int
-    args: dict[str, Any]
+    """What a handler may use: who is asking, and the services it may call."""
 
-    @property
-    def is_root(self) -> bool:
-        return self.uid == 0
+    caller: Caller
+    authz: Authz
+    supervisor: Supervisor
+    boot: Boot
+    groups: Groups
+    usage: Usage
+    cfg: Config
+    # Run a coroutine after the reply (init without -b); pmond keeps it and cancels it at shutdown.
+    background: Callable[[Coroutine[Any, Any, Any]], None]
 
-    @property
-    def username(self) -> str:
-        try:
-            return pwd.getpwuid(self.uid).pw_name
-        except KeyError:
-            raise CommandError(f"uid {self.uid} has no user name", "denied") from None
-
-    def may_see(self, p: Process) -> bool:
-        return self.is_root or p.uid == self.uid
-
-    def arg(self, key: str, default: Any = "") -> Any:
-        return self.args.get(key, default)
-
-    def find(self, key: Any) -> Process:
-        """The caller's process by id or name; someone else's is reported exactly like a missing one."""
-        p = self.daemon.store.get(str(key))
-        if p is None or not self.may_see(p):
-            raise CommandError(f"process ({key}) does not exist", "not_found")
-        return p
+    def find(self, key: object) -> Process:
+        return self.authz.find(self.caller, key)
 
     def visible(self) -> list[Process]:
-        return [p for p in self.daemon.store.list_processes() if self.may_see(p)]
+        return self.authz.visible(self.caller)
+
+    def record(self, p: Process) -> dict[str, Any]:
+        """A process as the reply carries it (ipc.messages.ProcessInfo)."""
+        return p.to_json(self.authz.owner_name(p.owner))
 
 
-HandlerFn = Callable[[Context], Awaitable[Any]]
-REGISTRY: dict[str, HandlerFn] = {}
+Q = TypeVar("Q", bound=Request)
+HandlerFn = Callable[[Context, Any], Awaitable[Any]]
+REGISTRY: dict[str, tuple[type[Request], HandlerFn]] = {}
 MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export")
 
 
-def command(*names: str) -> Callable[[HandlerFn], HandlerFn]:
-    def register(fn: HandlerFn) -> HandlerFn:
-        for name in names:
-            REGISTRY[name] = fn
+def handles(
+    request_type: type[Q],
+) -> Callable[[Callable[[Context, Q], Awaitable[Any]]], Callable[[Context, Q], Awaitable[Any]]]:
+    def register(fn: Callable[[Context, Q], Awaitable[Any]]) -> Callable[[Context, Q], Awaitable[Any]]:
+        REGISTRY[request_type.CMD] = (request_type, fn)
         return fn
 
     return register
 
 
-def load_all() -> dict[str, HandlerFn]:
+def load_all() -> dict[str, tuple[type[Request], HandlerFn]]:
     for name in MODULES:
         importlib.import_module(f"{__name__}.{name}")
     return REGISTRY

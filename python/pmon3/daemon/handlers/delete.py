@@ -1,45 +1,23 @@
-"""del|delete and drop: stop (gracefully unless forced) and remove rows; logs in pmond's log dir go too."""
+"""del and drop: stop (gracefully unless forced) and remove rows; the logs pmond made for them go too."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 from typing import Any
 
-from ...logfiles import rotated_files
-from ...models import Process
-from . import CommandError, Context, command
-
-log = logging.getLogger("pmond")
+from ...errors import NotFoundError
+from ...ipc.messages import DeleteRequest, DropRequest
+from . import Context, handles
 
 
-async def remove(ctx: Context, p: Process, force: bool) -> dict[str, Any]:
-    sup = ctx.daemon.supervisor
-    async with sup.lock(p.id):
-        await sup.terminate(p.id, force=force)
-        ctx.daemon.store.delete(p.id)
-        sup.forget(p.id)
-    # Only files pmond created itself are removed; a user-chosen log path is the user's to keep.
-    if os.path.dirname(p.log) == ctx.daemon.cfg.logs_directory:
-        for path in [p.log, *rotated_files(p.log)]:
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("could not remove %s: %s", path, exc)
-    return p.to_json()
+@handles(DeleteRequest)
+async def delete(ctx: Context, req: DeleteRequest) -> dict[str, Any]:
+    p = ctx.find(req.id)
+    return ctx.record(await ctx.supervisor.remove(p.id, req.force))
 
 
-@command("del", "delete")
-async def delete(ctx: Context) -> dict[str, Any]:
-    return await remove(ctx, ctx.find(ctx.arg("id")), bool(ctx.arg("force", False)))
-
-
-@command("drop")
-async def drop(ctx: Context) -> list[dict[str, Any]]:
+@handles(DropRequest)
+async def drop(ctx: Context, req: DropRequest) -> list[dict[str, Any]]:
     procs = ctx.visible()
     if not procs:
-        raise CommandError("there are no processes", "not_found")
-    return list(await asyncio.gather(*(remove(ctx, p, bool(ctx.arg("force", False))) for p in procs)))
+        raise NotFoundError("there are no processes")
+    return [ctx.record(p) for p in await ctx.supervisor.remove_many([p.id for p in procs], req.force)]

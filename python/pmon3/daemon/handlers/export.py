@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from ... import procconfig
-from . import CommandError, Context, command
+from ...errors import InvalidRequestError
+from ...ipc.messages import ExportRequest
+from ...models import Process
+from . import Context, handles
 
-ORDER_FIELDS = {"id": lambda p: p.id, "name": lambda p: p.name}
+ORDER_FIELDS: dict[str, Callable[[Process], Any]] = {"id": lambda p: p.id, "name": lambda p: p.name}
 
 
-@command("export")
-async def export(ctx: Context) -> list[dict[str, Any]]:
-    field = str(ctx.arg("order") or "id")
-    key = ORDER_FIELDS.get(field)
+@handles(ExportRequest)
+async def export(ctx: Context, req: ExportRequest) -> list[dict[str, Any]]:
+    key = ORDER_FIELDS.get(req.order)
     if key is None:
-        raise CommandError(f"cannot order by {field!r}: use one of {', '.join(ORDER_FIELDS)}", "invalid")
-    return [procconfig.export_entry(p.to_json()) for p in sorted(ctx.visible(), key=key)]
+        raise InvalidRequestError(f"cannot order by {req.order!r}: use one of {', '.join(ORDER_FIELDS)}")
+    return [procconfig.export_entry(ctx.record(p)) for p in sorted(ctx.visible(), key=key)]

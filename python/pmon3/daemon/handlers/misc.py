@@ -1,4 +1,4 @@
-"""version, ping, reset and top: small requests with no state machine of their own."""
+"""version, reset and top: small requests with no state machine of their own."""
 
 from __future__ import annotations
 
@@ -6,26 +6,23 @@ import os
 from typing import Any
 
 from ... import PMON3_COMPAT_VERSION, __version__
-from . import Context, command
+from ...ipc.messages import ResetRequest, TopRequest, Version
+from . import Context, handles
 
 
-@command("ping", "version")
-async def version(ctx: Context) -> dict[str, Any]:
+@handles(Version)
+async def version(ctx: Context, req: Version) -> dict[str, Any]:
     return {"version": __version__, "pmon3": PMON3_COMPAT_VERSION, "pid": os.getpid(), "uid": os.geteuid()}
 
 
-@command("reset")
-async def reset(ctx: Context) -> list[dict[str, Any]]:
-    key = ctx.arg("id")
-    targets = [ctx.find(key)] if key else ctx.visible()
-    for p in targets:
-        p.restart_count = 0
-        ctx.daemon.supervisor.clear_flap(p)  # a backed-off process is retried at once
-        ctx.daemon.store.update_runtime(p)
-    return [p.to_json() for p in ctx.visible()]
+@handles(ResetRequest)
+async def reset(ctx: Context, req: ResetRequest) -> list[dict[str, Any]]:
+    targets = [ctx.find(req.id)] if req.id else ctx.visible()
+    ctx.supervisor.reset(p.id for p in targets)  # a backed-off process is retried at once
+    return [ctx.record(p) for p in ctx.visible()]
 
 
-@command("top")
-async def top(ctx: Context) -> dict[str, Any]:
-    pids = [p.pid for p in ctx.visible() if ctx.daemon.supervisor.is_alive(p.id)]
+@handles(TopRequest)
+async def top(ctx: Context, req: TopRequest) -> dict[str, Any]:
+    pids = ctx.supervisor.live_pids(p.id for p in ctx.visible())
     return {"pids": pids, "daemon": os.getpid()}

@@ -2,34 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from ...errors import NotFoundError
+from ...ipc.messages import KillRequest, StopRequest
 from ...states import Status
-from . import CommandError, Context, command
+from . import Context, handles
 
 
-@command("stop")
-async def stop(ctx: Context) -> dict[str, Any]:
-    p = ctx.find(ctx.arg("id"))
-    sup = ctx.daemon.supervisor
-    async with sup.lock(p.id):
-        p = await sup.stop(p, force=bool(ctx.arg("force", False)))
-    return p.to_json()
+@handles(StopRequest)
+async def stop(ctx: Context, req: StopRequest) -> dict[str, Any]:
+    p = ctx.find(req.id)
+    return ctx.record(await ctx.supervisor.stop(p.id, req.force))
 
 
-@command("kill")
-async def kill(ctx: Context) -> list[dict[str, Any]]:
-    sup = ctx.daemon.supervisor
-    targets = [p for p in ctx.visible() if sup.is_alive(p.id) or p.status == Status.RUNNING]
+@handles(KillRequest)
+async def kill(ctx: Context, req: KillRequest) -> list[dict[str, Any]]:
+    targets = [p.id for p in ctx.visible() if ctx.supervisor.is_alive(p.id) or p.status == Status.RUNNING]
     if not targets:
-        raise CommandError("could not find running processes", "not_found")
-
-    async def one(p_id: int) -> None:
-        async with sup.lock(p_id):
-            current = ctx.daemon.store.get(p_id)
-            if current is not None:
-                await sup.stop(current, force=bool(ctx.arg("force", False)))
-
-    await asyncio.gather(*(one(p.id) for p in targets))
-    return [p.to_json() for p in ctx.visible()]
+        raise NotFoundError("could not find running processes")
+    await ctx.supervisor.stop_many(targets, req.force)
+    return [ctx.record(p) for p in ctx.visible()]

@@ -1,0 +1,144 @@
+"""A request -> a validated process spec. Every field is checked before anything is stored or touched, and
+every decision about users and paths is asked of `authz` (with the caller's rights)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+from typing import Any
+
+from .. import procconfig
+from ..errors import ConfigError, InvalidRequestError, ProcessConfigError
+from ..ipc.messages import ExecRequest, RestartFlags
+from ..models import Process
+from . import policy
+from .authz import Authz, Caller, check_group_name, check_name
+
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def split_words(value: Any, what: str) -> list[str]:
+    """A list passes through; a string is split with shell-like quoting (never run by a shell)."""
+    if value in (None, ""):
+        return []
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise InvalidRequestError(f"invalid {what}: {exc}") from None
+    raise InvalidRequestError(f"invalid {what}: expected a string or a list of strings")
+
+
+def env_list(value: Any) -> list[str]:
+    items = split_words(value, "env vars")
+    for item in items:
+        key = item.partition("=")[0]
+        if "=" not in item or not _ENV_KEY.fullmatch(key):
+            raise InvalidRequestError(f"invalid env var {item!r}: expected KEY=VALUE")
+    return items
+
+
+def name_list(value: Any, what: str) -> list[str]:
+    if value in (None, ""):
+        return []
+    items = value if isinstance(value, list) else [value]
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidRequestError(f"invalid {what}: expected names")
+        names += [n.strip() for n in item.replace(" ", ",").split(",") if n.strip()]
+    return list(dict.fromkeys(names))
+
+
+def request_name(req: ExecRequest) -> str:
+    return req.name or os.path.basename(req.file)
+
+
+def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "") -> Process:
+    """The process `req` describes, owned by the caller; raises a one-line error on the first bad field."""
+    file = authz.exec_file(caller, req.file)
+    name = check_name(req.name or os.path.basename(file))
+    p = Process(id=0, name=name, process_file=file, owner=caller.uid)
+    p.argv = split_words(req.argv if req.argv is not None else req.args, "args")
+    p.env_vars = env_list(req.env_vars)
+    if env_file:
+        authz.env_file_allowed(caller)
+        if not os.path.isabs(env_file):
+            raise InvalidRequestError(f"env file must be an absolute path: {env_file}")
+        try:
+            from_file = procconfig.parse_env_file(env_file)
+        except ProcessConfigError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        p.env_vars = from_file + p.env_vars  # explicit env_vars win over the file
+    user = authz.run_as(caller, req.user)
+    p.username, p.uid, p.gid = user.name, user.uid, user.gid
+    p.log = authz.log_path(caller, p.owner, name, req.log, req.log_dir)
+    p.auto_restart = not req.no_auto_restart
+    p.dependencies = [check_name(n, "dependency name") for n in name_list(req.dependencies, "dependencies")]
+    p.groups = [check_group_name(g) for g in name_list(req.groups, "groups")]
+    overrides = {k: getattr(req, k) for k in policy.POLICY_KEYS if getattr(req, k) is not None}
+    try:
+        p.policy = policy.normalize_overrides(overrides)
+    except ConfigError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    if p.policy.get("restart") == "never":
+        p.auto_restart = False
+    p.cwd = authz.cwd(caller, req.cwd)
+    return p
+
+
+def restart_changes(authz: Authz, caller: Caller, p: Process, flags: RestartFlags) -> dict[str, Any]:
+    """The spec fields `restart -u/-a/-l/--log-dir/-d` change, all validated before the process is touched."""
+    changes: dict[str, Any] = {}
+    if flags.user:
+        user = authz.run_as(caller, flags.user)
+        changes.update(username=user.name, uid=user.uid, gid=user.gid)
+    if flags.args:
+        changes["argv"] = split_words(flags.args, "args")
+    if flags.log or flags.log_dir:
+        changes["log"] = authz.log_path(caller, p.owner, p.name, flags.log, flags.log_dir)
+    deps = name_list(flags.dependencies, "dependencies")
+    if deps:
+        changes["dependencies"] = [check_name(n, "dependency name") for n in deps]
+    if flags.no_auto_restart:
+        changes["auto_restart"] = False
+    return changes
+
+
+def from_entry(entry: dict[str, Any]) -> tuple[ExecRequest, str]:
+    """A process config entry as an exec request (and its env file, read by pmond for root's config)."""
+    fields = {k: v for k, v in entry.items() if k in ExecRequest.__dataclass_fields__}
+    try:
+        req = ExecRequest.parse(fields)
+    except InvalidRequestError as exc:
+        where = f"process config entry {entry.get('name')}"
+        raise InvalidRequestError(str(exc).replace("invalid request exec", where)) from None
+    env_file = entry.get("env_file") or ""
+    return req, str(env_file) if isinstance(env_file, str) else ""
+
+
+# The spec fields an update of an existing row replaces; the rest (id, counters, flap state) stays.
+SPEC_FIELDS = (
+    "process_file",
+    "argv",
+    "env_vars",
+    "username",
+    "uid",
+    "gid",
+    "log",
+    "cwd",
+    "auto_restart",
+    "dependencies",
+    "policy",
+)
+
+
+def merge(existing: Process, spec: Process, groups_given: bool) -> Process:
+    for field in SPEC_FIELDS:
+        setattr(existing, field, getattr(spec, field))
+    if groups_given:  # no groups given: CLI-assigned memberships stay (pmon3 cleared them)
+        existing.groups = list(spec.groups)
+    return existing

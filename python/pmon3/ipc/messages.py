@@ -1,0 +1,449 @@
+"""One typed request per command, and the records replies carry: the vocabulary the client and pmond share.
+
+A request is a frozen dataclass whose `CMD` is the canonical command name on the wire (aliases live in the
+CLI only). `to_args()` gives the `args` object of the envelope (see protocol.py); `parse(args)` is pmond's
+side and checks every field's type against the annotations, so a handler receives a well-formed value or
+the caller gets an `invalid` error naming the field. docs/protocol.md is generated from these types
+(`python -m pmon3.ipc.messages`) and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from typing import Any, ClassVar, Optional, TypedDict, TypeVar, Union
+
+from ..errors import InvalidRequestError
+
+R = TypeVar("R", bound="Request")
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    CMD: ClassVar[str] = ""
+    DOC: ClassVar[str] = ""
+    REPLY: ClassVar[str] = "null"
+
+    def to_args(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def parse(cls: type[R], args: dict[str, Any]) -> R:
+        hints = _hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in args:
+                continue
+            value = args[f.name]
+            if not _conforms(value, hints[f.name]):
+                raise InvalidRequestError(f"invalid request {cls.CMD}: {f.name} must be {_describe(hints[f.name])}")
+            values[f.name] = value
+        unknown = sorted(set(args) - set(hints))
+        if unknown:
+            raise InvalidRequestError(f"invalid request {cls.CMD}: unknown field {unknown[0]!r}")
+        try:
+            return cls(**values)
+        except TypeError as exc:  # a required field is missing
+            raise InvalidRequestError(f"invalid request {cls.CMD}: {exc}") from None
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = _HINTS[cls] = typing.get_type_hints(cls, vars(sys.modules[__name__]))
+        hints.pop("CMD", None), hints.pop("DOC", None), hints.pop("REPLY", None)
+    return hints
+
+
+def _conforms(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is Union:
+        return any(_conforms(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_conforms(v, item) for v in value)
+    if origin is dict:
+        key, item = typing.get_args(hint)
+        return isinstance(value, dict) and all(_conforms(k, key) and _conforms(v, item) for k, v in value.items())
+    if isinstance(hint, type) and issubclass(hint, Request):
+        return isinstance(value, dict)
+    return False
+
+
+def _describe(hint: Any) -> str:
+    origin = typing.get_origin(hint)
+    if origin is Union:
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}s"
+    if origin is dict:
+        return "an object"
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+# -- records in replies --------------------------------------------------------------------------------------
+
+
+class ProcessInfo(TypedDict, total=False):
+    """A process as `ls --json`, `desc --json` and pmon3.Client return it."""
+
+    id: int
+    name: str
+    pid: int
+    status: str
+    restart_count: int
+    auto_restart: bool
+    process_file: str
+    args: str
+    argv: list[str]
+    env_vars: str
+    username: str
+    uid: int
+    gid: int
+    owner: str
+    log: str
+    cwd: str
+    dependencies: list[str]
+    groups: list[str]
+    created_at: str
+    updated_at: str
+    last_exit_code: Optional[int]
+    last_exit_signal: Optional[int]
+    policy: dict[str, Any]
+    cpu_usage: str
+    memory_usage: str
+    tree: str
+    message: str
+
+
+class GroupInfo(TypedDict):
+    id: int
+    name: str
+    owner: str
+
+
+class GroupWithProcesses(TypedDict):
+    group: GroupInfo
+    processes: list[ProcessInfo]
+
+
+class DependencyGraph(TypedDict):
+    queue: list[str]
+    dependency_order: list[str]
+
+
+class VersionInfo(TypedDict):
+    version: str
+    pmon3: str
+    pid: int
+    uid: int
+
+
+# -- requests ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Hello(Request):
+    CMD = "hello"
+    DOC = "Lobby only: ask for the caller's own request queue."
+    REPLY = '{"queue": string}'
+
+
+@dataclasses.dataclass(frozen=True)
+class Version(Request):
+    CMD = "version"
+    DOC = "pmond's version, pid and uid."
+    REPLY = "VersionInfo"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecRequest(Request):
+    """exec|run: a new process (or a stopped one of the same name re-created) started now."""
+
+    CMD = "exec"
+    DOC = "Create a process (or re-create a stopped one of that name) and start it."
+    REPLY = "ProcessInfo"
+    file: str = ""
+    name: str = ""
+    args: Union[str, list[str]] = ""
+    # Exact arguments (after `--`); wins over `args` when given.
+    argv: Optional[list[str]] = None
+    env_vars: Union[str, list[str]] = ""
+    user: str = ""
+    log: str = ""
+    log_dir: str = ""
+    no_auto_restart: bool = False
+    dependencies: Union[str, list[str]] = ""
+    groups: Union[str, list[str]] = ""
+    cwd: str = ""
+    restart: Optional[str] = None
+    success_exit_codes: Union[None, str, list[int]] = None
+    min_uptime: Union[None, str, int, float] = None
+    restart_delay: Union[None, str, int, float] = None
+    max_restart_delay: Union[None, str, int, float] = None
+    stop_signal: Union[None, str, int] = None
+    stop_timeout: Union[None, str, int, float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ListRequest(Request):
+    CMD = "list"
+    DOC = "The caller's processes (root: everyone's), with CPU and memory of the live ones."
+    REPLY = "list[ProcessInfo]"
+
+
+@dataclasses.dataclass(frozen=True)
+class DescRequest(Request):
+    CMD = "desc"
+    DOC = "One process by id or name."
+    REPLY = "ProcessInfo"
+    id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRequest(Request):
+    CMD = "stop"
+    DOC = "Stop one process gracefully (force: SIGKILL at once); answered once it is gone."
+    REPLY = "ProcessInfo"
+    id: str
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class KillRequest(Request):
+    CMD = "kill"
+    DOC = "Stop every running process of the caller."
+    REPLY = "list[ProcessInfo]"
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartFlags(Request):
+    CMD = "(restart flags)"
+    no_auto_restart: bool = False
+    user: str = ""
+    log: str = ""
+    log_dir: str = ""
+    args: str = ""
+    dependencies: Union[str, list[str]] = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartRequest(Request):
+    CMD = "restart"
+    DOC = "Restart (verb restart) or start when not running (verb start); flags change the spec first."
+    REPLY = "ProcessInfo (with `message` when start found it running)"
+    id: str
+    verb: str = "restart"
+    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def restart_flags(self) -> RestartFlags:
+        return RestartFlags.parse(self.flags)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeleteRequest(Request):
+    CMD = "del"
+    DOC = "Stop and remove one process; the log pmond created for it goes too."
+    REPLY = "ProcessInfo"
+    id: str
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DropRequest(Request):
+    CMD = "drop"
+    DOC = "Stop and remove every process of the caller."
+    REPLY = "list[ProcessInfo]"
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class InitRequest(Request):
+    CMD = "init"
+    DOC = "Start the process config's entries and every stored process that is not alive (not user-stopped)."
+    REPLY = "list[ProcessInfo]"
+    process_config_only: bool = False
+    blocking: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class DgraphRequest(Request):
+    CMD = "dgraph"
+    DOC = "The start order: dependency layers, then the rest."
+    REPLY = "DependencyGraph"
+    process_config_only: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ResetRequest(Request):
+    CMD = "reset"
+    DOC = "Zero the restart counter and leave backoff (one process, or all of the caller's)."
+    REPLY = "list[ProcessInfo]"
+    id: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportRequest(Request):
+    CMD = "export"
+    DOC = "The caller's processes as process config entries, ordered by id or name."
+    REPLY = "list[entry]"
+    order: str = "id"
+
+
+@dataclasses.dataclass(frozen=True)
+class TopRequest(Request):
+    CMD = "top"
+    DOC = "The pids of the caller's live processes (for topn)."
+    REPLY = '{"pids": list[int], "daemon": int}'
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupListRequest(Request):
+    CMD = "group_list"
+    DOC = "The caller's groups (root: everyone's)."
+    REPLY = "list[GroupInfo]"
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupCreateRequest(Request):
+    CMD = "group_create"
+    DOC = "A new empty group of the caller's."
+    REPLY = "GroupInfo"
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupDeleteRequest(Request):
+    CMD = "group_del"
+    DOC = "Delete a group and its memberships; the processes stay."
+    REPLY = "GroupInfo"
+    id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupDescRequest(Request):
+    CMD = "group_desc"
+    DOC = "A group and its processes."
+    REPLY = "GroupWithProcesses"
+    id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupAssignRequest(Request):
+    CMD = "group_assign"
+    DOC = "Put processes into groups (comma lists of ids or names), all or nothing."
+    REPLY = "list[GroupWithProcesses]"
+    groups: str
+    processes: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRemoveRequest(Request):
+    CMD = "group_remove"
+    DOC = "Take processes out of groups, all or nothing."
+    REPLY = "list[GroupWithProcesses]"
+    groups: str
+    processes: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupStopRequest(Request):
+    CMD = "group_stop"
+    DOC = "Stop every process of a group."
+    REPLY = "GroupWithProcesses"
+    id: str
+    force: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupRestartRequest(Request):
+    CMD = "group_restart"
+    DOC = "Restart every process of a group, with the restart flags applied to each."
+    REPLY = "GroupWithProcesses"
+    id: str
+    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def restart_flags(self) -> RestartFlags:
+        return RestartFlags.parse(self.flags)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupDropRequest(Request):
+    CMD = "group_drop"
+    DOC = "Delete every process of a group (the group stays)."
+    REPLY = '{"group": GroupInfo, "processes": list[ProcessInfo]}'
+    id: str
+    force: bool = False
+
+
+REQUESTS: tuple[type[Request], ...] = (
+    Hello,
+    Version,
+    ExecRequest,
+    ListRequest,
+    DescRequest,
+    StopRequest,
+    KillRequest,
+    RestartRequest,
+    DeleteRequest,
+    DropRequest,
+    InitRequest,
+    DgraphRequest,
+    ResetRequest,
+    ExportRequest,
+    TopRequest,
+    GroupListRequest,
+    GroupCreateRequest,
+    GroupDeleteRequest,
+    GroupDescRequest,
+    GroupAssignRequest,
+    GroupRemoveRequest,
+    GroupStopRequest,
+    GroupRestartRequest,
+    GroupDropRequest,
+)
+BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}
+
+
+def describe() -> str:
+    """The command table of docs/protocol.md."""
+    lines = ["| command | arguments | reply | what it does |", "|---|---|---|---|"]
+    for req in REQUESTS:
+        hints = _hints(req)
+        fields = []
+        for f in dataclasses.fields(req):
+            if f.default is not dataclasses.MISSING:
+                default = f" = {f.default!r}"
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f" = {f.default_factory()!r}"
+            else:
+                default = ""
+            fields.append(f"`{f.name}`: {_describe(hints[f.name])}{default}")
+        lines.append(f"| `{req.CMD}` | {'<br>'.join(fields) or '—'} | {req.REPLY} | {req.DOC} |")
+    flags = [f"`{f.name}`: {_describe(_hints(RestartFlags)[f.name])}" for f in dataclasses.fields(RestartFlags)]
+    lines += ["", f"Restart flags (`flags` of `restart` and `group_restart`): {', '.join(flags)}."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(describe())
