@@ -50,25 +50,22 @@ def load_config(path: Optional[str] = None) -> Config:
 
 
 def _listening(cfg: Config) -> bool:
-    if cfg.transport == "unix":
-        return os.path.exists(cfg.socket_path)
-    from . import _native
+    """Whether a live pmond serves this config (from its pid file and the kernel, not from an IPC name)."""
+    from .ipc import transport
 
-    try:
-        _native.MessageQueue(cfg.mq_base, read=False).close()
-        return True
-    except OSError as exc:
-        import errno
-
-        return exc.errno == errno.EACCES  # it exists, so a daemon owns it
+    inst = transport.find_instance(cfg.data_directory)
+    if inst is None:
+        return False
+    inst.close()
+    return True
 
 
 def _transport(cfg: Config) -> Any:
     from .ipc import transport
 
     if cfg.transport == "unix":
-        return transport.UnixClient(cfg.socket_path)
-    return transport.MQClient(cfg.mq_base)
+        return transport.UnixClient(cfg.socket_path, cfg.data_directory)
+    return transport.MQClient(cfg.mq_base, cfg.data_directory)
 
 
 def _words(value: Optional[Words]) -> Union[str, list[str]]:
@@ -116,6 +113,13 @@ class Client:
                 raise DaemonUnavailableError(f"{exc}{hint}") from None
         # Several clients may race to start the daemon: whoever loses finds the winner listening.
         started = start_daemon(self.cfg)
+        if not started:
+            from .ipc import transport
+
+            inst = transport.wait_for_instance(self.cfg.data_directory, READY_TIMEOUT)
+            started = inst is not None
+            if inst is not None:
+                inst.close()
         self._conn = _transport(self.cfg)
         try:
             self._conn.connect(5.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -70,6 +71,8 @@ class Daemon:
         config_mod.ensure_dir(cfg.data_directory, 0o755 if cfg.mode == "system" else 0o700)
         config_mod.ensure_dir(cfg.logs_directory, cfg.logs_directory_mode)
         self.acquire_lock()
+        # From here a client that finds this file waits for `ready` instead of talking to a dead pmond's endpoints.
+        transport.write_pid_file(cfg.data_directory, "starting", cfg.transport)
         _native.set_child_subreaper()
         _raise_mq_limit()
         self.maybe_reload()  # records the stamp of the file we started with
@@ -86,16 +89,29 @@ class Daemon:
         self.rotator = LogRotator(parse_rotation(cfg.raw), self._rotated_logs, self.loop)
         self.rotator.start()
         if cfg.transport == "mq":
-            server: Any = transport.MQServer(cfg.mq_base, self.handle, self.loop)
+            server: Any = transport.MQServer(
+                cfg.mq_base, self.handle, self.loop, self._queue_uids(), self._remember_queue_uid
+            )
             server.start()
         else:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
+        transport.write_pid_file(cfg.data_directory, "ready", cfg.transport)
         self.run_in_background(self.boot_start())
         notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
         notify.start_watchdog(self.loop)
         log.info("pmond %s ready (pid %d, %s transport, config %s)", __version__, os.getpid(), cfg.transport, cfg.path)
+
+    def _queue_uids(self) -> list[int]:
+        """The users pmond has made request queues for: a new pmond replaces all of them at start."""
+        try:
+            return [int(u) for u in json.loads(self.store.get_meta("mq_uids") or "[]")]
+        except (ValueError, TypeError):
+            return []
+
+    def _remember_queue_uid(self, uid: int) -> None:
+        self.store.set_meta("mq_uids", json.dumps(sorted({*self._queue_uids(), uid})))
 
     def _rotated_logs(self) -> list[tuple[str, int]]:
         """The logs pmond may rotate with its rights: its own files, and paths root chose for root's rows. A
@@ -219,6 +235,7 @@ class Daemon:
         self.rotator.stop()
         for server in self.servers:
             server.close()
+        transport.remove_pid_file(self.cfg.data_directory)
         if self.cfg.handle_interrupts:
             log.info("stopping %d processes", len(sup.runtimes))
             await sup.shutdown_stop(self.boot.stop_order())  # reverse dependency order

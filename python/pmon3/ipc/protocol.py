@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import time
 from typing import Any, Optional, Union
 
 from ..errors import ErrorCode, ProtocolError
@@ -90,13 +91,60 @@ def _id_bytes(msg_id: str) -> bytes:
     return raw[:16].ljust(16, b"\0")
 
 
-class Reassembler:
-    """Collects frames per message id; returns the whole payload once its last frame arrives."""
+def single_frame(frame: bytes) -> bytes:
+    """The body of a message that must fit in one frame (the lobby reassembles nothing for strangers)."""
+    if len(frame) < FRAME_HEADER:
+        raise ProtocolError("short frame")
+    magic, version, index, count, _key = _FRAME.unpack_from(frame)
+    if magic != _MAGIC or version != PROTOCOL_VERSION or count != 1 or index != 0:
+        raise ProtocolError("bad frame header (only single-frame messages here)")
+    return frame[FRAME_HEADER:]
 
-    def __init__(self, limit: int = MAX_MESSAGE, max_pending: int = 64) -> None:
+
+class _Pending:
+    __slots__ = ("count", "parts", "size", "since")
+
+    def __init__(self, count: int, since: float) -> None:
+        self.count = count
+        self.parts: dict[int, bytes] = {}
+        self.size = 0
+        self.since = since
+
+
+class Reassembler:
+    """Collects frames per message id; returns the whole payload once its last frame arrives.
+
+    Bounded whatever a sender does: at most `max_pending` half-sent messages and `max_bytes` held for them
+    (the oldest are forgotten first), each complete within `expiry` seconds, and nothing is allocated
+    for frames that were announced but not sent."""
+
+    def __init__(
+        self,
+        limit: int = MAX_MESSAGE,
+        max_pending: int = 64,
+        max_bytes: Optional[int] = None,
+        expiry: Optional[float] = None,
+    ) -> None:
         self.limit = limit
         self.max_pending = max_pending
-        self.pending: dict[bytes, list[Optional[bytes]]] = {}
+        self.max_bytes = max_bytes if max_bytes is not None else limit * 2
+        self.expiry = expiry
+        self.pending: dict[bytes, _Pending] = {}
+        self.held = 0
+
+    def _drop(self, key: bytes) -> None:
+        gone = self.pending.pop(key, None)
+        if gone is not None:
+            self.held -= gone.size
+
+    def _expire(self, now: float) -> None:
+        if self.expiry is None:
+            return
+        while self.pending:
+            key, oldest = next(iter(self.pending.items()))
+            if now - oldest.since < self.expiry:
+                return
+            self._drop(key)
 
     def feed(self, frame: bytes) -> Optional[bytes]:
         if len(frame) < FRAME_HEADER:
@@ -107,19 +155,34 @@ class Reassembler:
         body = frame[FRAME_HEADER:]
         if count == 1:
             return body
-        parts = self.pending.get(key)
-        if parts is None:
-            if len(self.pending) >= self.max_pending:
-                self.pending.pop(next(iter(self.pending)))  # forget the oldest half-sent message
-            parts = self.pending[key] = [None] * count
-        if len(parts) != count:
-            del self.pending[key]
+        now = time.monotonic()
+        self._expire(now)
+        entry = self.pending.get(key)
+        if entry is None:
+            while len(self.pending) >= self.max_pending:
+                self._drop(next(iter(self.pending)))  # forget the oldest half-sent message
+            entry = self.pending[key] = _Pending(count, now)
+        if entry.count != count:
+            self._drop(key)
             raise ProtocolError("inconsistent frame count")
-        parts[index] = body
-        if sum(len(p) for p in parts if p is not None) > self.limit:
-            del self.pending[key]
+        if index in entry.parts:
+            self._drop(key)
+            raise ProtocolError("duplicate frame")
+        entry.parts[index] = body
+        entry.size += len(body)
+        self.held += len(body)
+        if entry.size > self.limit:
+            self._drop(key)
             raise ProtocolError("message exceeds the size limit")
-        if any(p is None for p in parts):
+        while self.held > self.max_bytes and len(self.pending) > 1:
+            oldest = next(iter(self.pending))
+            if oldest == key:
+                break
+            self._drop(oldest)
+        if self.held > self.max_bytes:
+            self._drop(key)
+            raise ProtocolError("too much in flight from this sender")
+        if len(entry.parts) < entry.count:
             return None
-        del self.pending[key]
-        return b"".join(p for p in parts if p is not None)
+        self._drop(key)
+        return b"".join(entry.parts[i] for i in range(entry.count))

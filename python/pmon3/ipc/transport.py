@@ -1,19 +1,33 @@
-"""The two transports of the protocol: POSIX message queues (default) and a unix stream socket.
+"""The two transports of the protocol (POSIX message queues, the default, and a unix stream socket), and how a
+client knows that pmond is alive and that an endpoint really is pmond's.
 
-Identity always comes from the kernel. MQ: the daemon creates one request queue per uid, owned by that uid
-with mode 0600, so whatever arrives on it was written by that uid (or root). A world-writable lobby queue only
-lets a client ask for its queue: the client names a reply queue it created, and the daemon takes the caller's
-uid from that queue's owner (fstat), never from the message. Socket: SO_PEERCRED.
+Identity always comes from the kernel. MQ: pmond creates one request queue per uid, owned by that uid with
+mode 0600, so whatever arrives on it was written by that uid (or root). A world-writable lobby queue only lets
+a client ask for its queue (single-frame `hello` messages, nothing else); the client names a reply queue it
+created, and pmond takes the caller's uid from that queue's owner (fstat), never from the message. Socket:
+SO_PEERCRED.
+
+Liveness comes from the kernel too, never from an IPC name existing: pmond writes `<data>/pmond.pid`
+(pid, start time, state) once it holds the instance lock, and the client checks the pid is alive with that
+start time and watches a pidfd of it while it waits, so a dead pmond is an error at once, never a hang.
+Endpoints are trusted only when owned by pmond's uid (the pid file's owner, which must be root or the caller).
+
+Limits per sender (docs/security.md): frames and bytes being reassembled, requests in flight, connections;
+a half-sent message expires; abuse is logged at most once a minute per sender.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import os
+import select
+import signal
 import socket
+import stat
 import struct
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from .. import _native
@@ -40,6 +54,19 @@ REPLY_MAXMSG, REPLY_MSGSIZE = 4, 4096
 SEND_TIMEOUT = 5.0
 _LEN = struct.Struct("!I")
 
+# Per sender (uid): what pmond holds for it at most.
+MAX_IN_FLIGHT = 8  # requests being handled; its queue is not read meanwhile (back-pressure)
+MAX_PENDING_MESSAGES = 4  # half-reassembled messages
+MAX_PENDING_BYTES = 2 * protocol.MAX_REQUEST
+REASSEMBLY_EXPIRY = 10.0  # seconds for all frames of one message to arrive
+FRAMES_PER_WAKE = 16  # frames read from one queue before the loop serves the others
+MAX_CONNECTIONS_PER_UID = 16
+MAX_CONNECTIONS = 256  # root always gets one more
+IDLE_TIMEOUT = 60.0  # a connection with no request in this long is closed
+BODY_TIMEOUT = 10.0  # a message's bytes must arrive within this once its length did
+ABUSE_LOG_INTERVAL = 60.0
+PID_FILE = "pmond.pid"
+
 
 def request_queue_name(base: str, uid: int) -> str:
     return f"{base}.{uid}"
@@ -49,23 +76,158 @@ def reply_queue_prefix(base: str, uid: int) -> str:
     return f"{base}.r.{uid}."
 
 
+class AbuseLog:
+    """At most one warning per sender per minute, with the count of what was suppressed meanwhile."""
+
+    def __init__(self, interval: float = ABUSE_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self.last: dict[Any, float] = {}
+        self.suppressed: dict[Any, int] = {}
+
+    def warn(self, sender: Any, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now - self.last.get(sender, -self.interval) < self.interval:
+            self.suppressed[sender] = self.suppressed.get(sender, 0) + 1
+            return
+        self.last[sender] = now
+        more = self.suppressed.pop(sender, 0)
+        suffix = f" ({more} more from this sender in the last minute)" if more else ""
+        _log().warning(message + "%s", *args, suffix)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pmond's instance file: what a client needs to know that pmond is alive
+
+
+def write_pid_file(data_directory: str, state: str, transport: str) -> None:
+    """Atomically (rename) so a reader never sees half a file; mode 0644 so that users' CLIs can read it."""
+    info = {
+        "pid": os.getpid(),
+        "start_time": _native.proc_start_time(os.getpid()),
+        "uid": os.geteuid(),
+        "state": state,
+        "transport": transport,
+    }
+    path = os.path.join(data_directory, PID_FILE)
+    tmp = f"{path}.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        os.fchmod(fd, 0o644)
+        os.write(fd, json.dumps(info).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def remove_pid_file(data_directory: str) -> None:
+    try:
+        os.unlink(os.path.join(data_directory, PID_FILE))
+    except OSError:
+        pass
+
+
+class Instance:
+    """A live pmond as its pid file names it, with a pidfd that says when it dies."""
+
+    def __init__(self, pid: int, uid: int, pidfd: int, state: str) -> None:
+        self.pid = pid
+        self.uid = uid
+        self.pidfd = pidfd
+        self.state = state
+
+    def alive(self) -> bool:
+        return not select.select([self.pidfd], [], [], 0)[0]
+
+    def close(self) -> None:
+        if self.pidfd >= 0:
+            os.close(self.pidfd)
+            self.pidfd = -1
+
+
+def find_instance(data_directory: str) -> Optional[Instance]:
+    """The pmond serving this data directory, or None. Trusted only if the file is owned by root or by the
+    caller and nobody else can write it (so another user cannot name a pid of their choosing)."""
+    path = os.path.join(data_directory, PID_FILE)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            return None
+        info = json.loads(os.read(fd, 4096) or b"{}")
+        pid, start = int(info["pid"]), int(info["start_time"])
+        state = str(info.get("state", "ready"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    finally:
+        os.close(fd)
+    try:
+        pidfd = _native.pidfd_open(pid)
+    except OSError:
+        return None
+    try:  # checked after the pidfd is held: from now on the pid cannot be reused under us
+        same = _native.proc_start_time(pid) == start
+    except OSError:
+        same = False
+    if not same:
+        os.close(pidfd)
+        return None
+    return Instance(pid, st.st_uid, pidfd, state)
+
+
+def wait_for_instance(data_directory: str, timeout: float) -> Optional[Instance]:
+    """A pmond that is starting (or about to write its pid file) becomes ready within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inst = find_instance(data_directory)
+        if inst is not None and inst.state == "ready":
+            return inst
+        if inst is not None:
+            inst.close()
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)  # a starting pmond needs milliseconds; the deadline bounds it
+
+
 # ---------------------------------------------------------------------------------------------------------
 # server side (pmond)
 
 
+class _Sender:
+    """What pmond holds for one uid: its half-sent messages and the requests it has in flight."""
+
+    def __init__(self) -> None:
+        self.assembler = protocol.Reassembler(
+            protocol.MAX_REQUEST, MAX_PENDING_MESSAGES, MAX_PENDING_BYTES, REASSEMBLY_EXPIRY
+        )
+        self.in_flight = 0
+
+
 class MQServer:
-    def __init__(self, base: str, handler: Handler, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        base: str,
+        handler: Handler,
+        loop: asyncio.AbstractEventLoop,
+        known_uids: Iterable[int] = (),
+        remember_uid: Callable[[int], None] = lambda uid: None,
+    ) -> None:
         self.base = base
         self.handler = handler
         self.loop = loop
         self.own_uid = os.geteuid()
         self.queues: dict[int, _native.MessageQueue] = {}
         self.lobby: Optional[_native.MessageQueue] = None
-        self.assembler = protocol.Reassembler()
+        self.senders: dict[int, _Sender] = {}
+        self.known_uids = list(known_uids)
+        self.remember_uid = remember_uid
+        self.abuse = AbuseLog()
         self.tasks: set[asyncio.Task[None]] = set()
 
     def _create(self, name: str, mode: int, maxmsg: int = MQ_MAXMSG, msgsize: int = MQ_MSGSIZE) -> _native.MessageQueue:
-        try:  # a queue left by a dead daemon: we hold the instance lock, so it is ours to replace
+        try:  # whatever has this name (a dead pmond's queue, a squatter's) is replaced: we hold the instance lock
             _native.MessageQueue.unlink(name)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
@@ -78,25 +240,54 @@ class MQServer:
         # Others may only write to the lobby; its messages are never trusted for identity.
         self.lobby = self._create(self.base, 0o622 if self.own_uid == 0 else 0o600, LOBBY_MAXMSG, LOBBY_MSGSIZE)
         self.loop.add_reader(self.lobby.fileno(), self._drain, self.lobby, None)
-        self._queue_for(self.own_uid)
+        # Every user who had a queue gets a fresh one now, so nobody is left talking to a dead pmond's queue.
+        for uid in sorted({self.own_uid, *self.known_uids}):
+            try:
+                self._queue_for(uid, fresh=True)
+            except OSError as exc:
+                _log().error("could not recreate the request queue of uid %d: %s", uid, exc)
 
-    def _queue_for(self, uid: int) -> str:
-        if uid not in self.queues:
-            if uid != self.own_uid and self.own_uid != 0:
-                raise PermissionError("this pmond serves only its own user")
-            name = request_queue_name(self.base, uid)
-            q = self._create(name, 0o600)
-            if uid != self.own_uid:
-                q.fchown(uid, _primary_gid(uid))
-            self.queues[uid] = q
-            self.loop.add_reader(q.fileno(), self._drain, q, uid)
-        return request_queue_name(self.base, uid)
+    def _still_ours(self, uid: int) -> bool:
+        """Whether the name still leads to the queue we hold (nobody unlinked it and put another there)."""
+        q = self.queues[uid]
+        try:
+            probe = _native.MessageQueue(q.name, read=False)
+        except OSError:
+            return False
+        try:
+            a, b = os.fstat(q.fileno()), os.fstat(probe.fileno())
+            return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        finally:
+            probe.close()
+
+    def _queue_for(self, uid: int, fresh: bool = False) -> str:
+        if uid in self.queues and not fresh and self._still_ours(uid):
+            return request_queue_name(self.base, uid)
+        if uid != self.own_uid and self.own_uid != 0:
+            raise PermissionError(errno.EPERM, "this pmond serves only its own user")
+        old = self.queues.pop(uid, None)
+        if old is not None:
+            self.loop.remove_reader(old.fileno())
+            old.close()
+        name = request_queue_name(self.base, uid)
+        if uid not in self.known_uids and uid != self.own_uid:
+            self.remember_uid(uid)  # before it exists: a crash right after still leaves it to reclaim
+            self.known_uids.append(uid)
+        q = self._create(name, 0o600)
+        if uid != self.own_uid:
+            q.fchown(uid, _primary_gid(uid))
+        self.queues[uid] = q
+        self.loop.add_reader(q.fileno(), self._drain, q, uid)
+        return name
 
     def close(self) -> None:
         for q in [self.lobby, *self.queues.values()]:
             if q is None:
                 continue
-            self.loop.remove_reader(q.fileno())
+            try:
+                self.loop.remove_reader(q.fileno())
+            except OSError:
+                pass
             try:
                 _native.MessageQueue.unlink(q.name)
             except OSError:
@@ -105,8 +296,15 @@ class MQServer:
         self.queues.clear()
         self.lobby = None
 
+    def _sender(self, uid: int) -> _Sender:
+        sender = self.senders.get(uid)
+        if sender is None:
+            sender = self.senders[uid] = _Sender()
+        return sender
+
     def _drain(self, q: _native.MessageQueue, uid: Optional[int]) -> None:
-        while True:
+        """Read a bounded number of frames, so that one busy sender cannot starve the others."""
+        for _ in range(FRAMES_PER_WAKE):
             try:
                 frame = q.receive()
             except OSError as exc:
@@ -115,35 +313,60 @@ class MQServer:
             if frame is None:
                 return
             try:
-                payload = self.assembler.feed(frame)
+                # the lobby: only single-frame hellos, nothing is reassembled for strangers
+                payload = protocol.single_frame(frame) if uid is None else self._sender(uid).assembler.feed(frame)
                 if payload is None:
                     continue
                 msg = protocol.decode(payload, protocol.MAX_REQUEST)
                 protocol.validate_request(msg)
             except ProtocolError as exc:
-                _log().warning("dropped a message on %s: %s", q.name, exc)
+                self.abuse.warn(("mq", uid), "dropped a message on %s: %s", q.name, exc)
                 continue
-            task = self.loop.create_task(self._serve(msg, uid))
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self._dispatch(msg, uid, q)
 
-    def _open_reply(self, msg: dict[str, Any]) -> tuple[_native.MessageQueue, int]:
+    def _dispatch(self, msg: dict[str, Any], uid: Optional[int], q: _native.MessageQueue) -> None:
+        if uid is not None:
+            sender = self._sender(uid)
+            sender.in_flight += 1
+            if sender.in_flight >= MAX_IN_FLIGHT:  # back-pressure: stop reading its queue for now
+                self.loop.remove_reader(q.fileno())
+        task = self.loop.create_task(self._serve(msg, uid))
+        self.tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, uid, q))
+
+    def _done(self, task: asyncio.Task[None], uid: Optional[int], q: _native.MessageQueue) -> None:
+        self.tasks.discard(task)
+        if uid is None:
+            return
+        sender = self._sender(uid)
+        sender.in_flight -= 1
+        if sender.in_flight == MAX_IN_FLIGHT - 1 and self.queues.get(uid) is q:
+            self.loop.add_reader(q.fileno(), self._drain, q, uid)
+
+    def _open_reply(self, msg: dict[str, Any], uid: Optional[int]) -> tuple[_native.MessageQueue, int]:
         name = msg.get("reply_to")
         if not isinstance(name, str) or not name.startswith(self.base + ".r."):
             raise ProtocolError("request without a valid reply_to queue")
         q = _native.MessageQueue(name, read=False, write=True)
-        owner = q.owner()
-        return q, owner[0]
+        owner = q.owner()[0]
+        if uid is not None and owner == uid:
+            # pmond holds it open now: the name goes, so a client killed from here on leaves nothing behind.
+            try:
+                _native.MessageQueue.unlink(name)
+            except OSError:
+                pass
+        return q, owner
 
     async def _serve(self, msg: dict[str, Any], uid: Optional[int]) -> None:
         try:
-            reply_q, owner = self._open_reply(msg)
+            reply_q, owner = self._open_reply(msg, uid)
         except (OSError, ProtocolError) as exc:
-            _log().warning("cannot answer request %s: %s", msg.get("id"), exc)
+            self.abuse.warn(("reply", uid), "cannot answer a request of uid %s: %s", uid, exc)
             return
         try:
             if uid is None:  # lobby: the only thing one may ask there is one's own queue
                 if msg.get("cmd") != "hello":
+                    self.abuse.warn(("lobby", owner), "uid %s sent %r on the lobby; dropped", owner, msg.get("cmd"))
                     return
                 try:
                     reply = protocol.ok(msg["id"], {"queue": self._queue_for(owner)})
@@ -151,10 +374,10 @@ class MQServer:
                     text = str(exc)
                     if exc.errno == errno.EMFILE:
                         text = "pmond is out of POSIX message queue memory (RLIMIT_MSGQUEUE); set ipc.transport: unix"
-                    _log().error("no request queue for uid %s: %s", owner, text)
+                    self.abuse.warn(("hello", owner), "no request queue for uid %s: %s", owner, text)
                     reply = protocol.error(msg["id"], "denied", text)
             elif owner != uid:
-                _log().warning("uid %s named a reply queue owned by uid %s; dropped", uid, owner)
+                self.abuse.warn(("owner", uid), "uid %s named a reply queue owned by uid %s; dropped", uid, owner)
                 return
             else:
                 reply = await self.handler(uid, msg)
@@ -169,7 +392,7 @@ class MQServer:
             deadline = time.monotonic() + SEND_TIMEOUT
             while not q.send(frame):
                 if time.monotonic() > deadline or not await _writable(self.loop, q.fileno(), deadline):
-                    _log().warning("client gone: reply %s dropped", reply["id"])
+                    _log().info("client gone: reply %s dropped", reply["id"])
                     return
 
 
@@ -206,16 +429,23 @@ class UnixServer:
         self.path = path
         self.handler = handler
         self.server: Optional[asyncio.AbstractServer] = None
+        self.connections: dict[int, int] = {}  # uid -> open connections
+        self.abuse = AbuseLog()
 
     async def start(self) -> None:
-        if os.path.exists(self.path):  # stale: we hold the instance lock
+        import asyncio
+
+        try:  # whatever is at our path (a dead pmond's socket, a squatter's file) is replaced
+            st = os.lstat(self.path)
+            if stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.EISDIR, f"{self.path} is a directory")
             os.unlink(self.path)
+        except FileNotFoundError:
+            pass
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         old = os.umask(0o111)  # anyone may connect; SO_PEERCRED decides what they may do
         try:
-            import asyncio
-
-            self.server = await asyncio.start_unix_server(self._client, path=self.path)
+            self.server = await asyncio.start_unix_server(self._client, path=self.path, limit=protocol.MAX_REQUEST)
         finally:
             os.umask(old)
 
@@ -227,29 +457,51 @@ class UnixServer:
             except OSError:
                 pass
 
+    def _admit(self, uid: int) -> bool:
+        total = sum(self.connections.values())
+        mine = self.connections.get(uid, 0)
+        if uid != 0 and (mine >= MAX_CONNECTIONS_PER_UID or total >= MAX_CONNECTIONS):
+            return False
+        if uid == 0 and total >= MAX_CONNECTIONS + 1 + mine:  # root is never locked out by others
+            return False
+        self.connections[uid] = mine + 1
+        return True
+
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import asyncio
+
         sock = writer.get_extra_info("socket")
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         _pid, uid, _gid = struct.unpack("3i", creds)
+        if not self._admit(uid):
+            self.abuse.warn(("conn", uid), "uid %s has too many connections; refused", uid)
+            writer.close()
+            return
         try:
             while True:
-                size = _LEN.unpack(await reader.readexactly(_LEN.size))[0]
+                header = await asyncio.wait_for(reader.readexactly(_LEN.size), IDLE_TIMEOUT)
+                size = _LEN.unpack(header)[0]
                 if size > protocol.MAX_REQUEST:
-                    _log().warning("uid %s sent an oversized request; closing", uid)
+                    self.abuse.warn(("size", uid), "uid %s sent an oversized request; closing", uid)
                     return
+                body = await asyncio.wait_for(reader.readexactly(size), BODY_TIMEOUT)
                 try:
-                    msg = protocol.decode(await reader.readexactly(size), protocol.MAX_REQUEST)
+                    msg = protocol.decode(body, protocol.MAX_REQUEST)
                     protocol.validate_request(msg)
                 except ProtocolError as exc:
+                    self.abuse.warn(("bad", uid), "uid %s sent a bad request: %s", uid, exc)
                     reply = protocol.error("", "protocol", str(exc))
                 else:
                     reply = await self.handler(uid, msg)
                 data = protocol.encode(reply)
                 writer.write(_LEN.pack(len(data)) + data)
-                await writer.drain()
-        except (EOFError, ConnectionError):  # asyncio.IncompleteReadError is an EOFError
+                await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+        except (EOFError, ConnectionError, asyncio.TimeoutError):  # IncompleteReadError is an EOFError
             pass
         finally:
+            self.connections[uid] -= 1
+            if not self.connections[uid]:
+                del self.connections[uid]
             writer.close()
 
 
@@ -257,13 +509,44 @@ class UnixServer:
 # client side (pmon3)
 
 
+class _Cleanup:
+    """While a reply queue of ours exists, SIGTERM/SIGINT/SIGHUP unwind through `finally` (which removes it)
+    instead of killing us on the spot."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+    def __enter__(self) -> _Cleanup:
+        self.saved: dict[int, Any] = {}
+        try:
+            for sig in self.SIGNALS:
+                self.saved[sig] = signal.signal(sig, self._raise)
+        except ValueError:  # not the main thread: signals stay as they are
+            pass
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(128 + signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
+def _dead(name: str) -> DaemonUnavailableError:
+    return DaemonUnavailableError(f"pmond died while handling the request ({name})")
+
+
 class MQClient:
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, data_directory: str) -> None:
         self.base = base
+        self.data_directory = data_directory
         self.uid = os.geteuid()
         self.request_q: Optional[_native.MessageQueue] = None
+        self.instance: Optional[Instance] = None
 
     def connect(self, timeout: float) -> None:
+        self.instance = require_instance(self.data_directory, timeout)
         try:
             self._connect(timeout)
         except OSError as exc:
@@ -274,27 +557,42 @@ class MQClient:
                 ) from None
             raise
 
+    def _trusted(self, q: _native.MessageQueue, owner: int, modes: tuple[int, ...]) -> bool:
+        uid, _gid, mode = q.owner()
+        return uid == owner and (mode & 0o777) in modes
+
     def _connect(self, timeout: float) -> None:
-        """Open our request queue, asking the daemon's lobby for it when it does not exist yet."""
+        """Open our request queue if pmond made it (owned by us, 0600); else ask the lobby, which must be
+        pmond's, for a fresh one. A queue somebody else made under our name is never written to."""
+        assert self.instance is not None
         name = request_queue_name(self.base, self.uid)
         try:
-            self.request_q = _native.MessageQueue(name, read=False)
-            return
+            q = _native.MessageQueue(name, read=False)
+            if self._trusted(q, self.uid, (0o600,)):
+                self.request_q = q
+                return
+            q.close()
         except OSError as exc:
             if exc.errno not in (errno.ENOENT, errno.EACCES):
                 raise DaemonUnavailableError(f"could not open {name}: {exc.strerror}") from None
         try:
             lobby = _native.MessageQueue(self.base, read=False)
-        except OSError as exc:
-            raise DaemonUnavailableError(f"pmond is not running (no queue {self.base}: {exc.strerror})") from None
+        except OSError:
+            raise DaemonUnavailableError("pmond must be running (its queue is missing: restart pmond)") from None
         try:
+            if not self._trusted(lobby, self.instance.uid, (0o622, 0o600)):
+                raise DaemonUnavailableError(f"{self.base} is not pmond's queue: refusing to use it")
             data = self._exchange(lobby, protocol.request("hello"), timeout)["data"]
         finally:
             lobby.close()
         try:
-            self.request_q = _native.MessageQueue(str(data["queue"]), read=False)
+            q = _native.MessageQueue(str(data["queue"]), read=False)
         except OSError as exc:
             raise DaemonUnavailableError(f"could not open {data['queue']}: {exc.strerror}") from None
+        if not self._trusted(q, self.uid, (0o600,)):
+            q.close()
+            raise DaemonUnavailableError(f"{data['queue']} is not pmond's queue: refusing to use it")
+        self.request_q = q
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
         if self.request_q is None:
@@ -304,42 +602,64 @@ class MQClient:
 
     def _exchange(self, q: _native.MessageQueue, msg: dict[str, Any], timeout: float) -> Any:
         """One request, one reply, on a reply queue of our own made for this exchange."""
+        assert self.instance is not None
+        pidfd = self.instance.pidfd
         name = f"{reply_queue_prefix(self.base, self.uid)}{os.getpid()}.{os.urandom(4).hex()}"
-        reply_q = _native.MessageQueue(
-            name, create=True, exclusive=True, mode=0o600, maxmsg=REPLY_MAXMSG, msgsize=REPLY_MSGSIZE, write=False
-        )
-        linked = True
-        try:
-            msg["reply_to"] = name
-            deadline = time.monotonic() + timeout
-            for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
-                if not q.send_timeout(frame, min(SEND_TIMEOUT, max(0.0, deadline - time.monotonic()))):
-                    raise DaemonTimeoutError("timed out sending the request: is pmond alive?")
-            assembler = protocol.Reassembler()
-            while True:
-                left = deadline - time.monotonic()
-                got = reply_q.receive_timeout(left) if left > 0 else None
-                if got is None:
-                    raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s")
-                frame = got
-                if linked:  # pmond holds the queue open now: drop the name so a killed client leaves nothing
-                    _unlink(name)
-                    linked = False
-                payload = assembler.feed(frame)
-                if payload is None:
-                    continue
-                reply = protocol.decode(payload)
-                if reply.get("id") == msg["id"]:
-                    return reply
-        finally:
-            if linked:
+        with _Cleanup():
+            reply_q = _native.MessageQueue(
+                name, create=True, exclusive=True, mode=0o600, maxmsg=REPLY_MAXMSG, msgsize=REPLY_MSGSIZE, write=False
+            )
+            try:
+                msg["reply_to"] = name
+                deadline = time.monotonic() + timeout
+                for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
+                    while not q.send(frame):
+                        if not _wait(q.fileno(), select.POLLOUT, pidfd, min(deadline, time.monotonic() + SEND_TIMEOUT)):
+                            if not self.instance.alive():
+                                raise _dead(msg.get("cmd", "?"))
+                            raise DaemonTimeoutError("timed out sending the request: is pmond stuck?")
+                assembler = protocol.Reassembler()
+                while True:
+                    got = reply_q.receive()
+                    if got is None:
+                        if not _wait(reply_q.fileno(), select.POLLIN, pidfd, deadline):
+                            if not self.instance.alive():
+                                raise _dead(msg.get("cmd", "?"))
+                            raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s")
+                        continue
+                    payload = assembler.feed(got)
+                    if payload is None:
+                        continue
+                    reply = protocol.decode(payload)
+                    if reply.get("id") == msg["id"]:
+                        return reply
+            finally:
                 _unlink(name)
-            reply_q.close()
+                reply_q.close()
 
     def close(self) -> None:
         if self.request_q is not None:
             self.request_q.close()
             self.request_q = None
+        if self.instance is not None:
+            self.instance.close()
+            self.instance = None
+
+
+def _wait(fd: int, event: int, pidfd: int, deadline: float) -> bool:
+    """Until `fd` is ready (True), pmond dies or the deadline passes (False)."""
+    poller = select.poll()
+    poller.register(fd, event)
+    poller.register(pidfd, select.POLLIN)
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        ready = dict(poller.poll(left * 1000))
+        if pidfd in ready:
+            return False
+        if fd in ready:
+            return True
 
 
 def _unlink(name: str) -> None:
@@ -349,12 +669,31 @@ def _unlink(name: str) -> None:
         pass
 
 
+def require_instance(data_directory: str, timeout: float) -> Instance:
+    inst = find_instance(data_directory)
+    if inst is not None and inst.state != "ready":
+        inst.close()
+        inst = wait_for_instance(data_directory, min(timeout, 15.0))
+    if inst is None:
+        raise DaemonUnavailableError("pmond must be running")
+    return inst
+
+
 class UnixClient:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, data_directory: str) -> None:
         self.path = path
+        self.data_directory = data_directory
         self.sock: Optional[socket.socket] = None
+        self.instance: Optional[Instance] = None
 
     def connect(self, timeout: float) -> None:
+        self.instance = require_instance(self.data_directory, timeout)
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            raise DaemonUnavailableError("pmond must be running (its socket is missing: restart pmond)") from None
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != self.instance.uid:
+            raise DaemonUnavailableError(f"{self.path} is not pmond's socket: refusing to use it")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
@@ -362,27 +701,32 @@ class UnixClient:
         except OSError as exc:
             sock.close()
             raise DaemonUnavailableError(
-                f"pmond is not running (cannot connect to {self.path}: {exc.strerror})"
+                f"pmond must be running (cannot connect to {self.path}: {exc.strerror})"
             ) from None
         self.sock = sock
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
         if self.sock is None:
             self.connect(timeout)
-        assert self.sock is not None
-        self.sock.settimeout(timeout)
+        assert self.sock is not None and self.instance is not None
+        deadline = time.monotonic() + timeout
         data = protocol.encode(msg)
+        self.sock.settimeout(timeout)
         try:
             self.sock.sendall(_LEN.pack(len(data)) + data)
-            size = _LEN.unpack(self._read(_LEN.size))[0]
-            return protocol.decode(self._read(size))
+            size = _LEN.unpack(self._read(_LEN.size, deadline))[0]
+            return protocol.decode(self._read(size, deadline))
         except socket.timeout:
             raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s") from None
 
-    def _read(self, n: int) -> bytes:
-        assert self.sock is not None
+    def _read(self, n: int, deadline: float) -> bytes:
+        assert self.sock is not None and self.instance is not None
         buf = bytearray()
         while len(buf) < n:
+            if not _wait(self.sock.fileno(), select.POLLIN, self.instance.pidfd, deadline):
+                if not self.instance.alive():
+                    raise _dead("socket")
+                raise DaemonTimeoutError("no answer from pmond in time")
             chunk = self.sock.recv(n - len(buf))
             if not chunk:
                 raise DaemonUnavailableError("pmond closed the connection")
@@ -393,3 +737,6 @@ class UnixClient:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        if self.instance is not None:
+            self.instance.close()
+            self.instance = None
