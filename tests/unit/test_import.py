@@ -7,10 +7,12 @@ its programs are cross-checked with supervisor's own parser.
 
 from __future__ import annotations
 
+import configparser
 import json
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from pmon3 import procconfig
 from pmon3.daemon import policy
-from pmon3.importers import common, pm2
+from pmon3.importers import common, pm2, supervisord
 from pmon3.importers.common import ImporterError, ImportResult
 
 DATA = Path(__file__).with_name("data") / "import"
@@ -434,3 +436,374 @@ def test_pm2_js_without_node_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(ImporterError, match="node is not installed"):
         pm2.convert(str(f))
+
+
+# -- supervisord -------------------------------------------------------------------------------------------
+
+SUP_DIR = DATA / "supervisord"
+# The sample's [program:theprogramname] keys and what becomes of each (the sample as printed, uncommented).
+SAMPLE_MAPPED = {
+    "command",
+    "process_name",
+    "numprocs",
+    "directory",
+    "priority",
+    "startsecs",
+    "autorestart",
+    "exitcodes",
+    "stopsignal",
+    "stopwaitsecs",
+    "user",
+    "redirect_stderr",
+    "stdout_logfile",
+    "stderr_logfile",
+    "environment",
+}
+SAMPLE_WARNED = {
+    "umask",
+    "stopasgroup",
+    "killasgroup",
+    "stdout_logfile_maxbytes",
+    "stdout_capture_maxbytes",
+    "stderr_logfile_maxbytes",
+    "stderr_capture_maxbytes",
+}
+SAMPLE_DEFAULTS = {  # no equivalent, but the sample sets supervisord's default: an info
+    "autostart",
+    "startretries",
+    "stdout_logfile_backups",
+    "stdout_events_enabled",
+    "stdout_syslog",
+    "stderr_logfile_backups",
+    "stderr_events_enabled",
+    "stderr_syslog",
+    "serverurl",
+}
+SITE_WARNINGS = {
+    ("[program:web]", "startretries"),
+    ("[program:web]", "stdout_logfile_maxbytes"),
+    ("[program:db]", "stderr_logfile"),
+    ("[program:cache]", "autostart"),
+    ("[program:cache]", "umask"),
+}
+
+
+def sample(tmp_path: Path, runnable: bool = False) -> Path:
+    """supervisor's own sample config with its [program:theprogramname] and [include] uncommented, plus our
+    programs.conf (web with numprocs, db, cache, [group:site]) and conf.d/worker.ini, in a copy of the data dir.
+    `runnable`: the sample's user and log path made real, so that supervisor's own parser accepts the file."""
+    shutil.copytree(SUP_DIR, tmp_path / "sup")
+    root = tmp_path / "sup"
+    text = subprocess.run([str(BIN / "echo_supervisord_conf")], capture_output=True, text=True, check=True).stdout
+    lines, in_program = [], False
+    for line in text.splitlines():
+        if line.startswith(";[program:theprogramname]"):
+            in_program = True
+        elif not line.startswith(";"):
+            in_program = False
+        if in_program or line.startswith((";[include]", ";files = ")):
+            line = line[1:]
+        if line.startswith("files = "):
+            line = "files = conf.d/*.ini"
+        if runnable:
+            line = line.replace("/a/path", "%(here)s/logs/sample.log").replace("user=chrism", "user=nobody")
+        lines.append(line)
+    assert "[program:theprogramname]" in lines and "[include]" in lines  # the sample still has them
+    conf = root / "supervisord.conf"
+    conf.write_text("\n".join(lines) + "\n" + (root / "programs.conf").read_text())
+    return conf
+
+
+def section_warnings(result: ImportResult, level: str = "warning") -> set[tuple[str, str]]:
+    return {(w.place.split(": ")[1], w.place.split(": ")[-1]) for w in result.warnings if w.level == level}
+
+
+def test_supervisord_program_table_covers_what_supervisord_reads():
+    import inspect
+    import re
+
+    from supervisor.options import ServerOptions
+
+    source = inspect.getsource(ServerOptions._processes_from_section)
+    read = set(re.findall(r"get\(section,\s*'(\w+)'", source))
+    for stream in ("stdout", "stderr"):  # read as '%s_logfile' % k and the like
+        read |= {f"{stream}_logfile", f"{stream}_logfile_backups", f"{stream}_logfile_maxbytes", f"{stream}_syslog"}
+    assert read == set(supervisord.KEYS)
+
+
+def test_supervisord_sample(tmp_path):
+    conf = sample(tmp_path)
+    result = supervisord.convert(str(conf))
+    loads_back(result, tmp_path)
+    names = [e["name"] for e in result.entries]
+    assert names == ["theprogramname", "web_00", "web_01", "web_02", "db", "cache", "worker"]
+
+    prog = by_name(result)["theprogramname"]
+    assert (prog["file"], prog["args"], prog["cwd"], prog["user"]) == ("/bin/cat", "", "/tmp", "chrism")
+    assert env(prog) == {"A": "1", "B": "2"}
+    assert (prog["restart"], prog["min_uptime"], prog["stop_signal"], prog["stop_timeout"]) == (
+        "on-failure",
+        "1s",
+        "SIGQUIT",
+        "10s",
+    )
+    assert prog["log"] == "/a/path"
+    sample_keys = {key for section, key in section_warnings(result) if section == "[program:theprogramname]"}
+    # chrism is no user here, /a is no directory, and stderr_logfile is ignored under redirect_stderr.
+    assert sample_keys == SAMPLE_WARNED | {"user", "stdout_logfile", "stderr_logfile"}
+    infos = {key for section, key in section_warnings(result, "info") if section == "[program:theprogramname]"}
+    assert SAMPLE_DEFAULTS <= infos
+    parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
+    parser.read(conf)
+    assert set(parser.options("program:theprogramname")) == SAMPLE_MAPPED | SAMPLE_WARNED | SAMPLE_DEFAULTS
+    # supervisord's own sections are noted, not warned
+    own = {s for s, _ in section_warnings(result, "info")}
+    assert {"[unix_http_server]", "[supervisord]", "[rpcinterface:supervisor]", "[supervisorctl]"} <= own
+    warned_sections = {s for s, _ in section_warnings(result)}
+    assert warned_sections == {f"[program:{p}]" for p in ("theprogramname", "web", "db", "cache", "worker")}
+
+
+def test_supervisord_site(tmp_path):
+    conf = sample(tmp_path, runnable=True)
+    root = conf.parent
+    result = supervisord.convert(str(conf))
+    loads_back(result, tmp_path)
+    e = by_name(result)
+    python3 = which("python3")
+    for n in range(3):
+        web = e[f"web_0{n}"]
+        assert web["file"] == python3
+        assert argv(web) == ["-m", "http.server", f"800{n}", "--bind", "127.0.0.1"]
+        assert env(web) == {"PORT": f"800{n}", "APP_ENV": "production", "GREETING": "hello, world"}
+        assert web["cwd"] == str(root)
+        assert web["log"] == f"{root}/logs/web_0{n}.log"
+        assert (web["restart"], web["min_uptime"], web["stop_signal"], web["stop_timeout"]) == (
+            "always",
+            "5s",
+            "SIGINT",
+            "30s",
+        )
+        assert web["groups"] == ["site"]
+    db = e["db"]
+    assert (db["file"], argv(db), db["restart"], db["success_exit_codes"]) == (
+        "/bin/sleep",
+        ["infinity"],
+        "on-failure",
+        [0, 2],
+    )
+    assert db["log"] == f"{root}/logs/db.log"
+    assert (e["cache"]["file"], e["cache"]["groups"]) == (which("sleep"), ["site"])
+    worker = e["worker"]
+    assert worker["file"] == f"{root}/bin/worker.sh"  # %(here)s of conf.d/worker.ini, normalized
+    assert (worker["cwd"], worker["user"], worker["no_auto_restart"]) == (str(root), "nobody", True)
+    assert env(worker) == {"QUEUE_URL": "redis://127.0.0.1:6379/0", "HOME_DIR": os.environ["HOME"]}
+    assert worker["log"] == f"{root}/logs/worker.err"  # stdout is NONE: stderr's file is the one log
+    # priorities: db (100) < group site (300: web 200 < cache 999) < the rest (999)
+    deps = {n: x.get("dependencies", []) for n, x in e.items()}
+    assert deps == {
+        "theprogramname": ["cache"],
+        "web_00": ["db"],
+        "web_01": ["db"],
+        "web_02": ["db"],
+        "db": [],
+        "cache": ["web_00", "web_01", "web_02"],
+        "worker": ["cache"],
+    }
+    assert SITE_WARNINGS | {(f"{root}/conf.d/worker.ini", "stderr_logfile")} <= section_warnings(result) | {
+        (w.place.split(": ")[0], w.place.split(": ")[-1]) for w in result.warnings if w.level == "warning"
+    }
+    site = {w for w in section_warnings(result) if w[0] not in ("[program:theprogramname]", "[program:worker]")}
+    assert site == SITE_WARNINGS
+
+
+def test_supervisord_agrees_with_supervisor_itself(tmp_path):
+    """The same file through supervisor's own ServerOptions: names, commands, environments, directories, users,
+    restart modes, exit codes, signals, logs; and supervisord's start order respects every dependency."""
+    import pwd
+
+    from supervisor import datatypes
+    from supervisor.options import ServerOptions
+
+    conf = sample(tmp_path, runnable=True)
+    result = supervisord.convert(str(conf))
+    ours = by_name(result)
+    options = ServerOptions()
+    options.configfile = str(conf)
+    options.here = str(conf.parent)
+    options.process_config(do_usage=False)
+    order = []
+    for group in options.process_group_configs:  # sorted as supervisord starts them
+        for pc in group.process_configs:
+            order.append(pc.name)
+            e = ours[pc.name]
+            words = shlex.split(pc.command)
+            assert argv(e) == words[1:]
+            assert os.path.normpath(e["file"]) == os.path.normpath(
+                words[0] if "/" in words[0] else shutil.which(words[0]) or ""
+            )
+            assert env(e) == pc.environment
+            assert e.get("cwd") == (os.path.normpath(pc.directory) if pc.directory else None)
+            assert e.get("user") == (pwd.getpwuid(pc.uid).pw_name if pc.uid is not None else None)
+            mode = {
+                datatypes.RestartUnconditionally: "always",
+                datatypes.RestartWhenExitUnexpected: "on-failure",
+                False: None,
+            }[pc.autorestart]
+            assert e.get("restart") == mode and e["no_auto_restart"] is (pc.autorestart is False)
+            if mode == "on-failure":
+                assert e.get("success_exit_codes", [0]) == pc.exitcodes
+            assert e.get("stop_signal", "SIGTERM") == pc.stopsignal.name
+            assert e.get("stop_timeout", "10s") == f"{pc.stopwaitsecs}s"
+            assert e.get("min_uptime", "1s") == f"{pc.startsecs}s"
+            if isinstance(pc.stdout_logfile, str):
+                assert e["log"] == os.path.normpath(pc.stdout_logfile)
+    assert sorted(order) == sorted(ours)
+    for name, e in ours.items():
+        for dep in e.get("dependencies", []):
+            assert order.index(dep) < order.index(name), (dep, name)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['A="1",B="2"', "KEY=val,KEY2=val2", "A=\"x, y\",B='z'", "PATH=/usr/bin:/bin,X=a.b+c-d(e)", "", "A=1,"],
+)
+def test_supervisord_environment_syntax_is_supervisords(text):
+    from supervisor.datatypes import dict_of_key_value_pairs
+
+    assert supervisord.key_value_pairs(text, "x") == dict_of_key_value_pairs(text)
+
+
+def test_supervisord_environment_errors_like_supervisord():
+    from supervisor.datatypes import dict_of_key_value_pairs
+
+    with pytest.raises(ValueError):
+        dict_of_key_value_pairs("A")
+    with pytest.raises(ImporterError, match="x: unexpected end of key/value pairs"):
+        supervisord.key_value_pairs("A", "x")
+
+
+def write_conf(tmp_path: Path, text: str) -> str:
+    f = tmp_path / "s.conf"
+    f.write_text(text)
+    return str(f)
+
+
+@pytest.mark.parametrize(
+    "value, fields",
+    [
+        ("true", {"restart": "always"}),
+        ("false", {"no_auto_restart": True}),
+        ("unexpected", {"restart": "on-failure"}),
+    ],
+)
+def test_supervisord_autorestart(tmp_path, value, fields):
+    result = supervisord.convert(write_conf(tmp_path, f"[program:x]\ncommand=/bin/sleep 1\nautorestart={value}\n"))
+    e = result.entries[0]
+    for key, want in fields.items():
+        assert e[key] == want
+    assert ("no_auto_restart" in fields) is e["no_auto_restart"]
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[program:x]\nautorestart=true\n", r"\[program:x\]: no `command`"),
+        ("[program:x]\ncommand=/bin/sleep %(nope)s\n", r"\[program:x\]: command: .* cannot be expanded"),
+        ("[program:x]\ncommand=no-such-program-here 1\n", r"\[program:x\]: command: 'no-such-program-here' is not"),
+        ("[program:x]\ncommand=/bin/sleep 1\nautorestart=sometimes\n", "invalid autorestart value"),
+        ("[program:x]\ncommand=/bin/sleep 1\nnumprocs=2\n", r"%\(process_num\) must be in it"),
+        ("[program:x]\ncommand=/bin/sleep 1\nstopsignal=NOPE\n", "not a valid signal name"),
+        (
+            "[program:x]\ncommand=/bin/sleep\n[group:g]\nprograms=x,y\n",
+            r"\[group:g\]: programs: names unknown program y",
+        ),
+        ("[program:x y]\ncommand=/bin/sleep\n", "invalid name"),
+        ("[program:x]\ncommand=/bin/sleep\n  oops\nnot a line\n", "cannot parse"),
+    ],
+)
+def test_supervisord_errors_are_one_line(tmp_path, text, fragment):
+    with pytest.raises(ImporterError, match=fragment) as info:
+        supervisord.convert(write_conf(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_supervisord_unknown_keys_and_sections_warn(tmp_path):
+    result = supervisord.convert(
+        write_conf(
+            tmp_path,
+            "[program:x]\ncommand=/bin/sleep 1\ncolour=blue\n[eventlistener:e]\ncommand=/bin/cat\nevents=TICK_5\n"
+            "[fcgi-program:f]\ncommand=/bin/cat\n[whatever]\na=1\n[group:g]\nprograms=x\nlabel=1\n",
+        )
+    )
+    assert section_warnings(result) == {
+        ("[program:x]", "colour"),
+        ("[eventlistener:e]", "[eventlistener:e]"),
+        ("[fcgi-program:f]", "[fcgi-program:f]"),
+        ("[whatever]", "[whatever]"),
+        ("[group:g]", "label"),
+    }
+    assert [e["name"] for e in result.entries] == ["x"]
+
+
+def test_supervisord_names_shared_by_two_groups_get_supervisorctls_names(tmp_path):
+    result = supervisord.convert(
+        write_conf(
+            tmp_path,
+            "[program:a]\ncommand=/bin/sleep 1\nprocess_name=w\n[program:b]\ncommand=/bin/sleep 2\nprocess_name=w\n",
+        )
+    )
+    assert [e["name"] for e in result.entries] == ["a:w", "b:w"]
+
+
+def test_supervisord_includes(tmp_path):
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text(
+        "[program:a]\ncommand=%(here)s/run.sh\n[include]\nfiles=nested/*.conf\n"
+    )
+    (tmp_path / "conf.d" / "run.sh").write_text("#!/bin/sh\n")
+    main = write_conf(tmp_path, "[include]\nfiles = conf.d/*.conf missing/*.conf\n")
+    result = supervisord.convert(main)
+    assert [(e["name"], e["file"]) for e in result.entries] == [("a", f"{tmp_path}/conf.d/run.sh")]
+    assert (f"{tmp_path}/conf.d/a.conf", "[include]") in {
+        tuple(w.place.split(": ")[:2]) for w in result.warnings if w.level == "warning"
+    }
+    assert any("no file matches" in w.message and "missing" in w.message for w in result.warnings)
+
+
+def test_supervisord_section_gives_programs_environment_directory_user(tmp_path):
+    result = supervisord.convert(
+        write_conf(
+            tmp_path,
+            "[supervisord]\nenvironment=GLOBAL=1,SHARED=g\ndirectory=/tmp\nuser=nobody\nlogfile=/tmp/x.log\n"
+            "[program:x]\ncommand=/bin/echo %(ENV_GLOBAL)s\nenvironment=SHARED=p\n",
+        )
+    )
+    e = result.entries[0]
+    assert (argv(e), env(e), e["cwd"], e["user"]) == (["1"], {"GLOBAL": "1", "SHARED": "p"}, "/tmp", "nobody")
+    assert section_warnings(result) == set()
+
+
+@pytest.mark.parametrize(
+    "keys, log, warned_keys",
+    [
+        ("", None, set()),
+        ("stdout_logfile=NONE\n", None, {"stdout_logfile"}),
+        ("stdout_logfile=NONE\nstderr_logfile=NONE\n", "/dev/null", set()),
+        ("stdout_logfile=NONE\nredirect_stderr=true\n", "/dev/null", set()),
+        ("stdout_logfile=%(here)s/o.log\n", "{dir}/o.log", set()),
+        ("stdout_logfile=%(here)s/o.log\nstderr_logfile=NONE\n", "{dir}/o.log", {"stderr_logfile"}),
+        ("stdout_logfile=%(here)s/o.log\nstderr_logfile=%(here)s/e.log\n", "{dir}/o.log", {"stderr_logfile"}),
+        ("stderr_logfile=%(here)s/e.log\n", "{dir}/e.log", {"stderr_logfile"}),
+        ("stdout_logfile=syslog\n", None, {"stdout_logfile"}),
+    ],
+)
+def test_supervisord_one_log(tmp_path, keys, log, warned_keys):
+    result = supervisord.convert(write_conf(tmp_path, f"[program:x]\ncommand=/bin/sleep 1\n{keys}"))
+    assert result.entries[0].get("log") == (log.format(dir=tmp_path) if log else None)
+    assert section_warnings(result) == {("[program:x]", k) for k in warned_keys}
+
+
+def test_supervisord_startsecs_zero_is_not_a_hot_loop(tmp_path):
+    result = supervisord.convert(write_conf(tmp_path, "[program:x]\ncommand=/bin/sleep 1\nstartsecs=0\n"))
+    assert "min_uptime" not in result.entries[0]
+    assert section_warnings(result) == {("[program:x]", "startsecs")}
