@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pmon3 import procconfig
 from pmon3.daemon import policy
-from pmon3.importers import common, pm2, supervisord
+from pmon3.importers import common, pm2, procfile, supervisord
 from pmon3.importers.common import ImporterError, ImportResult
 
 DATA = Path(__file__).with_name("data") / "import"
@@ -807,3 +807,84 @@ def test_supervisord_startsecs_zero_is_not_a_hot_loop(tmp_path):
     result = supervisord.convert(write_conf(tmp_path, "[program:x]\ncommand=/bin/sleep 1\nstartsecs=0\n"))
     assert "min_uptime" not in result.entries[0]
     assert section_warnings(result) == {("[program:x]", "startsecs")}
+
+
+# -- Procfile ----------------------------------------------------------------------------------------------
+
+PROCFILE = DATA / "procfile" / "Procfile"
+
+
+def test_procfile(tmp_path):
+    result = procfile.convert(str(PROCFILE))
+    loads_back(result, tmp_path)
+    here = str(PROCFILE.parent)
+    e = by_name(result)
+    assert list(e) == ["web", "worker", "clock", "release"]
+    web = e["web"]
+    assert (web["file"], argv(web)) == (which("python3"), ["-m", "http.server", "5000", "--bind", "127.0.0.1"])
+    assert env(web) == {"PORT": "5000"}
+    assert (web["cwd"], web["env_file"]) == (here, f"{here}/.env")
+    assert (e["worker"]["file"], argv(e["worker"])) == (which("sleep"), ["3600"])
+    assert env(e["worker"]) == {"PORT": "5100", "WORKER_CONCURRENCY": "4"}
+    clock = e["clock"]
+    assert (clock["file"], argv(clock)) == (
+        f"{here}/bin/clock",
+        ["--interval", "${INTERVAL:-60}", "--tz", "UTC $notexpanded"],
+    )
+    assert env(clock) == {"PORT": "5200"}
+    assert argv(e["release"]) == ["--once", "&&", "echo", "done"]
+    assert {w.place.split(": ", 1)[1] for w in result.warnings if w.level == "warning"} == {"clock", "release"}
+    assert [w.message.split(" ")[0] for w in result.warnings if w.place.endswith("clock")] == ["$INTERVAL"]
+
+
+def test_procfile_port_base(tmp_path):
+    result = procfile.convert(str(PROCFILE), port_base=8000)
+    assert [env(e)["PORT"] for e in result.entries] == ["8000", "8100", "8200", "8300"]
+    assert argv(result.entries[0])[2] == "8000"
+
+
+@pytest.mark.parametrize(
+    "command, args, variables",
+    [
+        ("run $PORT", ["5000"], []),
+        ("run ${PORT}", ["5000"], []),
+        ('run "--port=$PORT"', ["--port=5000"], []),
+        ("run '$PORT'", ["$PORT"], []),
+        ("run \\$PORT", ["$PORT"], []),
+        ("run $HOME/x", ["$HOME/x"], ["HOME"]),
+        ("run a#b # comment", ["a#b"], []),
+        ("run '# not a comment'", ["# not a comment"], []),
+    ],
+)
+def test_procfile_words_as_sh_splits_them(tmp_path, command, args, variables):
+    f = tmp_path / "Procfile"
+    (tmp_path / "run").write_text("#!/bin/sh\n")
+    (tmp_path / "run").chmod(0o755)
+    f.write_text(f"p: ./{command}\n")
+    result = procfile.convert(str(f))
+    assert argv(result.entries[0]) == args
+    assert [w.message.split(" ")[0] for w in result.warnings if w.level == "warning"] == [f"${v}" for v in variables]
+
+
+def test_procfile_program_not_found_names_the_line(tmp_path):
+    f = tmp_path / "Procfile"
+    f.write_text("web: /bin/sleep 1\n\n# comment\nworker: no-such-program-here --x\n")
+    with pytest.raises(ImporterError, match=r"Procfile:4: worker: 'no-such-program-here' is not found in PATH"):
+        procfile.convert(str(f))
+
+
+def test_procfile_odd_lines_are_warned(tmp_path):
+    f = tmp_path / "Procfile"
+    f.write_text("web /bin/sleep 1\nok: /bin/sleep 2\nbad name: /bin/true\n")
+    result = procfile.convert(str(f))
+    assert [e["name"] for e in result.entries] == ["ok"]
+    assert [w.place for w in result.warnings] == [f"{f}:1", f"{f}:3"]
+
+
+def test_procfile_duplicate_names_are_an_error(tmp_path):
+    f = tmp_path / "Procfile"
+    f.write_text("web: /bin/sleep 1\nweb: /bin/sleep 2\n")
+    with pytest.raises(
+        ImporterError, match=r"Procfile:2: web: duplicate process name 'web' \(also .*Procfile:1: web\)"
+    ):
+        procfile.convert(str(f))
