@@ -67,6 +67,19 @@ def test_output_file_is_never_overwritten_without_force(env, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp file left behind
 
 
+def test_write_never_goes_through_an_existing_file(tmp_path):
+    from pmon3.cli.commands.import_ import write
+    from pmon3.cli.output import CliError
+
+    out = tmp_path / "p.json"
+    out.write_text("{}")  # e.g. created between the check and the write
+    with pytest.raises(CliError, match="exists: use --force"):
+        write(str(out), "new", force=False)
+    assert out.read_text() == "{}"
+    write(str(out), "new", force=True)
+    assert out.read_text() == "new"
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

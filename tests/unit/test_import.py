@@ -770,6 +770,18 @@ def test_supervisord_includes(tmp_path):
     assert any("no file matches" in w.message and "missing" in w.message for w in result.warnings)
 
 
+def test_supervisord_program_environment_expands_in_later_keys(tmp_path):
+    from supervisor.options import ServerOptions
+
+    text = "[supervisord]\n[program:x]\nenvironment=FOO=bar\ncommand=/bin/echo %(ENV_FOO)s\n"
+    result = supervisord.convert(write_conf(tmp_path, text))
+    assert argv(result.entries[0]) == ["bar"]
+    options = ServerOptions()
+    options.configfile, options.here = str(tmp_path / "s.conf"), str(tmp_path)
+    options.process_config(do_usage=False)
+    assert options.process_group_configs[0].process_configs[0].command == "/bin/echo bar"
+
+
 def test_supervisord_section_gives_programs_environment_directory_user(tmp_path):
     result = supervisord.convert(
         write_conf(
