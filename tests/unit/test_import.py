@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import pwd
 import shlex
 import shutil
 import subprocess
@@ -619,7 +620,6 @@ def test_supervisord_site(tmp_path):
 def test_supervisord_agrees_with_supervisor_itself(tmp_path):
     """The same file through supervisor's own ServerOptions: names, commands, environments, directories, users,
     restart modes, exit codes, signals, logs; and supervisord's start order respects every dependency."""
-    import pwd
 
     from supervisor import datatypes
     from supervisor.options import ServerOptions
@@ -813,6 +813,11 @@ def test_supervisord_one_log(tmp_path, keys, log, warned_keys):
     result = supervisord.convert(write_conf(tmp_path, f"[program:x]\ncommand=/bin/sleep 1\n{keys}"))
     assert result.entries[0].get("log") == (log.format(dir=tmp_path) if log else None)
     assert section_warnings(result) == {("[program:x]", k) for k in warned_keys}
+
+
+def test_supervisord_user_by_uid(tmp_path):
+    result = supervisord.convert(write_conf(tmp_path, "[program:x]\ncommand=/bin/sleep 1\nuser=65534\n"))
+    assert result.entries[0]["user"] == pwd.getpwuid(65534).pw_name
 
 
 def test_supervisord_startsecs_zero_is_not_a_hot_loop(tmp_path):

@@ -498,6 +498,8 @@ def _command(
         check_program(script, a.at("script"), a.result)
         return script, args
     interpreter = resolve_program(name, a.at(key), a.base_dir)
+    if "/" in name:
+        check_program(interpreter, a.at(key), a.result)
     if "python" in os.path.basename(interpreter):
         env["PYTHONUNBUFFERED"] = "1"  # PM2 sets it for python interpreters
         a.result.info(a.at(key), "PYTHONUNBUFFERED=1 is set, as PM2 does for python")

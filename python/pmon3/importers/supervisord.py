@@ -332,6 +332,7 @@ def _program(
     numprocs = number("numprocs", 1)
     start = number("numprocs_start", 0)
     raw_name = parser.get(section, "process_name") if parser.has_option(section, "process_name") else "%(program_name)s"
+    raw_name = _name(raw_name, place(where, "process_name"))  # checked before expansion, as supervisord does
     if numprocs > 1 and "%(process_num)" not in raw_name:
         raise ImporterError(f"{place(where, 'process_name')}: %(process_num) must be in it when numprocs > 1")
     stop_group = _boolean(get("stopasgroup", "false") or "", place(where, "stopasgroup"))
@@ -423,6 +424,15 @@ def _process(
     fields["env"] = env
 
     user = get("user", expansions=expansions) or defaults["user"]
+    if user and user.isdigit():  # supervisord takes a uid too; pmon3 needs the name
+        import pwd
+
+        try:
+            user = pwd.getpwuid(int(user)).pw_name
+        except KeyError:
+            raise ImporterError(
+                f"{p.at('user')}: uid {user} has no user on this machine (pmon3 needs a name)"
+            ) from None
     if user:
         fields["user"] = user
         if first:
