@@ -850,6 +850,10 @@ def test_procfile(tmp_path):
     )
     assert env(clock) == {"PORT": "5200"}
     assert argv(e["release"]) == ["--once", "&&", "echo", "done"]
+    assert [w.message[:33] for w in result.warnings if w.place.endswith("release")] == [
+        "shell syntax (&&, |, ;, <, >, $(.",
+        "Heroku runs `release` once per de",
+    ]
     assert {w.place.split(": ", 1)[1] for w in result.warnings if w.level == "warning"} == {"clock", "release"}
     assert [w.message.split(" ")[0] for w in result.warnings if w.place.endswith("clock")] == ["$INTERVAL"]
 

@@ -72,6 +72,12 @@ def convert(path: str, *, port_base: int = DEFAULT_PORT_BASE) -> ImportResult:
             raise ImporterError(f"{where}: PORT {port} is past 65535 (use a lower port base)")
         index += 1
         file, argv, env = _command(command, port, cwd, where, result)
+        if name == "release":
+            result.warn(
+                where,
+                "Heroku runs `release` once per deploy; pmon3 would run it as a service and restart it whenever it "
+                "exits: leave it out, or add no_auto_restart: true",
+            )
         fields = {"name": process_name(name, where, result), "cwd": cwd, "env_file": env_file}
         result.add(entry(file=file, argv=argv, env=env, where=where, result=result, **fields), where)
     return result
