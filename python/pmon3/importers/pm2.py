@@ -1,10 +1,11 @@
 """PM2 ecosystem files -> pmon3 process config entries.
 
 Read the way PM2 (7.x) reads them (lib/Common.js parseConfig, lib/API/schema.json): `.json` and `.yaml`/`.yml`
-directly (a `.json` that is not strict JSON, e.g. with comments, is evaluated by node as PM2 evaluates it, with no
-access to anything); `.js`/`.cjs`/`.mjs` by node: the file is `require()`d and `module.exports.apps` (or
-`module.exports`) taken, so the ecosystem file's code runs, as it does under PM2. The path reaches node as an argv
-element, never inside the JavaScript source, and no shell is involved.
+directly. A `.json` that is not strict JSON (comments, trailing commas) is evaluated by node as a JavaScript
+expression, as PM2 evaluates it, in a fresh context without `require` or `process` (node's vm: it keeps an ordinary
+file from reaching anything, but is no security boundary). `.js`/`.cjs`/`.mjs` are `require()`d by node and
+`module.exports.apps` (or `module.exports`) taken, so the ecosystem file's code runs, as it does under PM2. The path
+reaches node as an argv element, never inside the JavaScript source, and no shell is involved.
 
 The apps are `apps` (or `pm2`) of the top level, a bare list, or one app object. Each app becomes one entry; every
 PM2 key is either mapped, or listed in a warning (an info when its value is PM2's default, so nothing is lost).
@@ -311,7 +312,7 @@ def load(path: str, result: ImportResult) -> Any:
             if shutil.which("node") is None:
                 raise ImporterError(f"{path}: cannot parse JSON: {exc}") from None
         # PM2 evaluates .json files as JavaScript: comments, trailing commas and bare keys are common.
-        result.info(path, "not strict JSON: evaluated by node as PM2 does (in an empty sandbox)")
+        result.info(path, "not strict JSON: evaluated by node as a JavaScript expression, as PM2 evaluates .json files")
         return _node(path, "json")
     raise ImporterError(f"{path}: unknown ecosystem file type {ext!r} (.json, .yaml, .yml, .js, .cjs or .mjs)")
 
