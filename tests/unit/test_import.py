@@ -782,7 +782,8 @@ def test_supervisord_program_environment_expands_in_later_keys(tmp_path):
     assert options.process_group_configs[0].process_configs[0].command == "/bin/echo bar"
 
 
-def test_supervisord_section_gives_programs_environment_directory_user(tmp_path):
+def test_supervisord_section_gives_programs_environment_directory_user(tmp_path, monkeypatch):
+    monkeypatch.setenv("GLOBAL", "from the environment")  # [supervisord] environment wins, as in supervisord
     result = supervisord.convert(
         write_conf(
             tmp_path,

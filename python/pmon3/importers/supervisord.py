@@ -172,9 +172,9 @@ def convert(path: str) -> ImportResult:
     parser.read_one(path, path)
     here = os.path.dirname(os.path.abspath(path))
     env_expansions = {f"ENV_{k}": v for k, v in os.environ.items()}
-    base = {"here": here, "host_node_name": platform.node(), **env_expansions}
+    base = {"here": here, "host_node_name": platform.node()}  # and env_expansions, which [supervisord] extends
     if parser.has_section("include"):
-        _include(parser, path, here, base, result)
+        _include(parser, path, here, {**env_expansions, **base}, result)
 
     defaults = _supervisord_section(parser, path, base, env_expansions, result)
     sections = parser.sections()
@@ -234,16 +234,19 @@ def _supervisord_section(
         return defaults
     where = place(parser.section_to_file.get("supervisord", path), "[supervisord]")
     if parser.has_option("supervisord", "environment"):
-        text = _expand(parser.get("supervisord", "environment"), base, place(where, "environment"))
+        expansions = {**env_expansions, **base}
+        text = _expand(parser.get("supervisord", "environment"), expansions, place(where, "environment"))
         defaults["env"] = key_value_pairs(text, place(where, "environment"))
         for k, v in defaults["env"].items():
             env_expansions[f"ENV_{k}"] = v  # supervisord extends the expansions with it
         result.info(place(where, "environment"), "added to every program's environment")
     if parser.has_option("supervisord", "directory"):
-        defaults["directory"] = _expand(parser.get("supervisord", "directory"), base, place(where, "directory"))
+        defaults["directory"] = _expand(
+            parser.get("supervisord", "directory"), {**env_expansions, **base}, place(where, "directory")
+        )
         result.info(place(where, "directory"), "the working directory of programs without `directory`")
     if parser.has_option("supervisord", "user"):
-        defaults["user"] = _expand(parser.get("supervisord", "user"), base, place(where, "user"))
+        defaults["user"] = _expand(parser.get("supervisord", "user"), {**env_expansions, **base}, place(where, "user"))
         result.info(place(where, "user"), "the user of programs without `user`")
     others = [k for k in parser.options("supervisord") if k not in SUPERVISORD_KEYS]
     if others:
