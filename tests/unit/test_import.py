@@ -36,7 +36,7 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 def loads_back(result: ImportResult, tmp_path: Path) -> list[dict[str, Any]]:
     """Write the entries in every format, load each with procconfig.load, and check they come back the same;
     also check pmond's own parsing of args, env_vars and the restart keys accepts them."""
-    from pmon3.daemon.authz import check_name
+    from pmon3.daemon.authz import check_group_name, check_name
     from pmon3.daemon.spec import env_list, split_words
 
     expected = []
@@ -46,6 +46,8 @@ def loads_back(result: ImportResult, tmp_path: Path) -> list[dict[str, Any]]:
         want.setdefault("groups", [])
         expected.append(want)
         check_name(e["name"])
+        for group in e.get("groups", []):
+            check_group_name(group)
         split_words(e["args"], "args")
         env_list(e.get("env_vars"))
         policy.normalize_overrides({k: e[k] for k in policy.POLICY_KEYS if k in e})
@@ -350,6 +352,18 @@ def test_pm2_bare_list_and_single_app(tmp_path):
     (tmp_path / "one.json").write_text('{"name": "solo", "script": "/bin/sleep", "interpreter": "none"}')
     assert [e["name"] for e in pm2.convert(str(tmp_path / "list.json")).entries] == ["sleep"]
     assert [e["name"] for e in pm2.convert(str(tmp_path / "one.json")).entries] == ["solo"]
+
+
+def test_pm2_namespace_becomes_a_valid_group(tmp_path):
+    f = tmp_path / "eco.json"
+    f.write_text(
+        '[{"name": "a", "script": "/bin/sleep", "interpreter": "none", "namespace": "2024"},'
+        ' {"name": "b", "script": "/bin/sleep", "interpreter": "none", "namespace": "default"}]'
+    )
+    result = pm2.convert(str(f))
+    loads_back(result, tmp_path)
+    assert [e.get("groups") for e in result.entries] == [["group-2024"], None]
+    assert warned(result) == {("apps[0] (a)", "namespace")}
 
 
 def test_pm2_duplicate_names_are_an_error(tmp_path):
@@ -753,6 +767,24 @@ def test_supervisord_names_shared_by_two_groups_get_supervisorctls_names(tmp_pat
         )
     )
     assert [e["name"] for e in result.entries] == ["a:w", "b:w"]
+
+
+def test_supervisord_groups(tmp_path):
+    result = supervisord.convert(
+        write_conf(
+            tmp_path,
+            "[program:q]\ncommand=/bin/sleep %(group_name)s\nnumprocs=2\nprocess_name=q%(process_num)d\n"
+            "[program:a]\ncommand=/bin/sleep %(group_name)s\n[program:b]\ncommand=/bin/sleep 1\n"
+            "[group:7]\nprograms=a,b\n",
+        )
+    )
+    assert [(e["name"], e.get("groups"), argv(e)) for e in result.entries] == [
+        ("q0", ["q"], ["q"]),
+        ("q1", ["q"], ["q"]),
+        ("a", ["group-7"], ["7"]),  # supervisord's group name in expansions, a valid pmon3 group name in groups
+        ("b", ["group-7"], ["1"]),
+    ]
+    assert section_warnings(result) == {("[group:7]", "[group:7]")}
 
 
 def test_supervisord_includes(tmp_path):

@@ -10,6 +10,7 @@ import shutil
 from typing import Any, Literal, Optional
 
 from ..daemon.policy import POLICY_KEYS
+from ..errors import ErrorCode, Pmon3Error
 
 Level = Literal["warning", "info"]
 
@@ -29,13 +30,15 @@ KEY_ORDER = (
     "env_file",
     *POLICY_KEYS,
 )
-# What pmond accepts as a process name (daemon/authz.py NAME_RE; a test keeps the two equal).
+# What pmond accepts as a process or group name (daemon/authz.py NAME_RE; a test keeps the two equal).
 NAME_RE = re.compile(r"[A-Za-z0-9_@+:][A-Za-z0-9_.@+:-]{0,127}")
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-class ImporterError(Exception):
+class ImporterError(Pmon3Error):
     """The source cannot be converted. The message is one line and names the file (and entry, key)."""
+
+    default_code = ErrorCode.CONFIG
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,15 +116,22 @@ def entry(
     }
 
 
-def process_name(name: str, where: str, result: ImportResult) -> str:
+def process_name(name: str, where: str, result: ImportResult, what: str = "process name") -> str:
     """`name` made acceptable to pmond (letters, digits and . _ - @ + :), with a warning when it changed."""
     fixed = re.sub(r"[^A-Za-z0-9_.@+:-]", "-", name.strip()).lstrip(".-")[:128]
     if not fixed:
-        raise ImporterError(f"{where}: process name {name!r} has nothing pmon3 accepts in a name")
+        raise ImporterError(f"{where}: {what} {name!r} has nothing pmon3 accepts in a name")
     if fixed != name:
-        result.warn(
-            where, f"process name {name!r} is not valid in pmon3 (letters, digits, . _ - @ + :): renamed {fixed!r}"
-        )
+        result.warn(where, f"{what} {name!r} is not valid in pmon3 (letters, digits, . _ - @ + :): renamed {fixed!r}")
+    return fixed
+
+
+def group_name(name: str, where: str, result: ImportResult) -> str:
+    """A group name pmond accepts: a process name that is not only digits (those are group ids)."""
+    fixed = process_name(name, where, result, "group name")
+    if fixed.isdigit():
+        fixed = f"group-{fixed}"
+        result.warn(where, f"group name {name!r} is only digits, which pmon3 reads as an id: renamed {fixed!r}")
     return fixed
 
 

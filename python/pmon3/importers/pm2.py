@@ -30,6 +30,7 @@ from .common import (
     check_user,
     duration,
     entry,
+    group_name,
     place,
     process_name,
     resolve_program,
@@ -417,8 +418,9 @@ def _convert_app(
     _user(app, a)
     namespace = get("namespace")
     if namespace not in (None, "", "default"):
-        a.fields["groups"] = [str(namespace)]
-        result.info(a.at(app["namespace"][0]), f"becomes the pmon3 group {namespace}")
+        group = group_name(str(namespace), a.at(app["namespace"][0]), result)
+        a.fields["groups"] = [group]
+        result.info(a.at(app["namespace"][0]), f"becomes the pmon3 group {group}")
     elif "namespace" in app:
         result.info(a.at(app["namespace"][0]), "PM2's default namespace: no group")
     treekill = get("treekill")

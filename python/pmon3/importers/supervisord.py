@@ -32,6 +32,7 @@ from .common import (
     check_user,
     duration,
     entry,
+    group_name,
     place,
     process_name,
     resolve_program,
@@ -178,7 +179,7 @@ def convert(path: str) -> ImportResult:
 
     defaults = _supervisord_section(parser, path, base, env_expansions, result)
     sections = parser.sections()
-    groups: dict[str, tuple[str, int]] = {}  # program section -> (group name, group priority)
+    groups: dict[str, tuple[str, str, int]] = {}  # program section -> (group name, pmon3 group name, priority)
     for section in sections:
         if section.startswith("group:"):
             _group(parser, section, sections, groups, base, env_expansions, result)
@@ -258,13 +259,14 @@ def _group(
     parser: _Parser,
     section: str,
     sections: list[str],
-    groups: dict[str, tuple[str, int]],
+    groups: dict[str, tuple[str, str, int]],
     base: dict[str, Any],
     env_expansions: dict[str, str],
     result: ImportResult,
 ) -> None:
     where = place(parser.section_to_file.get(section, ""), f"[{section}]")
     name = _name(section.split(":", 1)[1], where)
+    pmon3_name = group_name(name, where, result)
     expansions = {**env_expansions, **base}
     for key in parser.options(section):
         if key not in ("programs", "priority"):
@@ -282,7 +284,7 @@ def _group(
             if f"fcgi-program:{program}" in sections:
                 continue  # skipped with its own warning
             raise ImporterError(f"{place(where, 'programs')}: names unknown program {program}")
-        groups[target] = (name, priority)
+        groups[target] = (name, pmon3_name, priority)
 
 
 class _Process:
@@ -313,15 +315,15 @@ def _program(
     parser: _Parser,
     section: str,
     where: str,
-    grouped: Optional[tuple[str, int]],
+    grouped: Optional[tuple[str, str, int]],
     base: dict[str, Any],
     env_expansions: dict[str, str],
     defaults: dict[str, Any],
     result: ImportResult,
 ) -> list[_Process]:
     program = _name(section.split(":", 1)[1], where)
-    group_name = grouped[0] if grouped else program
-    common = {**env_expansions, **base, "program_name": program, "group_name": group_name}
+    supervisord_group = grouped[0] if grouped else program
+    common = {**env_expansions, **base, "program_name": program, "group_name": supervisord_group}
 
     def get(key: str, default: Optional[str] = None, expansions: Optional[dict[str, Any]] = None) -> Optional[str]:
         if not parser.has_option(section, key):
@@ -351,10 +353,11 @@ def _program(
             result.warn(place(where, key), "not a supervisord program key: ignored")
         else:
             rule(section_level, key, parser.get(section, key))
-    if numprocs > 1 and not grouped:
-        result.info(place(where, "numprocs"), f"{numprocs} entries, in the pmon3 group {program} (as supervisord)")
+    own_group = group_name(program, place(where, "numprocs"), result) if numprocs > 1 and not grouped else ""
+    if own_group:
+        result.info(place(where, "numprocs"), f"{numprocs} entries, in the pmon3 group {own_group} (as supervisord)")
     if grouped:
-        result.info(where, f"in [group:{grouped[0]}]: the pmon3 group {grouped[0]}")
+        result.info(where, f"in [group:{grouped[0]}]: the pmon3 group {grouped[1]}")
 
     env_text = parser.get(section, "environment") if parser.has_option(section, "environment") else ""
     processes = []
@@ -370,17 +373,17 @@ def _program(
             parser, section, section_level, name, {**defaults["env"], **env}, expansions, defaults, get, first
         )
         if grouped:
-            fields["groups"] = [grouped[0]]
-        elif numprocs > 1:
-            fields["groups"] = [program]
+            fields["groups"] = [grouped[1]]
+        elif own_group:
+            fields["groups"] = [own_group]
         processes.append(
             _Process(
                 label,
                 where if first else "",
                 fields,
-                group_name,
+                supervisord_group,
                 grouped is not None,
-                grouped[1] if grouped else priority,
+                grouped[2] if grouped else priority,
                 priority,
                 parser.has_option(section, "priority"),
             )

@@ -57,23 +57,20 @@ def import_cmd(
         raise CliError(f"{output} exists: use --force to overwrite it")
 
     from ... import procconfig
-    from ...importers.common import ImporterError
 
-    try:
-        if source_type == "pm2":
-            from ...importers import pm2
+    # An ImporterError is a pmon3 error: handle_errors prints its one line and exits 1.
+    if source_type == "pm2":
+        from ...importers import pm2
 
-            result = pm2.convert(source, env=env_name)
-        elif source_type == "supervisord":
-            from ...importers import supervisord
+        result = pm2.convert(source, env=env_name)
+    elif source_type == "supervisord":
+        from ...importers import supervisord
 
-            result = supervisord.convert(source)
-        else:
-            from ...importers import procfile
+        result = supervisord.convert(source)
+    else:
+        from ...importers import procfile
 
-            result = procfile.convert(source, **({"port_base": port_base} if port_base is not None else {}))
-    except ImporterError as exc:
-        raise CliError(str(exc)) from None
+        result = procfile.convert(source, **({"port_base": port_base} if port_base is not None else {}))
     text = procconfig.render(result.entries, fmt)
     text = text if text.endswith("\n") else text + "\n"
     for warning in result.warnings:
