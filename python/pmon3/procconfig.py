@@ -195,6 +195,14 @@ def render(entries: list[dict[str, Any]], fmt: str) -> str:
     raise ValueError("accepted formats: json, toml or yaml")
 
 
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return _yaml_scalar(str(value))
+
+
 def _yaml_scalar(value: str) -> str:
     import yaml
 
@@ -217,11 +225,9 @@ def _render_yaml(entries: list[dict[str, Any]]) -> str:
             first = False
             if isinstance(value, list):
                 lines.append(f"{prefix}{key}:")
-                lines += [f"        - {_yaml_scalar(v)}" for v in value]
-            elif isinstance(value, bool):
-                lines.append(f"{prefix}{key}: {'true' if value else 'false'}")
+                lines += [f"        - {_yaml_value(v)}" for v in value]
             else:
-                lines.append(f"{prefix}{key}: {_yaml_scalar(str(value))}")
+                lines.append(f"{prefix}{key}: {_yaml_value(value)}")
     if not entries:
         lines = ["processes: []"]
     return "\n".join(lines) + "\n"
@@ -231,17 +237,36 @@ _TOML_OUT = {
     "file": "File",
     "user": "User",
     "log": "Log",
+    "log_dir": "LogDir",
     "args": "Args",
     "env_vars": "EnvVars",
     "name": "Name",
     "dependencies": "dependencies",
     "groups": "groups",
     "no_auto_restart": "NoAutoRestart",
+    # ours (`pmon3 import` writes them), in the same style; _TOML_KEYS reads them back
+    "cwd": "Cwd",
+    "env_file": "EnvFile",
+    "restart": "Restart",
+    "success_exit_codes": "SuccessExitCodes",
+    "min_uptime": "MinUptime",
+    "restart_delay": "RestartDelay",
+    "max_restart_delay": "MaxRestartDelay",
+    "stop_signal": "StopSignal",
+    "stop_timeout": "StopTimeout",
 }
 
 
 def _toml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)  # a TOML basic string uses JSON's escapes
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return _toml_str(str(value))
 
 
 def _render_toml(entries: list[dict[str, Any]]) -> str:
@@ -253,11 +278,9 @@ def _render_toml(entries: list[dict[str, Any]]) -> str:
                 continue
             name = _TOML_OUT[key]
             if isinstance(value, list):
-                lines.append(f"  {name} = [{', '.join(_toml_str(v) for v in value)}]")
-            elif isinstance(value, bool):
-                lines.append(f"  {name} = {'true' if value else 'false'}")
+                lines.append(f"  {name} = [{', '.join(_toml_value(v) for v in value)}]")
             else:
-                lines.append(f"  {name} = {_toml_str(str(value))}")
+                lines.append(f"  {name} = {_toml_value(value)}")
         blocks.append("\n".join(lines) + "\n")
     return "\n".join(blocks)
 

@@ -163,3 +163,35 @@ def test_env_file_dotenv_syntax(tmp_path):
 
 def test_json_fixture_is_valid_json():
     json.loads((DATA / "export.json").read_text())
+
+
+def test_every_entry_key_has_a_toml_name():
+    assert set(procconfig._TOML_OUT) == set(procconfig._TOML_KEYS.values())
+
+
+@pytest.mark.parametrize("fmt", ["json", "yaml", "toml"])
+def test_our_keys_render_and_read_back(tmp_path, fmt):
+    # `pmon3 import` writes the keys pmon3 1.18 does not have through the same writers.
+    entry = {
+        "file": "/bin/sleep",
+        "user": "nobody",
+        "log": "/tmp/s.log",
+        "args": "'a b' 3",
+        "env_vars": "A=1 'B=two words'",
+        "name": "s",
+        "dependencies": ["db"],
+        "groups": ["g"],
+        "no_auto_restart": True,
+        "cwd": "/tmp",
+        "env_file": "/tmp/.env",
+        "restart": "on-failure",
+        "success_exit_codes": [0, 2],
+        "min_uptime": "5s",
+        "restart_delay": "250ms",
+        "max_restart_delay": "15s",
+        "stop_signal": "SIGINT",
+        "stop_timeout": "30s",
+    }
+    f = tmp_path / f"p.{fmt}"
+    f.write_text(procconfig.render([entry], fmt))
+    assert procconfig.load(str(f)) == [entry]

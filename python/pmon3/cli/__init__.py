@@ -37,11 +37,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "groups": ("group", "group_cmd"),
     "topn": ("topn", "topn_cmd"),
     "completion": ("completion", "completion_cmd"),
+    "import": ("import_", "import_cmd"),
 }
 # The names listed in help; the others are aliases, shown beside them.
 PRIMARY = sorted(
     (
-        "completion del desc dgraph drop exec export group init kill log logf ls reset restart start stop topn version"
+        "completion del desc dgraph drop exec export group import init kill log logf ls reset restart start stop topn "
+        "version"
     ).split()
 )
 
