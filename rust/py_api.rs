@@ -21,8 +21,23 @@ impl From<Error> for PyErr {
 
 type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64);
 
+/// A Python limit -> prlimit64's: -1 (resource.RLIM_INFINITY) or 2**64-1 is unlimited.
+fn rlimit_value(v: i128) -> Result<u64, Error> {
+    match v {
+        -1 => Ok(sp::RLIM_INFINITY),
+        v => u64::try_from(v).map_err(|_| {
+            Error::invalid(format!(
+                "rlimits: {v} is not a limit (>= 0, or -1 for unlimited)"
+            ))
+        }),
+    }
+}
+
 #[pyfunction]
-#[pyo3(signature = (file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None, log_fd=None))]
+#[pyo3(signature = (
+    file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None,
+    log_fd=None, *, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
+))]
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     py: Python<'_>,
@@ -36,7 +51,22 @@ fn spawn(
     log_path: Option<PathBuf>,
     umask: Option<u32>,
     log_fd: Option<i32>,
+    cgroup_procs_fd: Option<i32>,
+    rlimits: Option<Vec<(i32, i128, i128)>>,
+    pass_fds: Option<Vec<i32>>,
+    listen_pid: bool,
 ) -> PyResult<(i32, i32)> {
+    let rlimits = rlimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(resource, soft, hard)| {
+            Ok(sp::Rlimit {
+                resource,
+                soft: rlimit_value(soft)?,
+                hard: rlimit_value(hard)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let spec = sp::SpawnSpec {
         file: file.into_os_string(),
         argv,
@@ -48,6 +78,10 @@ fn spawn(
         log_path,
         log_fd,
         umask,
+        cgroup_procs_fd,
+        rlimits,
+        pass_fds: pass_fds.unwrap_or_default(),
+        listen_pid,
     };
     let child = py.detach(|| sp::spawn(&spec))?;
     Ok((child.pid, child.pidfd.into_raw_fd()))

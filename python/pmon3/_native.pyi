@@ -21,6 +21,11 @@ def spawn(
     log_path: Optional[str] = None,
     umask: Optional[int] = None,
     log_fd: Optional[int] = None,
+    *,
+    cgroup_procs_fd: Optional[int] = None,
+    rlimits: Optional[list[tuple[int, int, int]]] = None,
+    pass_fds: Optional[list[int]] = None,
+    listen_pid: bool = False,
 ) -> tuple[int, int]:
     """Start `file` with `argv` and the explicit `env` ("K=V" strings) and return (pid, pidfd).
 
@@ -29,8 +34,18 @@ def spawn(
     target user (O_WRONLY|O_APPEND|O_CREAT|O_NOFOLLOW, mode 0640; None means /dev/null) onto
     stdout and stderr (or uses the caller's descriptor `log_fd` >= 3, e.g. a pipe), reads stdin
     from /dev/null and has every other descriptor closed.
-    A failure before or at exec raises OSError(errno, "<stage> <path>: <strerror>") in the
-    caller; no child is left behind. The pidfd is close-on-exec and owned by the caller.
+
+    Right after setsid, while still privileged, the child writes "0" to `cgroup_procs_fd` (the
+    caller's O_WRONLY descriptor on a cgroup v2 `cgroup.procs`), so it and every descendant live
+    in that cgroup, then applies `rlimits`: (resource, soft, hard) with resource.RLIMIT_* numbers
+    and -1 (resource.RLIM_INFINITY) for unlimited; raising a hard limit needs root.
+    `pass_fds` are caller descriptors that the child gets as 3, 4, 5, ... in this order (systemd
+    socket activation; set LISTEN_FDS and LISTEN_FDNAMES in `env`). With `listen_pid` the child's
+    environment gets LISTEN_PID=<its own pid>, replacing any LISTEN_PID in `env`.
+
+    A failure before or at exec raises OSError(errno, "<stage> <what>: <strerror>") in the
+    caller, e.g. "cgroup <path>", "setrlimit RLIMIT_NOFILE", "pass_fds 7", "exec /bin/nope";
+    no child is left behind. The pidfd is close-on-exec and owned by the caller.
     """
 
 def pidfd_open(pid: int) -> int:
