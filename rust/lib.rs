@@ -3,6 +3,7 @@
 //! exercises everything else without Python.
 
 pub mod error;
+pub mod fsas;
 pub mod mq;
 pub mod preexec;
 pub mod reaper;

@@ -2,11 +2,12 @@
 //! anything that can block. Signatures follow python/pmon3/_native.pyi exactly.
 
 use crate::error::Error;
+use crate::fsas::{self, Creds};
 use crate::mq::{MessageQueue, OpenOptions};
 use crate::{reaper, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use std::ffi::OsString;
 use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
@@ -118,6 +119,83 @@ fn set_child_subreaper() -> PyResult<()> {
 #[pyfunction]
 fn proc_start_time(pid: i32) -> PyResult<u64> {
     Ok(reaper::proc_start_time(pid)?)
+}
+
+/// An os.stat_result with the fields os.stat fills on Linux; the named extras go by name, so
+/// their position in the struct sequence does not matter.
+fn stat_result<'py>(py: Python<'py>, st: &libc::stat) -> PyResult<Bound<'py, PyAny>> {
+    let seq = (
+        st.st_mode,
+        st.st_ino,
+        st.st_dev,
+        st.st_nlink,
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        st.st_atime,
+        st.st_mtime,
+        st.st_ctime,
+    );
+    let extra = PyDict::new(py);
+    for (name, sec, nsec) in [
+        ("atime", st.st_atime, st.st_atime_nsec),
+        ("mtime", st.st_mtime, st.st_mtime_nsec),
+        ("ctime", st.st_ctime, st.st_ctime_nsec),
+    ] {
+        // As os.stat: float seconds as sec + nsec * 1e-9, and exact nanoseconds.
+        extra.set_item(format!("st_{name}"), sec as f64 + nsec as f64 * 1e-9)?;
+        extra.set_item(
+            format!("st_{name}_ns"),
+            i128::from(sec) * 1_000_000_000 + i128::from(nsec),
+        )?;
+    }
+    extra.set_item("st_blksize", st.st_blksize)?;
+    extra.set_item("st_blocks", st.st_blocks)?;
+    extra.set_item("st_rdev", st.st_rdev)?;
+    py.import("os")?.getattr("stat_result")?.call1((seq, extra))
+}
+
+#[pyfunction]
+#[pyo3(signature = (path, uid, gid, groups, follow=true))]
+fn stat_as<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    follow: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let creds = Creds { uid, gid, groups };
+    let st = py.detach(|| fsas::stat_as(path.as_os_str(), &creds, follow))?;
+    stat_result(py, &st)
+}
+
+#[pyfunction]
+fn access_as(
+    py: Python<'_>,
+    path: PathBuf,
+    mode: i32,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+) -> PyResult<()> {
+    let creds = Creds { uid, gid, groups };
+    Ok(py.detach(|| fsas::access_as(path.as_os_str(), mode, &creds))?)
+}
+
+#[pyfunction]
+fn open_as(
+    py: Python<'_>,
+    path: PathBuf,
+    flags: i32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+) -> PyResult<i32> {
+    let creds = Creds { uid, gid, groups };
+    let fd = py.detach(|| fsas::open_as(path.as_os_str(), flags, mode, &creds))?;
+    Ok(fd.into_raw_fd())
 }
 
 /// Seconds -> deadline; negative or NaN means "now", too large means "never".
@@ -261,6 +339,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reap, m)?)?;
     m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;
+    m.add_function(wrap_pyfunction!(stat_as, m)?)?;
+    m.add_function(wrap_pyfunction!(access_as, m)?)?;
+    m.add_function(wrap_pyfunction!(open_as, m)?)?;
     m.add_class::<PyMessageQueue>()?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 Every failure of a system call surfaces as `OSError` carrying the errno.
 """
 
+import os
 from typing import Optional
 
 __version__: str
@@ -65,6 +66,24 @@ def set_child_subreaper() -> None:
 
 def proc_start_time(pid: int) -> int:
     """Start time of `pid` in clock ticks since boot (/proc/<pid>/stat field 22)."""
+
+# Filesystem access with another user's rights, without forking: each call runs on a fresh
+# thread that switches only its own credentials (raw setgroups, setfsgid, setfsuid; verified,
+# EPERM when the switch does not take, e.g. for a non-root caller acting as someone else) and then
+# exits. The GIL is released meanwhile. `groups` is the complete supplementary group list.
+
+def stat_as(path: str, uid: int, gid: int, groups: list[int], follow: bool = True) -> os.stat_result:
+    """os.stat(path, follow_symlinks=follow) as that user: EACCES when it cannot search a directory
+    on the way; the result has the fields os.stat fills."""
+
+def access_as(path: str, mode: int, uid: int, gid: int, groups: list[int]) -> None:
+    """Raise OSError (EACCES, ENOENT, ...) unless that user may access `path` with `mode`
+    (os.R_OK | os.W_OK | os.X_OK, or os.F_OK), as faccessat2(AT_EACCESS). ENOSYS on kernels
+    before 5.8."""
+
+def open_as(path: str, flags: int, mode: int, uid: int, gid: int, groups: list[int]) -> int:
+    """os.open(path, flags, mode) as that user: the descriptor (always close-on-exec) belongs to
+    the caller; a file it creates is owned by uid and gid."""
 
 class MessageQueue:
     """A POSIX message queue descriptor, always non-blocking and close-on-exec."""
