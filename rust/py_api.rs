@@ -3,8 +3,9 @@
 
 use crate::error::Error;
 use crate::fsas::{self, Creds};
+use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{reaper, spawn as sp};
+use crate::{files, reaper, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -330,6 +331,58 @@ impl PyMessageQueue {
     }
 }
 
+#[pyfunction]
+fn fallocate(py: Python<'_>, fd: i32, mode: i32, offset: i64, length: i64) -> PyResult<()> {
+    // Collapsing a range of a large file takes a while: let other threads run.
+    Ok(py.detach(|| files::fallocate(fd, mode, offset, length))?)
+}
+
+type InotifyEvent = (i32, u32, u32, Option<OsString>);
+
+#[pyclass(name = "Inotify", module = "pmon3._native", frozen)]
+struct PyInotify {
+    inner: Inotify,
+}
+
+#[pymethods]
+impl PyInotify {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(PyInotify {
+            inner: Inotify::new()?,
+        })
+    }
+
+    fn add_watch(&self, path: PathBuf, mask: u32) -> PyResult<i32> {
+        Ok(self.inner.add_watch(path.as_os_str(), mask)?)
+    }
+
+    fn rm_watch(&self, wd: i32) -> PyResult<()> {
+        Ok(self.inner.rm_watch(wd)?)
+    }
+
+    fn fileno(&self) -> PyResult<i32> {
+        Ok(self.inner.fileno()?)
+    }
+
+    fn read(&self) -> PyResult<Vec<InotifyEvent>> {
+        Ok(self
+            .inner
+            .read()?
+            .into_iter()
+            .map(|e| (e.wd, e.mask, e.cookie, e.name))
+            .collect())
+    }
+
+    fn close(&self) -> PyResult<()> {
+        Ok(self.inner.close()?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Inotify fd={}>", self.inner.fileno().unwrap_or(-1))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
@@ -343,5 +396,39 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(access_as, m)?)?;
     m.add_function(wrap_pyfunction!(open_as, m)?)?;
     m.add_class::<PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(fallocate, m)?)?;
+    for (name, value) in [
+        ("FALLOC_FL_KEEP_SIZE", files::FALLOC_FL_KEEP_SIZE),
+        ("FALLOC_FL_PUNCH_HOLE", files::FALLOC_FL_PUNCH_HOLE),
+        ("FALLOC_FL_COLLAPSE_RANGE", files::FALLOC_FL_COLLAPSE_RANGE),
+    ] {
+        m.add(name, value)?;
+    }
+    m.add_class::<PyInotify>()?;
+    for (name, value) in [
+        ("IN_ACCESS", inotify::IN_ACCESS),
+        ("IN_MODIFY", inotify::IN_MODIFY),
+        ("IN_ATTRIB", inotify::IN_ATTRIB),
+        ("IN_CLOSE_WRITE", inotify::IN_CLOSE_WRITE),
+        ("IN_CLOSE_NOWRITE", inotify::IN_CLOSE_NOWRITE),
+        ("IN_OPEN", inotify::IN_OPEN),
+        ("IN_MOVED_FROM", inotify::IN_MOVED_FROM),
+        ("IN_MOVED_TO", inotify::IN_MOVED_TO),
+        ("IN_CREATE", inotify::IN_CREATE),
+        ("IN_DELETE", inotify::IN_DELETE),
+        ("IN_DELETE_SELF", inotify::IN_DELETE_SELF),
+        ("IN_MOVE_SELF", inotify::IN_MOVE_SELF),
+        ("IN_UNMOUNT", inotify::IN_UNMOUNT),
+        ("IN_Q_OVERFLOW", inotify::IN_Q_OVERFLOW),
+        ("IN_IGNORED", inotify::IN_IGNORED),
+        ("IN_ISDIR", inotify::IN_ISDIR),
+        ("IN_ONLYDIR", inotify::IN_ONLYDIR),
+        ("IN_DONT_FOLLOW", inotify::IN_DONT_FOLLOW),
+        ("IN_EXCL_UNLINK", inotify::IN_EXCL_UNLINK),
+        ("IN_MASK_ADD", inotify::IN_MASK_ADD),
+        ("IN_ONESHOT", inotify::IN_ONESHOT),
+    ] {
+        m.add(name, value)?;
+    }
     Ok(())
 }

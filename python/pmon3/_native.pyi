@@ -131,3 +131,58 @@ class MessageQueue:
     def close(self) -> None: ...
     @staticmethod
     def unlink(name: str) -> None: ...
+
+def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    """fallocate(2) itself (no posix_fallocate emulation): OSError(EOPNOTSUPP) where the filesystem
+    cannot do `mode`. The GIL is released (collapsing a range can take a while)."""
+
+FALLOC_FL_KEEP_SIZE: int
+FALLOC_FL_PUNCH_HOLE: int
+FALLOC_FL_COLLAPSE_RANGE: int
+
+# Inotify event bits (linux/inotify.h), for Inotify.add_watch masks and Inotify.read events.
+IN_ACCESS: int
+IN_MODIFY: int
+IN_ATTRIB: int
+IN_CLOSE_WRITE: int
+IN_CLOSE_NOWRITE: int
+IN_OPEN: int
+IN_MOVED_FROM: int
+IN_MOVED_TO: int
+IN_CREATE: int
+IN_DELETE: int
+IN_DELETE_SELF: int
+IN_MOVE_SELF: int
+IN_UNMOUNT: int
+IN_Q_OVERFLOW: int
+IN_IGNORED: int
+IN_ISDIR: int
+IN_ONLYDIR: int
+IN_DONT_FOLLOW: int
+IN_EXCL_UNLINK: int
+IN_MASK_ADD: int
+IN_ONESHOT: int
+
+# (wd, mask, cookie, name): name is the entry inside a watched directory, None for the watched
+# path itself; cookie pairs IN_MOVED_FROM with IN_MOVED_TO.
+InotifyEvent = tuple[int, int, int, Optional[str]]
+
+class Inotify:
+    """An inotify descriptor, always non-blocking and close-on-exec (for loop.add_reader)."""
+
+    def __init__(self) -> None: ...
+    def add_watch(self, path: str, mask: int) -> int:
+        """Watch `path` for the IN_* bits in `mask`; returns the watch descriptor (the same one
+        again for the same path: the mask is replaced, or extended with IN_MASK_ADD)."""
+
+    def rm_watch(self, wd: int) -> None:
+        """Stop watching; an IN_IGNORED event follows."""
+
+    def fileno(self) -> int:
+        """The descriptor; OSError(EBADF) once closed."""
+
+    def read(self) -> list[InotifyEvent]:
+        """Every pending event, [] when none; never blocks."""
+
+    def close(self) -> None:
+        """Close the descriptor and its watches; later calls do nothing."""
