@@ -4,12 +4,53 @@ Every failure of a system call surfaces as `OSError` carrying the errno.
 """
 
 import os
-from typing import Optional
+from typing import Optional, final
 
 __version__: str
+# What the module exports (PyO3 sets __all__ to everything registered); keep in step with py_api.rs.
+__all__ = [
+    "__version__",
+    "spawn",
+    "pidfd_open",
+    "pidfd_send_signal",
+    "killpg",
+    "reap",
+    "set_child_subreaper",
+    "proc_start_time",
+    "stat_as",
+    "access_as",
+    "open_as",
+    "MessageQueue",
+    "fallocate",
+    "FALLOC_FL_KEEP_SIZE",
+    "FALLOC_FL_PUNCH_HOLE",
+    "FALLOC_FL_COLLAPSE_RANGE",
+    "Inotify",
+    "IN_ACCESS",
+    "IN_MODIFY",
+    "IN_ATTRIB",
+    "IN_CLOSE_WRITE",
+    "IN_CLOSE_NOWRITE",
+    "IN_OPEN",
+    "IN_MOVED_FROM",
+    "IN_MOVED_TO",
+    "IN_CREATE",
+    "IN_DELETE",
+    "IN_DELETE_SELF",
+    "IN_MOVE_SELF",
+    "IN_UNMOUNT",
+    "IN_Q_OVERFLOW",
+    "IN_IGNORED",
+    "IN_ISDIR",
+    "IN_ONLYDIR",
+    "IN_DONT_FOLLOW",
+    "IN_EXCL_UNLINK",
+    "IN_MASK_ADD",
+    "IN_ONESHOT",
+]
 
 # (pid, exit_code or None, signal or None, user_cpu_seconds, system_cpu_seconds, max_rss_kib)
-ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int]
+_ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int]
 
 def spawn(
     file: str,
@@ -58,7 +99,7 @@ def pidfd_send_signal(pidfd: int, sig: int) -> None:
 def killpg(pgid: int, sig: int) -> None:
     """Signal a process group."""
 
-def reap() -> list[ExitRecord]:
+def reap() -> list[_ExitRecord]:
     """Collect every exited child without blocking (wait4(-1, WNOHANG) until none is left)."""
 
 def set_child_subreaper() -> None:
@@ -85,11 +126,12 @@ def open_as(path: str, flags: int, mode: int, uid: int, gid: int, groups: list[i
     """os.open(path, flags, mode) as that user: the descriptor (always close-on-exec) belongs to
     the caller; a file it creates is owned by uid and gid."""
 
+@final
 class MessageQueue:
     """A POSIX message queue descriptor, always non-blocking and close-on-exec."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         name: str,
         create: bool = False,
         exclusive: bool = False,
@@ -98,7 +140,7 @@ class MessageQueue:
         msgsize: int = 0,
         read: bool = True,
         write: bool = True,
-    ) -> None:
+    ) -> MessageQueue:
         """Open (or create, with `mode` applied exactly, umask ignored) the queue `name`.
 
         maxmsg/msgsize of 0 take the system defaults.
@@ -165,12 +207,13 @@ IN_ONESHOT: int
 
 # (wd, mask, cookie, name): name is the entry inside a watched directory, None for the watched
 # path itself; cookie pairs IN_MOVED_FROM with IN_MOVED_TO.
-InotifyEvent = tuple[int, int, int, Optional[str]]
+_InotifyEvent = tuple[int, int, int, Optional[str]]
 
+@final
 class Inotify:
     """An inotify descriptor, always non-blocking and close-on-exec (for loop.add_reader)."""
 
-    def __init__(self) -> None: ...
+    def __new__(cls) -> Inotify: ...
     def add_watch(self, path: str, mask: int) -> int:
         """Watch `path` for the IN_* bits in `mask`; returns the watch descriptor (the same one
         again for the same path: the mask is replaced, or extended with IN_MASK_ADD)."""
@@ -181,7 +224,7 @@ class Inotify:
     def fileno(self) -> int:
         """The descriptor; OSError(EBADF) once closed."""
 
-    def read(self) -> list[InotifyEvent]:
+    def read(self) -> list[_InotifyEvent]:
         """Every pending event, [] when none; never blocks."""
 
     def close(self) -> None:

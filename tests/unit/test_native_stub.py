@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import pmon3
+import pytest
 from pmon3 import _native
 
 STUB = Path(pmon3.__file__).with_name("_native.pyi")
@@ -28,7 +31,7 @@ def stub_api() -> dict[str, list[str]]:
         elif isinstance(node, ast.ClassDef):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef):
-                    args = [a for a in params(item) if a != "self"]
+                    args = [a for a in params(item) if a not in ("self", "cls")]
                     api[f"{node.name}.{item.name}"] = args
     return api
 
@@ -37,7 +40,7 @@ def test_every_stub_entry_exists_with_the_same_parameters():
     for name, expected in stub_api().items():
         obj = _native
         for part in name.split("."):
-            if part != "__init__":  # a class's constructor signature is the class's own
+            if part not in ("__init__", "__new__"):  # a constructor's signature is the class's own
                 obj = getattr(obj, part)
         if isinstance(obj, property) or not callable(obj):
             continue
@@ -62,3 +65,12 @@ def test_every_public_name_is_in_the_stub():
 
 def test_version_matches_package():
     assert _native.__version__ == pmon3.__version__
+
+
+def test_stubtest_agrees():
+    """mypy's stubtest: types of constants, defaults, final classes, __all__."""
+    pytest.importorskip("mypy.stubtest")
+    out = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "pmon3._native"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
