@@ -169,8 +169,8 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
     )?;
     check(Stage::Setsid, libc::syscall(libc::SYS_setsid))?;
 
-    // Still root here: the move into the cgroup and raised hard limits need privileges, and every
-    // descendant, the log opener included, is born in the cgroup.
+    // Before the identity switch: the move into the cgroup and raising a hard limit need the
+    // caller's privileges. Right after setsid, so that everything the child starts is born there.
     if ctx.cgroup_fd >= 0 {
         let r = libc::syscall(libc::SYS_write, ctx.cgroup_fd, c"0".as_ptr(), 1usize);
         check(Stage::Cgroup, r)?;
