@@ -49,21 +49,26 @@ fn sys(r: c_long, what: impl FnOnce() -> String) -> Result<c_long> {
     }
 }
 
+/// Raw getgroups into `list` (an empty list asks for the count).
+fn getgroups(list: &mut [u32]) -> Result<usize> {
+    // SAFETY: the kernel writes at most list.len() gids.
+    let r = unsafe { libc::syscall(libc::SYS_getgroups, list.len(), list.as_mut_ptr()) };
+    Ok(sys(r, || "getgroups".into())? as usize)
+}
+
 /// The calling thread's supplementary groups (raw getgroups: this thread's own).
 fn thread_groups() -> Result<Vec<u32>> {
-    // SAFETY: size query with a null list.
-    let n = sys(
-        unsafe { libc::syscall(libc::SYS_getgroups, 0, std::ptr::null_mut::<u32>()) },
-        || "getgroups".into(),
-    )?;
-    let mut groups = vec![0u32; n as usize];
-    // SAFETY: the list has room for n entries.
-    let n = sys(
-        unsafe { libc::syscall(libc::SYS_getgroups, n, groups.as_mut_ptr()) },
-        || "getgroups".into(),
-    )?;
-    groups.truncate(n as usize);
+    let mut groups = vec![0u32; getgroups(&mut [])?];
+    let n = getgroups(&mut groups)?;
+    groups.truncate(n);
     Ok(groups)
+}
+
+/// Raw setfsuid/setfsgid (`nr`): sets `id` and returns the previous value; an invalid id such as
+/// u32::MAX changes nothing, which reads the current value.
+fn setfs(nr: c_long, id: u32) -> u32 {
+    // SAFETY: integer arguments; affects the calling thread only.
+    unsafe { libc::syscall(nr, id) as u32 }
 }
 
 fn sorted(groups: &[u32]) -> Vec<u32> {
@@ -76,12 +81,8 @@ fn sorted(groups: &[u32]) -> Vec<u32> {
 /// setfsuid/setfsgid report nothing on failure: set, then read back with an invalid id (-1 changes
 /// nothing and returns the current value).
 fn set_fs_id(nr: c_long, name: &str, id: u32) -> Result<()> {
-    // SAFETY: raw syscalls with integer arguments; they affect this thread only.
-    let now = unsafe {
-        libc::syscall(nr, id);
-        libc::syscall(nr, u32::MAX)
-    };
-    if now as u32 != id {
+    setfs(nr, id);
+    if setfs(nr, u32::MAX) != id {
         return Err(Error::new(libc::EPERM, format!("{name} {id}")));
     }
     Ok(())
@@ -281,14 +282,11 @@ mod tests {
 
     /// (fsuid, fsgid, groups) of the calling thread, read without changing them.
     fn own_fs_ids() -> (u32, u32, Vec<u32>) {
-        // SAFETY: -1 is an invalid id: nothing changes, the current value is returned.
-        let (fsuid, fsgid) = unsafe {
-            (
-                libc::syscall(libc::SYS_setfsuid, u32::MAX) as u32,
-                libc::syscall(libc::SYS_setfsgid, u32::MAX) as u32,
-            )
-        };
-        (fsuid, fsgid, thread_groups().unwrap())
+        (
+            setfs(libc::SYS_setfsuid, u32::MAX),
+            setfs(libc::SYS_setfsgid, u32::MAX),
+            thread_groups().unwrap(),
+        )
     }
 
     fn os(p: &Path) -> &OsStr {

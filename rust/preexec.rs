@@ -234,7 +234,7 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
     let first_free = 3 + ctx.npass as c_int;
     for i in 0..ctx.npass {
         let src = *ctx.pass_fds.add(i);
-        let r = libc::syscall(libc::SYS_fcntl, src, libc::F_DUPFD_CLOEXEC, first_free);
+        let r = dupfd_cloexec(src, first_free);
         *ctx.pass_tmp.add(i) = at(ctx, i, check(Stage::PassFds, r))? as c_int;
     }
     // Both fds are >= 3 (see `open`), so dup3 never sees oldfd == newfd and the copies drop CLOEXEC.
@@ -244,7 +244,7 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
     // Step 2: the copies are >= 3+n, so never equal to their target; dup3 without flags leaves
     // the target inheritable. `out`, `null` and `log_fd` may be overwritten now: 0-2 hold them.
     for i in 0..ctx.npass {
-        let r = libc::syscall(libc::SYS_dup3, *ctx.pass_tmp.add(i), 3 + i as c_int, 0);
+        let r = raw_dup3(*ctx.pass_tmp.add(i), 3 + i as c_int);
         at(ctx, i, check(Stage::PassFds, r))?;
     }
 
@@ -278,10 +278,17 @@ unsafe fn open(stage: Stage, path: *const c_char, flags: c_int, mode: libc::mode
         return Ok(fd);
     }
     // The low fd is overwritten by the dup3 calls below, so it need not be closed.
-    Ok(check(
-        stage,
-        libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 3),
-    )? as c_int)
+    Ok(check(stage, dupfd_cloexec(fd, 3))? as c_int)
+}
+
+/// fcntl(F_DUPFD_CLOEXEC): the lowest free descriptor >= `min`.
+unsafe fn dupfd_cloexec(fd: c_int, min: c_int) -> c_long {
+    libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, min)
+}
+
+/// dup3 without flags: the copy is inheritable across exec.
+unsafe fn raw_dup3(old: c_int, new: c_int) -> c_long {
+    libc::syscall(libc::SYS_dup3, old, new, 0)
 }
 
 /// `pid` in decimal without leading zeros, NUL-terminated, into `dst` ([`PID_DIGITS`] bytes).
@@ -313,6 +320,6 @@ pub(crate) unsafe fn write_pid_for_test(dst: *mut u8, pid: c_long) {
 }
 
 unsafe fn dup3(old: c_int, new: c_int) -> Step<()> {
-    check(Stage::Dup, libc::syscall(libc::SYS_dup3, old, new, 0))?;
+    check(Stage::Dup, raw_dup3(old, new))?;
     Ok(())
 }
