@@ -77,7 +77,11 @@ def cgroup() -> Iterator[Path]:
     try:
         yield path
     finally:
-        (path / "cgroup.kill").write_text("1")
+        try:
+            (path / "cgroup.kill").write_text("1")
+        except OSError:  # before Linux 5.14
+            for pid in cgroup_members(path):
+                os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not (path / "cgroup.procs").read_text().split(), "an empty cgroup")
         path.rmdir()
 
