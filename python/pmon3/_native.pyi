@@ -79,10 +79,11 @@ def spawn(
 
     Right after setsid, while still privileged, the child writes "0" to `cgroup_procs_fd` (the
     caller's O_WRONLY descriptor on a cgroup v2 `cgroup.procs`), so it and every descendant live
-    in that cgroup (cost: measured +15-40 us when spawns follow each other, but ~10-15 ms for an
-    isolated one on a cgroup2 mount without `favordynmods`: the kernel then waits for an RCU grace
-    period, with the calling thread suspended), then applies `rlimits`: (resource, soft, hard) with resource.RLIMIT_* numbers
-    and -1 (resource.RLIM_INFINITY) for unlimited; raising a hard limit needs root.
+    in that cgroup. Cost measured: +15-40 us when spawns follow each other, but ~10-15 ms for an
+    isolated one on a cgroup2 mount without `favordynmods` (the kernel waits for an RCU grace
+    period while the calling thread is suspended). Then it applies `rlimits`: (resource, soft,
+    hard) with resource.RLIMIT_* numbers and -1 (resource.RLIM_INFINITY) for unlimited; raising a
+    hard limit needs root.
     `pass_fds` are caller descriptors that the child gets as 3, 4, 5, ... in this order (systemd
     socket activation; set LISTEN_FDS and LISTEN_FDNAMES in `env`). With `listen_pid` the child's
     environment gets LISTEN_PID=<its own pid>, replacing any LISTEN_PID in `env`.
