@@ -1,8 +1,12 @@
-//! pmon3._native: a typed Linux syscall layer (spawn, reap, signal, POSIX message queues).
+//! pmon3._native: a typed Linux syscall layer (spawn, reap, signal, POSIX message queues,
+//! inotify, fallocate, file access with another user's rights).
 //! Policy lives in Python; only `py_api` knows PyO3, so `cargo test --no-default-features`
 //! exercises everything else without Python.
 
 pub mod error;
+pub mod files;
+pub mod fsas;
+pub mod inotify;
 pub mod mq;
 pub mod preexec;
 pub mod reaper;

@@ -4,6 +4,10 @@
 //! everything here must be async-signal-safe: no allocation, no locks, no panics, no NSS. Identity
 //! changes use raw syscalls: glibc's setuid() family would broadcast to the parent's threads.
 //! A failure is written into the shared [`ChildCtx`] and the child exits with 127.
+//!
+//! Order: signal dispositions and mask, setsid, cgroup move and rlimits (while still privileged),
+//! groups/gid/uid, chdir, umask, log and /dev/null (as the target user), pass_fds, stdio,
+//! close_range, LISTEN_PID, execve.
 
 use libc::{c_char, c_int, c_long, c_void, gid_t};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -15,12 +19,17 @@ pub enum Stage {
     Ok = 0,
     Sigmask,
     Setsid,
+    Cgroup,
+    /// `ChildCtx::detail` is the index into `rlimits`.
+    Setrlimit,
     Setgroups,
     Setgid,
     Setuid,
     Chdir,
     OpenLog,
     OpenNull,
+    /// `ChildCtx::detail` is the index into `pass_fds`.
+    PassFds,
     Dup,
     CloseFds,
     Exec,
@@ -28,16 +37,19 @@ pub enum Stage {
 
 impl Stage {
     pub fn from_i32(v: i32) -> Stage {
-        const ALL: [Stage; 12] = [
+        const ALL: [Stage; 15] = [
             Stage::Ok,
             Stage::Sigmask,
             Stage::Setsid,
+            Stage::Cgroup,
+            Stage::Setrlimit,
             Stage::Setgroups,
             Stage::Setgid,
             Stage::Setuid,
             Stage::Chdir,
             Stage::OpenLog,
             Stage::OpenNull,
+            Stage::PassFds,
             Stage::Dup,
             Stage::CloseFds,
             Stage::Exec,
@@ -47,6 +59,18 @@ impl Stage {
             .unwrap_or(Stage::Exec)
     }
 }
+
+/// One resource limit for prlimit64; `u64::MAX` (RLIM64_INFINITY) is unlimited.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: c_int,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Room for the decimal digits of any pid (pid_max <= 2^22, but a pid is an i32) and a NUL.
+pub const PID_DIGITS: usize = 11;
 
 /// Everything the child needs, prepared by the parent; raw pointers stay valid because the parent
 /// is suspended until the child has exec'd or exited.
@@ -66,12 +90,35 @@ pub struct ChildCtx {
     pub gid: Option<u32>,
     pub uid: Option<u32>,
     pub umask: Option<u32>,
+    /// >= 0: the caller's descriptor on a cgroup v2 `cgroup.procs`; the child writes "0" to it.
+    pub cgroup_fd: c_int,
+    pub rlimits: *const Rlimit,
+    pub nrlimits: usize,
+    /// Caller descriptors that become 3, 4, ... in the child, in this order.
+    pub pass_fds: *const c_int,
+    pub npass: usize,
+    /// Scratch of `npass` ints in the parent's memory for the temporary copies of `pass_fds`
+    /// (the child cannot allocate).
+    pub pass_tmp: *mut c_int,
+    /// Non-null: [`PID_DIGITS`] bytes right after "LISTEN_PID=" in one of the `envp` strings,
+    /// filled by the child with its pid and a NUL. Per spawn: this is the parent's memory.
+    pub listen_pid: *mut u8,
     /// Written by the child on failure, read by the parent after clone returns.
     pub stage: AtomicI32,
     pub errno: AtomicI32,
+    /// Which item of a list-driven stage failed (see [`Stage`]).
+    pub detail: AtomicI32,
 }
 
 type Step<T> = Result<T, (Stage, c_int)>;
+
+/// The failing item of a list-driven stage goes to `ctx.detail`.
+fn at<T>(ctx: &ChildCtx, index: usize, r: Step<T>) -> Step<T> {
+    if r.is_err() {
+        ctx.detail.store(index as i32, Ordering::SeqCst);
+    }
+    r
+}
 
 /// One raw syscall result -> the errno on failure.
 fn check(stage: Stage, r: c_long) -> Step<c_long> {
@@ -122,6 +169,25 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
     )?;
     check(Stage::Setsid, libc::syscall(libc::SYS_setsid))?;
 
+    // Before the identity switch: the move into the cgroup and raising a hard limit need the
+    // caller's privileges. Right after setsid, so that everything the child starts is born there.
+    if ctx.cgroup_fd >= 0 {
+        let r = libc::syscall(libc::SYS_write, ctx.cgroup_fd, c"0".as_ptr(), 1usize);
+        check(Stage::Cgroup, r)?;
+    }
+    for i in 0..ctx.nrlimits {
+        let rl = &*ctx.rlimits.add(i);
+        let lim: [u64; 2] = [rl.soft, rl.hard];
+        let r = libc::syscall(
+            libc::SYS_prlimit64,
+            0,
+            rl.resource,
+            lim.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+        );
+        at(ctx, i, check(Stage::Setrlimit, r))?;
+    }
+
     if ctx.set_groups {
         check(
             Stage::Setgroups,
@@ -162,18 +228,37 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
         libc::O_RDONLY | libc::O_CLOEXEC,
         0,
     )?;
+    // pass_fds, step 1: copy every source above the target range 3..3+n first, so that no dup
+    // into place overwrites a source still to be moved (e.g. pass_fds=[4, 3]), and before stdin is
+    // set up, which would overwrite a source sitting on 0.
+    let first_free = 3 + ctx.npass as c_int;
+    for i in 0..ctx.npass {
+        let src = *ctx.pass_fds.add(i);
+        let r = dupfd_cloexec(src, first_free);
+        *ctx.pass_tmp.add(i) = at(ctx, i, check(Stage::PassFds, r))? as c_int;
+    }
     // Both fds are >= 3 (see `open`), so dup3 never sees oldfd == newfd and the copies drop CLOEXEC.
     dup3(null, 0)?;
     dup3(out, 1)?;
     dup3(out, 2)?;
+    // Step 2: the copies are >= 3+n, so never equal to their target; dup3 without flags leaves
+    // the target inheritable. `out`, `null` and `log_fd` may be overwritten now: 0-2 hold them.
+    for i in 0..ctx.npass {
+        let r = raw_dup3(*ctx.pass_tmp.add(i), 3 + i as c_int);
+        at(ctx, i, check(Stage::PassFds, r))?;
+    }
 
-    let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+    let r = libc::syscall(libc::SYS_close_range, first_free as u32, u32::MAX, 0u32);
     if r == -1 && *libc::__errno_location() == libc::ENOSYS {
-        for fd in 3..1024 {
+        for fd in first_free..1024 {
             libc::syscall(libc::SYS_close, fd);
         }
     } else {
         check(Stage::CloseFds, r)?;
+    }
+
+    if !ctx.listen_pid.is_null() {
+        write_pid(ctx.listen_pid, libc::syscall(libc::SYS_getpid));
     }
 
     check(
@@ -193,13 +278,48 @@ unsafe fn open(stage: Stage, path: *const c_char, flags: c_int, mode: libc::mode
         return Ok(fd);
     }
     // The low fd is overwritten by the dup3 calls below, so it need not be closed.
-    Ok(check(
-        stage,
-        libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 3),
-    )? as c_int)
+    Ok(check(stage, dupfd_cloexec(fd, 3))? as c_int)
+}
+
+/// fcntl(F_DUPFD_CLOEXEC): the lowest free descriptor >= `min`.
+unsafe fn dupfd_cloexec(fd: c_int, min: c_int) -> c_long {
+    libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, min)
+}
+
+/// dup3 without flags: the copy is inheritable across exec.
+unsafe fn raw_dup3(old: c_int, new: c_int) -> c_long {
+    libc::syscall(libc::SYS_dup3, old, new, 0)
+}
+
+/// `pid` in decimal without leading zeros, NUL-terminated, into `dst` ([`PID_DIGITS`] bytes).
+/// No slicing or indexing that could panic.
+unsafe fn write_pid(dst: *mut u8, pid: c_long) {
+    let mut digits = [0u8; PID_DIGITS - 1];
+    let mut v = pid.max(0) as u64;
+    let mut len = 0;
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        len += 1;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = digits.len().saturating_sub(len);
+    let mut out = dst;
+    for d in digits.iter().skip(start) {
+        *out = *d;
+        out = out.add(1);
+    }
+    *out = 0;
+}
+
+#[cfg(test)]
+pub(crate) unsafe fn write_pid_for_test(dst: *mut u8, pid: c_long) {
+    write_pid(dst, pid)
 }
 
 unsafe fn dup3(old: c_int, new: c_int) -> Step<()> {
-    check(Stage::Dup, libc::syscall(libc::SYS_dup3, old, new, 0))?;
+    check(Stage::Dup, raw_dup3(old, new))?;
     Ok(())
 }

@@ -2,11 +2,13 @@
 //! anything that can block. Signatures follow python/pmon3/_native.pyi exactly.
 
 use crate::error::Error;
+use crate::fsas::{self, Creds};
+use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{reaper, spawn as sp};
+use crate::{files, reaper, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 use std::ffi::OsString;
 use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
@@ -21,8 +23,23 @@ impl From<Error> for PyErr {
 
 type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64);
 
+/// A Python limit -> prlimit64's: -1 (resource.RLIM_INFINITY) or 2**64-1 is unlimited.
+fn rlimit_value(v: i128) -> Result<u64, Error> {
+    match v {
+        -1 => Ok(sp::RLIM_INFINITY),
+        v => u64::try_from(v).map_err(|_| {
+            Error::invalid(format!(
+                "rlimits: {v} is not a limit (>= 0, or -1 for unlimited)"
+            ))
+        }),
+    }
+}
+
 #[pyfunction]
-#[pyo3(signature = (file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None, log_fd=None))]
+#[pyo3(signature = (
+    file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None,
+    log_fd=None, *, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
+))]
 #[allow(clippy::too_many_arguments)]
 fn spawn(
     py: Python<'_>,
@@ -36,7 +53,22 @@ fn spawn(
     log_path: Option<PathBuf>,
     umask: Option<u32>,
     log_fd: Option<i32>,
+    cgroup_procs_fd: Option<i32>,
+    rlimits: Option<Vec<(i32, i128, i128)>>,
+    pass_fds: Option<Vec<i32>>,
+    listen_pid: bool,
 ) -> PyResult<(i32, i32)> {
+    let rlimits = rlimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(resource, soft, hard)| {
+            Ok(sp::Rlimit {
+                resource,
+                soft: rlimit_value(soft)?,
+                hard: rlimit_value(hard)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
     let spec = sp::SpawnSpec {
         file: file.into_os_string(),
         argv,
@@ -48,6 +80,10 @@ fn spawn(
         log_path,
         log_fd,
         umask,
+        cgroup_procs_fd,
+        rlimits,
+        pass_fds: pass_fds.unwrap_or_default(),
+        listen_pid,
     };
     let child = py.detach(|| sp::spawn(&spec))?;
     Ok((child.pid, child.pidfd.into_raw_fd()))
@@ -84,6 +120,83 @@ fn set_child_subreaper() -> PyResult<()> {
 #[pyfunction]
 fn proc_start_time(pid: i32) -> PyResult<u64> {
     Ok(reaper::proc_start_time(pid)?)
+}
+
+/// An os.stat_result with the fields os.stat fills on Linux; the named extras go by name, so
+/// their position in the struct sequence does not matter.
+fn stat_result<'py>(py: Python<'py>, st: &libc::stat) -> PyResult<Bound<'py, PyAny>> {
+    let seq = (
+        st.st_mode,
+        st.st_ino,
+        st.st_dev,
+        st.st_nlink,
+        st.st_uid,
+        st.st_gid,
+        st.st_size,
+        st.st_atime,
+        st.st_mtime,
+        st.st_ctime,
+    );
+    let extra = PyDict::new(py);
+    for (name, sec, nsec) in [
+        ("atime", st.st_atime, st.st_atime_nsec),
+        ("mtime", st.st_mtime, st.st_mtime_nsec),
+        ("ctime", st.st_ctime, st.st_ctime_nsec),
+    ] {
+        // As os.stat: float seconds as sec + nsec * 1e-9, and exact nanoseconds.
+        extra.set_item(format!("st_{name}"), sec as f64 + nsec as f64 * 1e-9)?;
+        extra.set_item(
+            format!("st_{name}_ns"),
+            i128::from(sec) * 1_000_000_000 + i128::from(nsec),
+        )?;
+    }
+    extra.set_item("st_blksize", st.st_blksize)?;
+    extra.set_item("st_blocks", st.st_blocks)?;
+    extra.set_item("st_rdev", st.st_rdev)?;
+    py.import("os")?.getattr("stat_result")?.call1((seq, extra))
+}
+
+#[pyfunction]
+#[pyo3(signature = (path, uid, gid, groups, follow=true))]
+fn stat_as<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+    follow: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let creds = Creds { uid, gid, groups };
+    let st = py.detach(|| fsas::stat_as(path.as_os_str(), &creds, follow))?;
+    stat_result(py, &st)
+}
+
+#[pyfunction]
+fn access_as(
+    py: Python<'_>,
+    path: PathBuf,
+    mode: i32,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+) -> PyResult<()> {
+    let creds = Creds { uid, gid, groups };
+    Ok(py.detach(|| fsas::access_as(path.as_os_str(), mode, &creds))?)
+}
+
+#[pyfunction]
+fn open_as(
+    py: Python<'_>,
+    path: PathBuf,
+    flags: i32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    groups: Vec<u32>,
+) -> PyResult<i32> {
+    let creds = Creds { uid, gid, groups };
+    let fd = py.detach(|| fsas::open_as(path.as_os_str(), flags, mode, &creds))?;
+    Ok(fd.into_raw_fd())
 }
 
 /// Seconds -> deadline; negative or NaN means "now", too large means "never".
@@ -218,6 +331,58 @@ impl PyMessageQueue {
     }
 }
 
+#[pyfunction]
+fn fallocate(py: Python<'_>, fd: i32, mode: i32, offset: i64, length: i64) -> PyResult<()> {
+    // Collapsing a range of a large file takes a while: let other threads run.
+    Ok(py.detach(|| files::fallocate(fd, mode, offset, length))?)
+}
+
+type InotifyEvent = (i32, u32, u32, Option<OsString>);
+
+#[pyclass(name = "Inotify", module = "pmon3._native", frozen)]
+struct PyInotify {
+    inner: Inotify,
+}
+
+#[pymethods]
+impl PyInotify {
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(PyInotify {
+            inner: Inotify::new()?,
+        })
+    }
+
+    fn add_watch(&self, path: PathBuf, mask: u32) -> PyResult<i32> {
+        Ok(self.inner.add_watch(path.as_os_str(), mask)?)
+    }
+
+    fn rm_watch(&self, wd: i32) -> PyResult<()> {
+        Ok(self.inner.rm_watch(wd)?)
+    }
+
+    fn fileno(&self) -> PyResult<i32> {
+        Ok(self.inner.fileno()?)
+    }
+
+    fn read(&self) -> PyResult<Vec<InotifyEvent>> {
+        Ok(self
+            .inner
+            .read()?
+            .into_iter()
+            .map(|e| (e.wd, e.mask, e.cookie, e.name))
+            .collect())
+    }
+
+    fn close(&self) -> PyResult<()> {
+        Ok(self.inner.close()?)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<Inotify fd={}>", self.inner.fileno().unwrap_or(-1))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     m.add_function(wrap_pyfunction!(spawn, m)?)?;
@@ -227,6 +392,43 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reap, m)?)?;
     m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;
+    m.add_function(wrap_pyfunction!(stat_as, m)?)?;
+    m.add_function(wrap_pyfunction!(access_as, m)?)?;
+    m.add_function(wrap_pyfunction!(open_as, m)?)?;
     m.add_class::<PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(fallocate, m)?)?;
+    for (name, value) in [
+        ("FALLOC_FL_KEEP_SIZE", files::FALLOC_FL_KEEP_SIZE),
+        ("FALLOC_FL_PUNCH_HOLE", files::FALLOC_FL_PUNCH_HOLE),
+        ("FALLOC_FL_COLLAPSE_RANGE", files::FALLOC_FL_COLLAPSE_RANGE),
+    ] {
+        m.add(name, value)?;
+    }
+    m.add_class::<PyInotify>()?;
+    for (name, value) in [
+        ("IN_ACCESS", inotify::IN_ACCESS),
+        ("IN_MODIFY", inotify::IN_MODIFY),
+        ("IN_ATTRIB", inotify::IN_ATTRIB),
+        ("IN_CLOSE_WRITE", inotify::IN_CLOSE_WRITE),
+        ("IN_CLOSE_NOWRITE", inotify::IN_CLOSE_NOWRITE),
+        ("IN_OPEN", inotify::IN_OPEN),
+        ("IN_MOVED_FROM", inotify::IN_MOVED_FROM),
+        ("IN_MOVED_TO", inotify::IN_MOVED_TO),
+        ("IN_CREATE", inotify::IN_CREATE),
+        ("IN_DELETE", inotify::IN_DELETE),
+        ("IN_DELETE_SELF", inotify::IN_DELETE_SELF),
+        ("IN_MOVE_SELF", inotify::IN_MOVE_SELF),
+        ("IN_UNMOUNT", inotify::IN_UNMOUNT),
+        ("IN_Q_OVERFLOW", inotify::IN_Q_OVERFLOW),
+        ("IN_IGNORED", inotify::IN_IGNORED),
+        ("IN_ISDIR", inotify::IN_ISDIR),
+        ("IN_ONLYDIR", inotify::IN_ONLYDIR),
+        ("IN_DONT_FOLLOW", inotify::IN_DONT_FOLLOW),
+        ("IN_EXCL_UNLINK", inotify::IN_EXCL_UNLINK),
+        ("IN_MASK_ADD", inotify::IN_MASK_ADD),
+        ("IN_ONESHOT", inotify::IN_ONESHOT),
+    ] {
+        m.add(name, value)?;
+    }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! [`ChildCtx`] and the failed child is reaped here, so the caller never sees it.
 
 use crate::error::{errno, Error, Result};
-use crate::preexec::{child_main, ChildCtx, Stage};
+use crate::preexec::{child_main, ChildCtx, Stage, PID_DIGITS};
 use crate::reaper;
 use libc::{c_char, c_int, c_void};
 use std::ffi::{CString, OsStr, OsString};
@@ -19,6 +19,16 @@ use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Stack for the cloned child: it only runs `child_main` and a few syscalls.
 const CHILD_STACK: usize = 64 * 1024;
+
+/// More descriptors than any socket-activated service needs; keeps 3 + 2n far from overflow.
+pub const MAX_PASS_FDS: usize = 4096;
+
+/// prlimit64's "unlimited".
+pub const RLIM_INFINITY: u64 = u64::MAX;
+
+pub use crate::preexec::Rlimit;
+
+const LISTEN_PID: &[u8] = b"LISTEN_PID=";
 
 /// What to run and how. `file` is executed as is (no PATH search); `env` is the whole environment.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +48,15 @@ pub struct SpawnSpec {
     /// A descriptor of the caller's (>= 3) to use as stdout/stderr instead of `log_path`.
     pub log_fd: Option<i32>,
     pub umask: Option<u32>,
+    /// A descriptor of the caller's, opened O_WRONLY on a cgroup v2 `cgroup.procs`: the child
+    /// moves itself there right after setsid, so every descendant is born in that cgroup.
+    pub cgroup_procs_fd: Option<i32>,
+    /// Set in the child before the identity switch, so raising a hard limit works as root.
+    pub rlimits: Vec<Rlimit>,
+    /// Caller descriptors that the child gets as 3, 4, 5, ... in this order (socket activation).
+    pub pass_fds: Vec<i32>,
+    /// Add `LISTEN_PID=<the child's pid>` to the environment (replacing one in `env`).
+    pub listen_pid: bool,
 }
 
 impl SpawnSpec {
@@ -66,20 +85,48 @@ fn cstrings(what: &str, items: &[OsString]) -> Result<Vec<CString>> {
     items.iter().map(|s| cstring(what, s)).collect()
 }
 
-/// NULL-terminated pointer array over `strings` (which must outlive it).
-fn pointers(strings: &[CString]) -> Vec<*const c_char> {
+/// NULL-terminated pointer array over `strings` (which must outlive it) and `extra`.
+fn pointers(strings: &[CString], extra: Option<*const c_char>) -> Vec<*const c_char> {
     strings
         .iter()
         .map(|s| s.as_ptr())
+        .chain(extra)
         .chain(std::iter::once(ptr::null()))
         .collect()
+}
+
+/// Checks that need no child: a failure here costs no clone.
+fn validate(spec: &SpawnSpec) -> Result<()> {
+    if spec.log_fd.is_some_and(|fd| fd < 3) || (spec.log_fd.is_some() && spec.log_path.is_some()) {
+        return Err(Error::new(
+            libc::EINVAL,
+            "log_fd must be >= 3 and excludes log_path",
+        ));
+    }
+    if spec.cgroup_procs_fd.is_some_and(|fd| fd < 0) {
+        return Err(Error::invalid("cgroup_procs_fd must be >= 0"));
+    }
+    if spec.pass_fds.len() > MAX_PASS_FDS || spec.pass_fds.iter().any(|&fd| fd < 0) {
+        return Err(Error::invalid(format!(
+            "pass_fds: at most {MAX_PASS_FDS} descriptors, each >= 0"
+        )));
+    }
+    Ok(())
 }
 
 /// Start the process described by `spec`.
 pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
     let file = cstring("file", &spec.file)?;
     let argv = cstrings("argv", &spec.argv)?;
-    let env = cstrings("env", &spec.env)?;
+    validate(spec)?;
+    // With listen_pid a caller's LISTEN_PID would shadow ours for getenv(): drop it.
+    let env: Vec<OsString> = spec
+        .env
+        .iter()
+        .filter(|e| !(spec.listen_pid && e.as_bytes().starts_with(LISTEN_PID)))
+        .cloned()
+        .collect();
+    let env = cstrings("env", &env)?;
     let cwd = spec
         .cwd
         .as_ref()
@@ -90,14 +137,17 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         .as_ref()
         .map(|p| cstring("log_path", p.as_os_str()))
         .transpose()?;
-    if spec.log_fd.is_some_and(|fd| fd < 3) || (spec.log_fd.is_some() && spec.log_path.is_some()) {
-        return Err(Error::new(
-            libc::EINVAL,
-            "log_fd must be >= 3 and excludes log_path",
-        ));
-    }
-    let argv_p = pointers(&argv);
-    let env_p = pointers(&env);
+    // "LISTEN_PID=" and room for the digits, which the child writes: this spawn's own buffer,
+    // since the child writes into our memory (CLONE_VM).
+    let mut listen_buf: Vec<u8> = LISTEN_PID.to_vec();
+    listen_buf.resize(LISTEN_PID.len() + PID_DIGITS, 0);
+    let listen_base = listen_buf.as_mut_ptr();
+    let argv_p = pointers(&argv, None);
+    let env_p = pointers(
+        &env,
+        spec.listen_pid.then_some(listen_base as *const c_char),
+    );
+    let mut pass_tmp: Vec<c_int> = vec![-1; spec.pass_fds.len()];
     let groups: Vec<libc::gid_t> = spec.groups.clone().unwrap_or_default();
     // SAFETY: geteuid cannot fail.
     let set_groups =
@@ -116,8 +166,21 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         gid: spec.gid,
         uid: spec.uid,
         umask: spec.umask,
+        cgroup_fd: spec.cgroup_procs_fd.unwrap_or(-1),
+        rlimits: spec.rlimits.as_ptr(),
+        nrlimits: spec.rlimits.len(),
+        pass_fds: spec.pass_fds.as_ptr(),
+        npass: spec.pass_fds.len(),
+        pass_tmp: pass_tmp.as_mut_ptr(),
+        listen_pid: if spec.listen_pid {
+            // SAFETY: within listen_buf, which is LISTEN_PID.len() + PID_DIGITS long.
+            unsafe { listen_base.add(LISTEN_PID.len()) }
+        } else {
+            ptr::null_mut()
+        },
         stage: AtomicI32::new(Stage::Ok as i32),
         errno: AtomicI32::new(0),
+        detail: AtomicI32::new(0),
     };
 
     let (pid, pidfd) = clone_child(&ctx)?;
@@ -127,16 +190,55 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         // The child has exited (CLONE_VFORK): collect it so no zombie is left. ECHILD only if a
         // concurrent wait4(-1) got it first, which is fine.
         let _ = reaper::wait_pid(pid, 0);
+        let detail = ctx.detail.load(Ordering::SeqCst) as usize;
         return Err(Error::new(
             ctx.errno.load(Ordering::SeqCst),
-            failure_context(stage, spec),
+            failure_context(stage, detail, spec),
         ));
     }
+    // The child has exec'd: these were its and may go now (kept alive until here on purpose).
+    drop((listen_buf, pass_tmp));
     Ok(Spawned { pid, pidfd })
 }
 
-/// "<stage> <what>" for the error message, e.g. "exec /bin/nope".
-fn failure_context(stage: Stage, spec: &SpawnSpec) -> String {
+/// "RLIMIT_NOFILE" for 7, the number itself for resources this table does not know.
+// The RLIMIT_* constants are u32 with glibc and c_int with musl.
+#[allow(clippy::unnecessary_cast)]
+pub fn rlimit_name(resource: c_int) -> String {
+    const NAMES: [(u32, &str); 16] = [
+        (libc::RLIMIT_CPU as u32, "RLIMIT_CPU"),
+        (libc::RLIMIT_FSIZE as u32, "RLIMIT_FSIZE"),
+        (libc::RLIMIT_DATA as u32, "RLIMIT_DATA"),
+        (libc::RLIMIT_STACK as u32, "RLIMIT_STACK"),
+        (libc::RLIMIT_CORE as u32, "RLIMIT_CORE"),
+        (libc::RLIMIT_RSS as u32, "RLIMIT_RSS"),
+        (libc::RLIMIT_NPROC as u32, "RLIMIT_NPROC"),
+        (libc::RLIMIT_NOFILE as u32, "RLIMIT_NOFILE"),
+        (libc::RLIMIT_MEMLOCK as u32, "RLIMIT_MEMLOCK"),
+        (libc::RLIMIT_AS as u32, "RLIMIT_AS"),
+        (libc::RLIMIT_LOCKS as u32, "RLIMIT_LOCKS"),
+        (libc::RLIMIT_SIGPENDING as u32, "RLIMIT_SIGPENDING"),
+        (libc::RLIMIT_MSGQUEUE as u32, "RLIMIT_MSGQUEUE"),
+        (libc::RLIMIT_NICE as u32, "RLIMIT_NICE"),
+        (libc::RLIMIT_RTPRIO as u32, "RLIMIT_RTPRIO"),
+        (libc::RLIMIT_RTTIME as u32, "RLIMIT_RTTIME"),
+    ];
+    NAMES
+        .iter()
+        .find(|(r, _)| *r as c_int == resource)
+        .map_or_else(|| resource.to_string(), |(_, n)| (*n).to_string())
+}
+
+/// The file behind one of our descriptors, for error messages ("fd N" when unknown).
+fn fd_path(fd: i32) -> String {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| format!("fd {fd}"))
+}
+
+/// "<stage> <what>" for the error message, e.g. "exec /bin/nope"; `detail` indexes the list of
+/// a list-driven stage.
+fn failure_context(stage: Stage, detail: usize, spec: &SpawnSpec) -> String {
     let show = |p: &Option<PathBuf>| {
         p.as_ref()
             .map(|p| p.display().to_string())
@@ -146,6 +248,15 @@ fn failure_context(stage: Stage, spec: &SpawnSpec) -> String {
         Stage::Ok | Stage::Exec => format!("exec {}", PathBuf::from(&spec.file).display()),
         Stage::Sigmask => "sigprocmask".into(),
         Stage::Setsid => "setsid".into(),
+        Stage::Cgroup => format!("cgroup {}", fd_path(spec.cgroup_procs_fd.unwrap_or(-1))),
+        Stage::Setrlimit => match spec.rlimits.get(detail) {
+            Some(rl) => format!("setrlimit {}", rlimit_name(rl.resource)),
+            None => "setrlimit".into(),
+        },
+        Stage::PassFds => match spec.pass_fds.get(detail) {
+            Some(fd) => format!("pass_fds {fd}"),
+            None => "pass_fds".into(),
+        },
         Stage::Setgroups => format!("setgroups {:?}", spec.groups.as_deref().unwrap_or(&[])),
         Stage::Setgid => format!("setgid {}", spec.gid.unwrap_or_default()),
         Stage::Setuid => format!("setuid {}", spec.uid.unwrap_or_default()),
@@ -451,6 +562,350 @@ pub(crate) mod tests {
         assert_eq!(e.errno, libc::EACCES);
         assert!(e.context.starts_with("open log "));
         assert!(no_children_left());
+    }
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// linux/capability.h
+    const CAP_SYS_RESOURCE: u32 = 24;
+
+    /// Whether `cap` is in this process's effective set (/proc/self/status CapEff).
+    fn has_capability(cap: u32) -> bool {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let hex = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .unwrap()
+            .trim();
+        u64::from_str_radix(hex, 16).unwrap() & (1u64 << cap) != 0
+    }
+
+    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn kill_and_reap(c: Spawned) {
+        let _ = reaper::pidfd_send_signal(c.pidfd.as_raw_fd(), libc::SIGKILL);
+        reaper::wait_pid(c.pid, 0).unwrap();
+    }
+
+    /// A fresh cgroup under the cgroup2 mount, emptied (cgroup.kill) and removed on drop.
+    struct TempCgroup(PathBuf);
+
+    impl TempCgroup {
+        /// None (the test skips) unless we are root and cgroup2 at /sys/fs/cgroup/unified is writable.
+        fn new(tag: &str) -> Option<TempCgroup> {
+            let base = PathBuf::from("/sys/fs/cgroup/unified");
+            if !is_root() || !base.join("cgroup.procs").exists() {
+                return None;
+            }
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = base.join(format!("pmon3-test-{}-{tag}-{nanos}", std::process::id()));
+            std::fs::create_dir(&dir).ok()?;
+            Some(TempCgroup(dir))
+        }
+
+        fn procs_fd(&self) -> OwnedFd {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(self.0.join("cgroup.procs"))
+                .unwrap();
+            f.into()
+        }
+
+        fn pids(&self) -> Vec<i32> {
+            std::fs::read_to_string(self.0.join("cgroup.procs"))
+                .unwrap()
+                .lines()
+                .map(|l| l.parse().unwrap())
+                .collect()
+        }
+    }
+
+    impl Drop for TempCgroup {
+        fn drop(&mut self) {
+            self.kill();
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+
+    impl TempCgroup {
+        /// SIGKILL everything in it and wait until it is empty (a child must still be reaped).
+        fn kill(&self) {
+            if std::fs::write(self.0.join("cgroup.kill"), "1").is_err() {
+                for pid in self.pids() {
+                    // SAFETY: plain kill; the pids were in the cgroup a moment ago.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            let end = Instant::now() + Duration::from_secs(10);
+            while !self.pids().is_empty() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    fn ppid(pid: i32) -> Option<i32> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    #[test]
+    fn cgroup_procs_fd_holds_child_and_grandchild() {
+        let Some(cg) = TempCgroup::new("procs") else {
+            eprintln!("skipped: needs root and a writable cgroup2 at /sys/fs/cgroup/unified");
+            return;
+        };
+        let _g = children_lock();
+        let procs = cg.procs_fd();
+        let mut spec = SpawnSpec::new("/bin/sh", &["sh", "-c", "sleep 30 & exec sleep 31"]);
+        spec.cgroup_procs_fd = Some(procs.as_raw_fd());
+        // Dropping to nobody afterwards must not matter: the move happens while still root.
+        (spec.uid, spec.gid) = (Some(65534), Some(65534));
+        let c = spawn(&spec).unwrap();
+        wait_until("child and grandchild in the cgroup", || {
+            cg.pids().len() == 2
+        });
+        let pids = cg.pids();
+        assert!(pids.contains(&c.pid), "{pids:?} lacks {}", c.pid);
+        let grandchild = pids.iter().find(|&&p| p != c.pid).copied().unwrap();
+        assert_eq!(ppid(grandchild), Some(c.pid));
+        cg.kill();
+        reaper::wait_pid(c.pid, 0).unwrap();
+        // The reaper tests make this process a subreaper: collect the orphaned grandchild too.
+        let _ = reaper::reap();
+    }
+
+    #[test]
+    fn cgroup_write_failure_is_reported() {
+        let _g = children_lock();
+        // A read-only descriptor: the write fails with EBADF wherever cgroups are.
+        let ro = std::fs::File::open("/dev/null").unwrap();
+        let mut spec = SpawnSpec::new("/bin/true", &["true"]);
+        spec.cgroup_procs_fd = Some(ro.as_raw_fd());
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::EBADF, "cgroup /dev/null")
+        );
+        spec.cgroup_procs_fd = Some(-1);
+        assert_eq!(spawn(&spec).unwrap_err().errno, libc::EINVAL);
+        assert!(no_children_left());
+    }
+
+    /// (soft, hard) of a /proc/<pid>/limits row, "unlimited" as RLIM_INFINITY.
+    fn proc_limit(pid: i32, row: &str) -> (u64, u64) {
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let line = limits.lines().find(|l| l.starts_with(row)).unwrap();
+        let mut it = line[row.len()..].split_whitespace().map(|v| match v {
+            "unlimited" => RLIM_INFINITY,
+            v => v.parse().unwrap(),
+        });
+        (it.next().unwrap(), it.next().unwrap())
+    }
+
+    #[test]
+    fn rlimits_are_set_in_the_child() {
+        let _g = children_lock();
+        let mut own: libc::rlimit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit into local storage.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut own) }, 0);
+        let mut spec = SpawnSpec::new("/bin/sleep", &["sleep", "10"]);
+        let nofile = libc::RLIMIT_NOFILE as c_int;
+        let core = libc::RLIMIT_CORE as c_int;
+        spec.rlimits = vec![
+            Rlimit {
+                resource: nofile,
+                soft: 100,
+                hard: 200,
+            },
+            Rlimit {
+                resource: core,
+                soft: 0,
+                hard: RLIM_INFINITY,
+            },
+        ];
+        if is_root() {
+            // Limits are set before the child drops to nobody: raising a hard limit (which needs
+            // CAP_SYS_RESOURCE, not granted in every container) proves the order.
+            if has_capability(CAP_SYS_RESOURCE) {
+                spec.rlimits[0].hard = own.rlim_max + 1;
+            }
+            (spec.uid, spec.gid) = (Some(65534), Some(65534));
+        }
+        let c = spawn(&spec).unwrap();
+        let nofile_now = proc_limit(c.pid, "Max open files");
+        let core_now = proc_limit(c.pid, "Max core file size");
+        kill_and_reap(c);
+        assert_eq!(nofile_now, (100, spec.rlimits[0].hard));
+        assert_eq!(core_now, (0, RLIM_INFINITY));
+    }
+
+    #[test]
+    fn rlimit_failure_names_the_resource() {
+        let _g = children_lock();
+        let mut spec = SpawnSpec::new("/bin/true", &["true"]);
+        spec.rlimits = vec![
+            Rlimit {
+                resource: libc::RLIMIT_CORE as c_int,
+                soft: 0,
+                hard: 0,
+            },
+            Rlimit {
+                resource: libc::RLIMIT_NOFILE as c_int,
+                soft: 10,
+                hard: 5, // soft above hard
+            },
+        ];
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::EINVAL, "setrlimit RLIMIT_NOFILE")
+        );
+        assert_eq!(rlimit_name(99), "99");
+        assert!(no_children_left());
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into a local array; the fds are owned from here on.
+        unsafe {
+            assert_eq!(libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        }
+    }
+
+    fn read_all(fd: OwnedFd) -> String {
+        use std::io::Read;
+        let mut s = String::new();
+        std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+        s
+    }
+
+    #[test]
+    fn pass_fds_land_on_3_and_up_in_order() {
+        let _g = children_lock();
+        // Six pipes; their write ends go in reverse order, so sources usually sit inside the
+        // target range 3..9 in another order (the overlap that naive dup2 gets wrong).
+        let pipes: Vec<(OwnedFd, OwnedFd)> = (0..6).map(|_| pipe()).collect();
+        let (log_r, log_w) = pipe();
+        let mut spec = SpawnSpec::new(
+            "/bin/sh",
+            &[
+                "sh",
+                "-c",
+                "for i in 3 4 5 6 7 8; do echo $i >&$i; done; ls /proc/self/fd; echo log",
+            ],
+        );
+        spec.pass_fds = pipes.iter().rev().map(|(_, w)| w.as_raw_fd()).collect();
+        spec.log_fd = Some(log_w.as_raw_fd());
+        let overlap = spec.pass_fds.iter().any(|fd| (3..9).contains(fd));
+        let c = spawn(&spec).unwrap();
+        drop(log_w);
+        let mut ends = Vec::new();
+        for (r, w) in pipes {
+            drop(w);
+            ends.push(r);
+        }
+        let rec = reaper::wait_pid(c.pid, 0).unwrap().unwrap();
+        assert_eq!(rec.code, Some(0));
+        let got: Vec<String> = ends.into_iter().map(read_all).collect();
+        // pipes[k] was passed at position 5-k, i.e. as fd 8-k.
+        let want: Vec<String> = (0..6).map(|k| format!("{}\n", 8 - k)).collect();
+        assert_eq!(got, want, "overlap exercised: {overlap}");
+        // Only 0-8 (and ls's own directory fd 9) reach the child; log_fd still is stdout.
+        assert_eq!(read_all(log_r), "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\nlog\n");
+    }
+
+    #[test]
+    fn pass_fds_bad_descriptor_is_reported() {
+        let _g = children_lock();
+        let mut spec = SpawnSpec::new("/bin/true", &["true"]);
+        spec.pass_fds = vec![0, 999_999];
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::EBADF, "pass_fds 999999")
+        );
+        spec.pass_fds = vec![-1];
+        assert_eq!(spawn(&spec).unwrap_err().errno, libc::EINVAL);
+        assert!(no_children_left());
+    }
+
+    /// The environment of a running child. The vfork parent resumes once the exec has replaced
+    /// the memory, a moment before the new image has its environment: wait for it.
+    fn environ(pid: i32) -> Vec<String> {
+        let read = || -> Vec<String> {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .unwrap()
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| String::from_utf8_lossy(s).into_owned())
+                .collect()
+        };
+        wait_until("the environment of the new image", || !read().is_empty());
+        read()
+    }
+
+    #[test]
+    fn listen_pid_is_the_childs_own_pid() {
+        let _g = children_lock();
+        let mut spec = SpawnSpec::new("/bin/sleep", &["sleep", "10"]);
+        spec.env = vec!["LISTEN_PID=1".into(), "LISTEN_FDS=1".into()];
+        spec.listen_pid = true;
+        let a = spawn(&spec).unwrap();
+        let b = spawn(&spec).unwrap();
+        let (env_a, env_b) = (environ(a.pid), environ(b.pid));
+        let (pid_a, pid_b) = (a.pid, b.pid);
+        kill_and_reap(a);
+        kill_and_reap(b);
+        assert_eq!(
+            env_a,
+            ["LISTEN_FDS=1".to_string(), format!("LISTEN_PID={pid_a}")]
+        );
+        assert_eq!(
+            env_b,
+            ["LISTEN_FDS=1".to_string(), format!("LISTEN_PID={pid_b}")]
+        );
+        // Without the flag the environment is passed as given.
+        spec.listen_pid = false;
+        let c = spawn(&spec).unwrap();
+        let env_c = environ(c.pid);
+        kill_and_reap(c);
+        assert_eq!(env_c, ["LISTEN_PID=1", "LISTEN_FDS=1"]);
+    }
+
+    #[test]
+    fn pid_digits_are_written_without_padding() {
+        let mut buf = [0xffu8; PID_DIGITS];
+        for (pid, want) in [
+            (1, "1"),
+            (40, "40"),
+            (4_194_304, "4194304"),
+            (2_147_483_647, "2147483647"),
+        ] {
+            // SAFETY: buf has PID_DIGITS bytes.
+            unsafe { crate::preexec::write_pid_for_test(buf.as_mut_ptr(), pid) };
+            let end = buf.iter().position(|&b| b == 0).unwrap();
+            assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), want);
+        }
     }
 
     fn current_umask() -> u32 {

@@ -30,7 +30,6 @@ cannot be steered into another file.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import dataclasses
 import errno
 import gzip
@@ -42,13 +41,12 @@ import time
 from collections.abc import Iterable
 from typing import IO, Any, Callable, Optional, Union
 
+from .. import _native
 from ..config import parse_bool, parse_int
 from ..errors import ConfigError
 
 log = logging.getLogger("pmond.logrotate")
 
-FALLOC_FL_KEEP_SIZE = 0x01
-FALLOC_FL_COLLAPSE_RANGE = 0x08
 CHUNK = 1 << 20
 INTERVAL = 1.0  # seconds between checks
 COMPRESS_LEVEL = 6
@@ -110,31 +108,25 @@ def parse_settings(raw: dict[str, Any]) -> RotationSettings:
     )
 
 
-_libc: Optional[ctypes.CDLL] = None
-
-
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> int:
     """fallocate(2) without glibc's posix_fallocate emulation: 0, or the errno."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        _libc.fallocate.restype = ctypes.c_int
-    if _libc.fallocate(fd, mode, offset, length) == 0:
-        return 0
-    return ctypes.get_errno()
+    try:
+        _native.fallocate(fd, mode, offset, length)
+    except OSError as e:
+        return e.errno or errno.EIO
+    return 0
 
 
 def _collapse(fd: int, length: int) -> int:
     """Remove [0, length) from the file, under the inode lock that O_APPEND writes take: 0, or the errno."""
-    return _fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, 0, length)
+    return _fallocate(fd, _native.FALLOC_FL_COLLAPSE_RANGE, 0, length)
 
 
 def _wait_for_writes(fd: int) -> bool:
     """Take and release the inode lock (ext4, xfs, btrfs, tmpfs take it in fallocate; KEEP_SIZE on the
     first byte, which exists, changes nothing), so that a write in progress has completed on return.
     False where fallocate is not supported."""
-    return _fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 1) == 0
+    return _fallocate(fd, _native.FALLOC_FL_KEEP_SIZE, 0, 1) == 0
 
 
 def _same_owner_and_mode(fd: int, st: os.stat_result) -> None:
