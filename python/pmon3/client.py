@@ -186,6 +186,7 @@ class Client:
         max_restart_delay: Optional[Union[str, int]] = None,
         stop_signal: Optional[Union[str, int]] = None,
         stop_timeout: Optional[Union[str, int]] = None,
+        strict_modes: Optional[bool] = None,
     ) -> m.ProcessInfo:
         """Start `file` (relative paths are taken from this process's working directory). An env file is read
         here, with the caller's own rights; `env` values win over it."""
@@ -220,6 +221,7 @@ class Client:
             max_restart_delay=max_restart_delay,
             stop_signal=stop_signal,
             stop_timeout=stop_timeout,
+            strict_modes=strict_modes,
         )
         p: m.ProcessInfo = self.call(req)
         return p

@@ -39,6 +39,8 @@ class Process:
     policy: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Flap detection state: {"restarts": [wall times], "backoff_until": wall time}; persisted.
     flap: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Per-process options beyond the restart policy, validated by daemon/spec.py (e.g. strict_modes).
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def args(self) -> str:
@@ -71,6 +73,7 @@ class Process:
             "last_exit_code": self.last_exit_code,
             "last_exit_signal": self.last_exit_signal,
             "policy": dict(self.policy),
+            "options": dict(self.options),
             "cpu_usage": "0.0%",
             "memory_usage": "0.0 MB",
         }

@@ -44,6 +44,8 @@ _TOML_KEYS = {
     "stop_signal": "stop_signal",
     "stoptimeout": "stop_timeout",
     "stop_timeout": "stop_timeout",
+    "strictmodes": "strict_modes",
+    "strict_modes": "strict_modes",
 }
 
 
@@ -182,10 +184,28 @@ def export_entry(p: dict[str, Any]) -> dict[str, Any]:
     if p.get("groups"):
         entry["groups"] = list(p["groups"])
     entry["no_auto_restart"] = not p.get("auto_restart", True)
+    # Ours after pmon3's keys, only when set: a process pmon3 could describe exports byte for byte as pmon3.
+    if p.get("cwd"):
+        entry["cwd"] = p["cwd"]
+    for key, value in (p.get("policy") or {}).items():
+        entry[key] = value
+    for key, value in (p.get("options") or {}).items():
+        entry[key] = value
     return entry
 
 
 def render(entries: list[dict[str, Any]], fmt: str) -> str:
+    """The document; a C1 control in a value is written as an escape, never raw (it would act on a terminal)."""
+    from .text import escape_c1_in_json
+
+    if fmt == "json":
+        return escape_c1_in_json(json.dumps({"processes": entries}, indent=2, ensure_ascii=False))
+    if fmt == "toml":
+        return escape_c1_in_json(_render_toml(entries))
+    return _render(entries, fmt)
+
+
+def _render(entries: list[dict[str, Any]], fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"processes": entries}, indent=2, ensure_ascii=False)
     if fmt == "yaml":
@@ -254,6 +274,7 @@ _TOML_OUT = {
     "max_restart_delay": "MaxRestartDelay",
     "stop_signal": "StopSignal",
     "stop_timeout": "StopTimeout",
+    "strict_modes": "StrictModes",
 }
 
 

@@ -148,12 +148,14 @@ MIGRATIONS: list[Migration] = [
     ALTER TABLE processes ADD COLUMN flap TEXT NOT NULL DEFAULT '{}';
     """,
     _per_owner_namespaces,
+    # v4: per-process options beyond the restart policy (strict_modes, listen, ready, limits, ...), as JSON.
+    "ALTER TABLE processes ADD COLUMN options TEXT NOT NULL DEFAULT '{}';",
 ]
 
 _COLUMNS = (
     "id, owner, name, process_file, argv, env_vars, username, uid, gid, log, cwd, pid, pid_start_time, status, "
     "auto_restart, dependencies, restart_count, started_at, last_exit_code, last_exit_signal, "
-    "created_at, updated_at, policy, flap"
+    "created_at, updated_at, policy, flap, options"
 )
 _NCOLUMNS = _COLUMNS.count(",") + 1
 
@@ -180,6 +182,7 @@ def _copy(p: Process) -> Process:
         groups=list(p.groups),
         policy=dict(p.policy),
         flap=json.loads(json.dumps(p.flap)),
+        options=json.loads(json.dumps(p.options)),
     )
 
 
@@ -274,6 +277,7 @@ class Store:
             updated_at=row[21],
             policy=json.loads(row[22]),
             flap=json.loads(row[23]),
+            options=json.loads(row[24]),
         )
         if groups is None:
             groups = [
@@ -455,6 +459,7 @@ class Store:
             p.updated_at,
             json.dumps(p.policy),
             json.dumps(p.flap),
+            json.dumps(p.options),
         )
 
     def set_groups(self, p: Process) -> None:

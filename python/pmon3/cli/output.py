@@ -38,7 +38,9 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def escape(text: str) -> str:
     """C0 and C1 controls (an escape sequence in a name, a newline in a message) are shown, never run."""
-    return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    from ..text import escape as escape_text
+
+    return escape_text(text)
 
 
 def own_name() -> str:

@@ -40,6 +40,7 @@ def _fresh() -> None:
     if tuple(stamp) != _stamp:
         _users.clear()
         _names.clear()
+        _members.clear()
         _stamp = tuple(stamp)
 
 
@@ -88,16 +89,31 @@ def primary_gid(uid: int, fallback: int) -> int:
         return fallback
 
 
-def group_members(gid: int) -> set[int]:
+_members: dict[int, frozenset[int]] = {}
+
+
+def group_members(gid: int) -> frozenset[int]:
     """Every uid that is in group `gid`, as a supplementary member or by its primary group."""
+    _fresh()
+    cached = _members.get(gid)
+    if cached is not None:
+        return cached
     uids = {pw.pw_uid for pw in pwd.getpwall() if pw.pw_gid == gid}
     try:
         names = grp.getgrgid(gid).gr_mem
     except KeyError:
-        return uids
+        names = []
     for name in names:
         try:
             uids.add(pwd.getpwnam(name).pw_uid)
         except KeyError:
             continue
-    return uids
+    _members[gid] = frozenset(uids)
+    return _members[gid]
+
+
+def group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)

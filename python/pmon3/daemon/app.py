@@ -20,6 +20,7 @@ from ..errors import ConfigError, ErrorCode, Pmon3Error
 from ..ipc import protocol, transport
 from ..states import REVIVE_AT_BOOT
 from ..store import Store
+from ..text import escape
 from . import handlers, notify
 from .authz import Authz, Caller
 from .boot import Boot
@@ -261,6 +262,15 @@ def _raise_mq_limit() -> None:
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
+class EscapingFormatter(logging.Formatter):
+    """Every line of pmond's log is one line: a name, path or error text with a newline or an escape sequence
+    in it cannot forge a line or act on the terminal of whoever reads the log."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802  (logging's name)
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
+
 def setup_logging(cfg: Config, foreground: bool) -> None:
     handler: logging.Handler
     if cfg.daemon_log and not foreground:
@@ -268,7 +278,7 @@ def setup_logging(cfg: Config, foreground: bool) -> None:
         handler = logging.FileHandler(cfg.daemon_log)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(EscapingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[cfg.log_level])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 from typing import Optional
 
 from ..config import Config
@@ -44,6 +45,21 @@ class Caller:
     @property
     def account(self) -> RunAs:
         return accounts.user_of(self.uid)
+
+
+def _writable_by_others(run: RunAs, st: os.stat_result) -> str:
+    """Why an inode could be changed by a non-root user other than `run` ("" if it cannot)."""
+    if st.st_uid not in (0, run.uid):
+        return f"owned by {Authz.owner_name(st.st_uid)}"
+    if stat.S_ISLNK(st.st_mode):
+        return ""  # a link's own mode means nothing; its owner (above) and its target (checked too) do
+    if st.st_mode & 0o020:
+        others = accounts.group_members(st.st_gid) - {0, run.uid}
+        if others:
+            return f"writable by group {accounts.group_name(st.st_gid)} (with {Authz.owner_name(min(others))})"
+    if st.st_mode & 0o002 and not (stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX):
+        return "writable by everyone"
+    return ""
 
 
 def check_name(name: str, what: str = "process name") -> str:
@@ -229,6 +245,26 @@ class Authz:
         if cwd and not (os.path.isabs(cwd) and fsas.is_dir(caller.uid, cwd)):
             raise InvalidRequestError(f"working directory {cwd} does not exist")
         return cwd
+
+    def trusted_executable(self, run: RunAs, path: str) -> None:
+        """sshd's StrictModes for what pmond runs: refuse to run, as `run`, a file that a user other than `run`
+        and root could replace — the file, any directory above it, and the same for where a symlink leads. A
+        sticky world-writable directory (/tmp) is fine as long as the entry below it is `run`'s or root's."""
+        targets = dict.fromkeys([os.path.normpath(path), os.path.realpath(path)])
+        for target in targets:
+            parts = target.split("/")
+            for i in range(1, len(parts) + 1):
+                component = "/".join(parts[:i]) or "/"
+                try:
+                    st = os.lstat(component)
+                except OSError as exc:
+                    raise PermissionDeniedError(f"cannot check {component}: {exc.strerror}") from None
+                why = _writable_by_others(run, st)
+                if why:
+                    raise PermissionDeniedError(
+                        f"refusing to run {path} as {run.name}: {component} is {why}, so another user could "
+                        "replace what runs (strict_modes: false allows it)"
+                    )
 
     def env_file_allowed(self, caller: Caller) -> None:
         """pmond would read an env file with its own rights: only for root (the CLI reads it as the caller)."""

@@ -87,6 +87,8 @@ def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "") ->
     if p.policy.get("restart") == "never":
         p.auto_restart = False
     p.cwd = authz.cwd(caller, req.cwd)
+    if req.strict_modes is False:
+        p.options["strict_modes"] = False
     return p
 
 
@@ -133,6 +135,7 @@ SPEC_FIELDS = (
     "auto_restart",
     "dependencies",
     "policy",
+    "options",
 )
 
 

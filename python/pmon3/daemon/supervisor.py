@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 from .. import _native
 from ..config import BASE_PATH, Config, signal_number
-from ..errors import ConflictError, InvalidRequestError, NotFoundError, SpawnError
+from ..errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError, SpawnError
 from ..logfiles import rotated_files
 from ..models import ExitInfo, Process
 from ..states import Status, check_transition
@@ -281,6 +281,11 @@ class Supervisor:
             raise SpawnError(str(exc)) from None
         if os.geteuid() != 0 and user.uid != os.geteuid():
             raise SpawnError(f"this pmond cannot run processes as {user.name}")
+        if p.options.get("strict_modes", True):
+            try:
+                self.authz.trusted_executable(user, p.process_file)
+            except PermissionDeniedError as exc:
+                raise SpawnError(exc.message) from None
         root = os.geteuid() == 0
         launch = Launch(
             p.process_file,

@@ -29,6 +29,7 @@ KEY_ORDER = (
     "cwd",
     "env_file",
     *POLICY_KEYS,
+    "strict_modes",
 )
 # What pmond accepts as a process or group name (daemon/authz.py NAME_RE; a test keeps the two equal).
 NAME_RE = re.compile(r"[A-Za-z0-9_@+:][A-Za-z0-9_.@+:-]{0,127}")

@@ -129,6 +129,7 @@ class ProcessInfo(TypedDict, total=False):
     last_exit_code: Optional[int]
     last_exit_signal: Optional[int]
     policy: dict[str, Any]
+    options: dict[str, Any]
     cpu_usage: str
     memory_usage: str
     tree: str
@@ -202,6 +203,8 @@ class ExecRequest(Request):
     max_restart_delay: Union[None, str, int, float] = None
     stop_signal: Union[None, str, int] = None
     stop_timeout: Union[None, str, int, float] = None
+    # False: run the executable even if a user other than the run user (and root) can modify it.
+    strict_modes: Optional[bool] = None
 
 
 @dataclasses.dataclass(frozen=True)

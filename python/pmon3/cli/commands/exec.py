@@ -55,6 +55,11 @@ def user_flag_check(user: Optional[str]) -> None:
 @click.option("--max-restart-delay", help="cap of that delay (e.g. 30s)")
 @click.option("--stop-signal", help="signal for a graceful stop (e.g. SIGINT, TERM, 15)")
 @click.option("--stop-timeout", help="SIGKILL after this long (e.g. 10s)")
+@click.option(
+    "--no-strict-modes",
+    is_flag=True,
+    help="run it even if a user other than the run user (and root) can modify the executable or a directory above it",
+)
 @json_option
 @handle_errors
 def exec_cmd(
@@ -78,6 +83,7 @@ def exec_cmd(
     max_restart_delay: Optional[str],
     stop_signal: Optional[str],
     stop_timeout: Optional[str],
+    no_strict_modes: bool,
     as_json: bool,
 ) -> None:
     """Spawn a new process."""
@@ -106,5 +112,6 @@ def exec_cmd(
             max_restart_delay=max_restart_delay or None,
             stop_signal=stop_signal or None,
             stop_timeout=stop_timeout or None,
+            strict_modes=False if no_strict_modes else None,
         )
     show_process(dict(p), as_json)
