@@ -1,29 +1,36 @@
 """Filesystem checks made with a given user's rights, so that an answer reveals nothing that user could not
-see for themself (root's pmond checking a user's path must not say whether it exists behind a 0700 dir)."""
+see for themself: root's pmond checking a user's path must not say whether it exists behind a 0700 directory.
+The native layer switches the credentials of a short-lived thread of its own (setfsuid), never pmond's."""
 
 from __future__ import annotations
 
 import os
 import stat
 
+from .. import _native
 from ..errors import InvalidRequestError
+from . import accounts
 
 
-def _stat(uid: int, path: str) -> os.stat_result:
-    return os.stat(path)
+def stat_as(uid: int, path: str) -> os.stat_result:
+    """os.stat as `uid` would see it (pmond's own user: as it is)."""
+    if uid == os.geteuid():
+        return os.stat(path)
+    user = accounts.user_of(uid)
+    return _native.stat_as(path, user.uid, user.gid, list(user.groups))
 
 
 def is_dir(uid: int, path: str) -> bool:
     try:
-        return stat.S_ISDIR(_stat(uid, path).st_mode)
-    except OSError:
+        return stat.S_ISDIR(stat_as(uid, path).st_mode)
+    except (OSError, InvalidRequestError):
         return False
 
 
 def check_executable(uid: int, file: str) -> None:
-    """pmon3's wording for a file that cannot be run."""
+    """pmon3's wording for a file that cannot be run, from what `uid` can see."""
     try:
-        st = _stat(uid, file)
+        st = stat_as(uid, file)
     except OSError as exc:
         reason = (exc.strerror or "").lower()
         raise InvalidRequestError(
