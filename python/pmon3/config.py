@@ -83,6 +83,7 @@ class Config:
     logs_directory_mode: int = 0o755
     name_suffix: str = ""
     transport: str = "mq"
+    trees: str = "auto"  # auto | cgroup | session: how a process's whole tree is tracked (daemon/trees.py)
     socket_path: str = ""
     autostart: bool = True
     daemon_log: str = ""
@@ -275,6 +276,9 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     )
     cfg.socket_path = str(ipc.get("socket") or sock_default)
 
+    cfg.trees = str(raw.get("process_trees") or "auto")
+    if cfg.trees not in ("auto", "cgroup", "session"):
+        raise ConfigError(f"{path}: process_trees must be auto, cgroup or session, got {cfg.trees!r}")
     cfg.autostart = parse_bool(daemon.get("autostart"), "daemon.autostart", True)
     cfg.daemon_log = str(daemon.get("log") or ("" if mode == "system" else os.path.join(state, "pmond.log")))
     dep_wait = parse_int(wait.get("dependent_process_enqueued"), "wait.dependent_process_enqueued", 1000)

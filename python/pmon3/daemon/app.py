@@ -29,6 +29,7 @@ from .handlers import Context
 from .logrotate import LogRotator
 from .logrotate import parse_settings as parse_rotation
 from .supervisor import Supervisor
+from .trees import Trees
 from .usage import Usage
 
 log = logging.getLogger("pmond")
@@ -79,7 +80,8 @@ class Daemon:
         self.maybe_reload()  # records the stamp of the file we started with
         self.store = Store(cfg.db_path)
         self.authz = Authz(self.store, cfg)
-        self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz)
+        self.trees = Trees(cfg, self.loop)
+        self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz, self.trees)
         self.boot = Boot(self.store, cfg, self.authz, self.supervisor)
         self.groups = Groups(self.store)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)

@@ -32,9 +32,12 @@ from . import policy, spec
 from .accounts import RunAs, resolve_user
 from .authz import Authz
 from .hooks import HookRunner
+from .trees import Trees
 
 log = logging.getLogger("pmond.supervisor")
 
+# After SIGKILL a tree is gone in milliseconds; this bounds waiting for one in uninterruptible sleep.
+KILL_WAIT = 5.0
 # Rows `exec` may take over by name: not alive and not about to be restarted by us.
 REUSABLE = (Status.STOPPED, Status.FAILED, Status.CLOSED, Status.QUEUED, Status.BACKOFF)
 
@@ -64,11 +67,13 @@ class Runtime:
 
 
 class Supervisor:
-    def __init__(self, store: Store, cfg: Config, loop: asyncio.AbstractEventLoop, authz: Authz) -> None:
+    def __init__(self, store: Store, cfg: Config, loop: asyncio.AbstractEventLoop, authz: Authz, trees: Trees) -> None:
         self.store = store
         self.cfg = cfg
         self.loop = loop
         self.authz = authz
+        self.trees = trees
+        self.clearing: set[asyncio.Task[None]] = set()
         self.runtimes: dict[int, Runtime] = {}
         self.by_pid: dict[int, int] = {}
         self.quick_deaths: dict[int, int] = {}
@@ -95,6 +100,9 @@ class Supervisor:
 
     def is_alive(self, process_id: int) -> bool:
         return process_id in self.runtimes
+
+    def tree_of(self, process_id: int) -> str:
+        return self.trees.describe(process_id)
 
     def live_pids(self, process_ids: Iterable[int]) -> list[int]:
         return [self.runtimes[i].pid for i in process_ids if i in self.runtimes]
@@ -178,6 +186,7 @@ class Supervisor:
             await self.terminate(process_id, force=force)
             self.store.delete(process_id)
             self._forget(process_id)
+            self.trees.release(process_id)
         if self.authz.is_managed_log(p):  # a path the user chose is the user's to keep
             for path in [p.log, *rotated_files(p.log)]:
                 try:
@@ -297,6 +306,7 @@ class Supervisor:
                 "gid": user.gid if root else None,
                 "groups": list(user.groups) if root else None,
                 "log_path": p.log or None,
+                **self.trees.spawn_options(p.id),  # born inside its tree: nothing it starts can leave it
             },
         )
         try:
@@ -401,6 +411,15 @@ class Supervisor:
             rt.exited.set_result(info)
         if process_id in self.stopping or self.shutting_down:
             return  # whoever is stopping it records the outcome
+        if self.trees.populated(process_id, rt.pid):
+            # The leader died but its tree lives on: end it before anything restarts (no two generations).
+            task = self.loop.create_task(self._end_tree_then_decide(process_id, rt, uptime, info))
+            self.clearing.add(task)
+            task.add_done_callback(self.clearing.discard)
+            return
+        self._decide(process_id, rt, uptime, info)
+
+    def _decide(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> None:
         if self._respawn_at_once(process_id, rt, uptime, info):
             return
         p = self.store.get(process_id)
@@ -409,6 +428,30 @@ class Supervisor:
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         self._after_exit(p, uptime, info)  # first the restart, then the bookkeeping
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
+
+    async def _end_tree_then_decide(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> None:
+        async with self.lock(process_id):  # a user's stop or delete waits for this, then finds it dead
+            p = self.store.get(process_id)
+            settings = self.settings(p) if p is not None else policy.effective(self.cfg, True, {})
+            log.info("pid %d exited and left processes in its tree: stopping them", rt.pid)
+            await self._end_tree(process_id, rt.pid, signal_number(settings.stop_signal), settings.stop_timeout)
+            if self.shutting_down or process_id in self.runtimes:
+                return
+            p = self.store.get(process_id)
+            if p is None or p.status == Status.STOPPED:
+                return
+            self._decide(process_id, rt, uptime, info)
+
+    async def _end_tree(self, process_id: int, leader: int, sig: int, timeout: float) -> None:
+        """`sig` to what is left of the tree; SIGKILL for what is still there after `timeout`."""
+        if sig != signal.SIGKILL:
+            self.trees.signal(process_id, leader, sig)
+            if await self.trees.wait_gone(process_id, leader, timeout):
+                return
+            log.warning("processes of pid %d's tree ignored the stop signal for %.1f s: SIGKILL", leader, timeout)
+        self.trees.signal(process_id, leader, signal.SIGKILL)
+        if not await self.trees.wait_gone(process_id, leader, KILL_WAIT):
+            log.error("processes of pid %d's tree survived SIGKILL for %.0f s", leader, KILL_WAIT)
 
     def _respawn_at_once(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> bool:
         """The hot path: a long-enough run that died is respawned from its Launch before anything else is
@@ -537,23 +580,34 @@ class Supervisor:
                     raise
 
     async def terminate(self, process_id: int, force: bool) -> Optional[ExitInfo]:
-        """Stop the live process: its stop signal to its group, then SIGKILL after its stop_timeout."""
+        """End the process and its whole tree: the stop signal to all of it, then SIGKILL after its
+        stop_timeout. Returns the leader's exit once nothing of the tree is left."""
         self.cancel_timer(process_id)
         rt = self.runtimes.get(process_id)
-        if rt is None:
-            return None
         p = self.store.get(process_id)
         settings = self.settings(p) if p is not None else policy.effective(self.cfg, True, {})
         timeout = settings.stop_timeout
+        sig = signal.SIGKILL if force else signal_number(settings.stop_signal)
+        if rt is None:  # no leader, but maybe what it left behind (an orphan of a dead leader)
+            leader = p.pid if p is not None else 0
+            if self.trees.populated(process_id, leader):
+                await self._end_tree(process_id, leader, sig, timeout)
+            return None
+        deadline = time.monotonic() + timeout
         self.stopping.add(process_id)
         try:
-            self._signal(rt, signal.SIGKILL if force else signal_number(settings.stop_signal))
+            self.trees.signal(process_id, rt.pid, sig)  # first: it finds members through the leader
+            self._signal(rt, sig)
             try:
-                return await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
+                info = await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
             except asyncio.TimeoutError:
                 log.warning("pid %d ignored the stop signal for %.1f s: SIGKILL", rt.pid, timeout)
                 self._signal(rt, signal.SIGKILL)
-                return await asyncio.shield(rt.exited)
+                self.trees.signal(process_id, rt.pid, signal.SIGKILL)
+                info = await asyncio.shield(rt.exited)
+            if self.trees.populated(process_id, rt.pid):
+                await self._end_tree(process_id, rt.pid, sig, max(0.0, deadline - time.monotonic()))
+            return info
         finally:
             self.stopping.discard(process_id)
 

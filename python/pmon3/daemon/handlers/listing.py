@@ -17,4 +17,6 @@ async def list_(ctx: Context, req: ListRequest) -> list[dict[str, Any]]:
 @handles(DescRequest)
 async def desc(ctx: Context, req: DescRequest) -> dict[str, Any]:
     p = ctx.find(req.id)
-    return ctx.usage.records([p], ctx.record, prune=False)[0]
+    data = ctx.usage.records([p], ctx.record, prune=False)[0]
+    data["tree"] = ctx.supervisor.tree_of(p.id)
+    return data

@@ -1,0 +1,346 @@
+"""A process is its whole tree: everything it started, including orphans of a dead leader and children that
+called setsid. Stop, restart and delete end all of it, and a restart starts the new copy only after the old
+tree is gone.
+
+Two ways to know the tree (`desc` says which one a process uses):
+- cgroup: each process gets its own cgroup v2 (`<pmond's cgroup>/pmon3[_suffix]/p<id>`), entered before exec,
+  so nothing it starts can leave it. Emptiness comes from the kernel (`cgroup.events`, watched with inotify)
+  and `cgroup.kill` ends everything at once. Used wherever pmond can create cgroups (root on a cgroup2 system,
+  or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id.
+- session: elsewhere. The leader starts its own session; the tree is every process of that session plus
+  their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init). A child
+  that calls setsid after its parent died is not found this way; the cgroup mode has no such gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+import select
+import signal
+import time
+from typing import Any, Optional
+
+from .. import _native
+from ..config import Config
+
+log = logging.getLogger("pmond.trees")
+_BORN_IN_CGROUP = "cgroup_fd" in (getattr(_native.spawn, "__text_signature__", None) or "")
+
+
+def cgroup2_mount() -> Optional[str]:
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                if right.split(" ", 1)[0] == "cgroup2":
+                    return left.split()[4]
+    except OSError:
+        pass
+    return None
+
+
+def own_cgroup() -> Optional[str]:
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                if line.startswith("0::"):
+                    return line[3:].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _proc_ids(pid: int) -> Optional[tuple[int, int]]:
+    """(ppid, session) of a live process, from /proc/<pid>/stat (the comm field may hold spaces and ')')."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == b"Z":
+        return None
+    return int(fields[1]), int(fields[3])
+
+
+def session_tree(leader: int, also: frozenset[int] = frozenset()) -> set[int]:
+    """Every live process of `leader`'s session, the live ones of `also` (members seen before), and all their
+    descendants."""
+    table: dict[int, tuple[int, int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            ids = _proc_ids(int(name))
+            if ids is not None:
+                table[int(name)] = ids
+    me = os.getpid()
+
+    def ours(pid: int) -> bool:
+        # Only pmond's descendants: a stranger whose new session happens to reuse the dead leader's pid as
+        # its id is not ours to signal (orphans of the tree are re-parented to pmond, the subreaper).
+        seen = 0
+        while pid in table and seen < 4096:
+            pid, seen = table[pid][0], seen + 1
+            if pid == me:
+                return True
+        return False
+
+    members = {pid for pid, (_ppid, sid) in table.items() if (sid == leader or pid in also) and ours(pid)}
+    grew = True
+    while grew:
+        grew = False
+        for pid, (ppid, _sid) in table.items():
+            if ppid in members and pid not in members and pid != me:
+                members.add(pid)
+                grew = True
+    members.discard(me)
+    return members
+
+
+class Trees:
+    def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.base: Optional[str] = None
+        self.dir_fds: dict[int, int] = {}
+        self.events_fds: dict[int, int] = {}
+        self.inotify: Optional[_native.Inotify] = None
+        self.watchers: dict[int, tuple[int, asyncio.Future[None]]] = {}  # wd -> (process id, wake-up)
+        # session mode: members seen when signalling, held by pidfd (no pid reuse) so that one whose parent
+        # died meanwhile is still found
+        self.seen: dict[int, dict[int, int]] = {}
+        if cfg.trees in ("auto", "cgroup"):
+            self.base = self._cgroup_base(cfg)
+            if self.base is None and cfg.trees == "cgroup":
+                log.error("trees: cgroup requested but pmond cannot create cgroups here; using sessions")
+        self.mode = "cgroup" if self.base is not None else "session"
+        log.info("process trees: %s%s", self.mode, f" under {self.base}" if self.base else "")
+
+    @staticmethod
+    def _cgroup_base(cfg: Config) -> Optional[str]:
+        mount, own = cgroup2_mount(), own_cgroup()
+        if mount is None or own is None:
+            return None
+        name = "pmon3" + (f"_{cfg.name_suffix}" if cfg.name_suffix else "")
+        base = os.path.join(mount, own.lstrip("/"), name)
+        try:
+            os.makedirs(base, mode=0o755, exist_ok=True)
+            probe = os.path.join(base, f"probe-{os.getpid()}")
+            os.mkdir(probe)
+            os.rmdir(probe)
+            if not os.path.exists(os.path.join(base, "cgroup.kill")):
+                return None  # kernel < 5.14: no way to end a tree at once
+        except OSError as exc:
+            log.debug("no cgroups for process trees: %s", exc)
+            return None
+        return base
+
+    def path(self, process_id: int) -> Optional[str]:
+        return os.path.join(self.base, f"p{process_id}") if self.base else None
+
+    # -- spawning ----------------------------------------------------------------------------------------
+    def spawn_options(self, process_id: int) -> dict[str, Any]:
+        """What spawn needs so that the child is born in its tree."""
+        if self.base is None:
+            return {}
+        fd = self.dir_fds.get(process_id)
+        if fd is None:
+            path = self.path(process_id)
+            assert path is not None
+            try:
+                os.mkdir(path, 0o755)
+            except FileExistsError:
+                pass
+            if _BORN_IN_CGROUP:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            else:
+                fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            self.dir_fds[process_id] = fd
+            self.events_fds[process_id] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+        # clone3(CLONE_INTO_CGROUP) where the native layer has it; else the child moves itself in before exec
+        # (which can cost the kernel an RCU grace period, ~10 ms, on an idle machine).
+        return {"cgroup_fd": fd} if _BORN_IN_CGROUP else {"cgroup_procs_fd": fd}
+
+    # -- state -------------------------------------------------------------------------------------------
+    def populated(self, process_id: int, leader: int) -> bool:
+        """Whether anything of the tree is alive (a zombie leader does not count)."""
+        if self.base is None:
+            return bool(self.members(process_id, leader))
+        fd = self.events_fds.get(process_id)
+        try:
+            if fd is None:
+                path = self.path(process_id)
+                assert path is not None
+                with open(os.path.join(path, "cgroup.events"), "rb") as fh:
+                    data = fh.read()
+            else:
+                data = os.pread(fd, 256, 0)
+        except FileNotFoundError:
+            return False
+        return b"populated 1" in data
+
+    def members(self, process_id: int, leader: int) -> set[int]:
+        if self.base is None:
+            return self._session_members(process_id, leader)
+        path = self.path(process_id)
+        assert path is not None
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as fh:
+                return {int(line) for line in fh if line.strip()}
+        except FileNotFoundError:
+            return set()
+
+    def _session_members(self, process_id: int, leader: int) -> set[int]:
+        seen = self.seen.setdefault(process_id, {})
+        for pid, fd in list(seen.items()):
+            if select.select([fd], [], [], 0)[0]:  # exited
+                os.close(fd)
+                del seen[pid]
+        members = session_tree(leader, frozenset(seen)) if leader or seen else set()
+        for pid in members - set(seen):
+            try:
+                seen[pid] = _native.pidfd_open(pid)
+            except OSError:
+                continue
+        return members
+
+    def describe(self, process_id: int) -> str:
+        return f"cgroup {self.path(process_id)}" if self.base else "session (+ subreaper)"
+
+    # -- ending ------------------------------------------------------------------------------------------
+    def signal(self, process_id: int, leader: int, sig: int) -> None:
+        """`sig` to every process of the tree (SIGKILL through cgroup.kill, which races no fork)."""
+        if self.base is not None and sig == signal.SIGKILL:
+            path = self.path(process_id)
+            assert path is not None
+            try:
+                with open(os.path.join(path, "cgroup.kill"), "w") as fh:
+                    fh.write("1")
+                return
+            except FileNotFoundError:
+                return
+        for pid in self.members(process_id, leader):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    async def wait_gone(self, process_id: int, leader: int, timeout: float) -> bool:
+        """Until nothing of the tree is alive (True) or `timeout` passes (False)."""
+        deadline = time.monotonic() + timeout
+        if self.base is None:
+            return await self._wait_session_gone(process_id, leader, deadline)
+        wd = self._watch(process_id)
+        try:
+            while self.populated(process_id, leader):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                fut = self.loop.create_future()
+                if wd is not None:
+                    self.watchers[wd] = (process_id, fut)
+                try:
+                    # inotify wakes us when cgroup.events changes; the bound covers a missed event
+                    await asyncio.wait_for(fut, min(left, 1.0 if wd is not None else 0.05))
+                except asyncio.TimeoutError:
+                    pass
+            return True
+        finally:
+            if wd is not None:
+                self.watchers.pop(wd, None)
+                self._unwatch(wd)
+
+    async def _wait_session_gone(self, process_id: int, leader: int, deadline: float) -> bool:
+        """Each member's pidfd says when it is gone; members started meanwhile are found by the next scan."""
+        while True:
+            members = self._session_members(process_id, leader)
+            if not members:
+                return True
+            pidfds = []
+            for pid in members:
+                try:
+                    pidfds.append(_native.pidfd_open(pid))
+                except OSError:
+                    continue
+            try:
+                for fd in pidfds:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or not await _readable(self.loop, fd, left):
+                        return False
+            finally:
+                for fd in pidfds:
+                    os.close(fd)
+
+    def _watch(self, process_id: int) -> Optional[int]:
+        path = self.path(process_id)
+        assert path is not None
+        try:
+            if self.inotify is None:
+                self.inotify = _native.Inotify()
+                self.loop.add_reader(self.inotify.fileno(), self._events)
+            return self.inotify.add_watch(os.path.join(path, "cgroup.events"), _native.IN_MODIFY)
+        except OSError as exc:
+            log.debug("cannot watch %s: %s", path, exc)
+            return None
+
+    def _unwatch(self, wd: int) -> None:
+        if self.inotify is not None:
+            try:
+                self.inotify.rm_watch(wd)
+            except OSError:
+                pass
+
+    def _events(self) -> None:
+        assert self.inotify is not None
+        try:
+            events = self.inotify.read()
+        except OSError:
+            return
+        for wd, _mask, _cookie, _name in events:
+            entry = self.watchers.get(wd)
+            if entry is not None and not entry[1].done():
+                entry[1].set_result(None)
+
+    def release(self, process_id: int) -> None:
+        """The row is gone: its cgroup goes too (once empty)."""
+        for fds in (self.dir_fds, self.events_fds):
+            fd = fds.pop(process_id, None)
+            if fd is not None:
+                os.close(fd)
+        for fd in self.seen.pop(process_id, {}).values():
+            os.close(fd)
+        path = self.path(process_id)
+        if path is None:
+            return
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT,):
+                log.warning("could not remove %s: %s", path, exc)
+
+    def close(self) -> None:
+        for fds in (self.dir_fds, self.events_fds):
+            for fd in fds.values():
+                os.close(fd)
+            fds.clear()
+        if self.inotify is not None:
+            self.loop.remove_reader(self.inotify.fileno())
+            self.inotify.close()
+            self.inotify = None
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bool:
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(fd, ready)
+    try:
+        await asyncio.wait_for(fut, timeout)
+        return True
+    except asyncio.TimeoutError:
+        return False
+    finally:
+        loop.remove_reader(fd)
