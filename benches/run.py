@@ -176,7 +176,7 @@ class LineReader:
 
 TRACEFS = Path("/sys/kernel/tracing")
 _FTRACE_LINE = re.compile(
-    r"^\s*.*-(?P<tid>\d+)\s+\[\d+\]\s+\S+\s+(?P<s>\d+)\.(?P<us>\d{6}):\s+(?P<ev>\w+)(?P<rest>.*)$"
+    r"^\s*.*-(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+(?P<s>\d+)\.(?P<us>\d{6}):\s+(?P<ev>\w+)(?P<rest>.*)$"
 )
 
 
@@ -185,9 +185,10 @@ class KernelTrace:
 
     The instance's clock is `mono`, i.e. CLOCK_MONOTONIC like the bench's kill stamps and stamp.c
     (printed with µs resolution). In-kernel filters keep only the supervisors' own syscalls (epoll
-    returns, wait4/waitid and clone/clone3 entries), their forks, SIGCHLD sent to them, and the exit and
-    exec of stamp children. Enabling syscall tracepoints makes every syscall on the machine take the
-    slow path while the pass runs, which is why the headline latencies come from an untraced pass.
+    returns and entries, wait4/waitid and clone/clone3), their forks and where the kernel first puts the
+    new child (sched_wakeup_new), SIGCHLD sent to them, and the exit and exec of stamp children.
+    Enabling syscall tracepoints makes every syscall on the machine take the slow path while the pass
+    runs, which is why the headline latencies come from an untraced pass.
     """
 
     SUPERVISOR_SYSCALLS = (
@@ -204,12 +205,19 @@ class KernelTrace:
         "sys_enter_epoll_pwait",
         "sys_enter_epoll_pwait2",
     )
-    OTHER_EVENTS = ("sched/sched_process_fork", "sched/sched_process_exec", "sched/sched_process_exit")
+    OTHER_EVENTS = (
+        "sched/sched_process_fork",
+        "sched/sched_wakeup_new",
+        "sched/sched_process_exec",
+        "sched/sched_process_exit",
+    )
 
     def __init__(self, pids: list[int], stamp: Path):
         self.dir = TRACEFS / "instances" / f"pmon3-bench-{os.getpid()}"
         self.pids = pids
         self.stamp = stamp
+        # new child pid -> (CPU its supervisor forked it on, CPU it was first queued on)
+        self.placement: dict[int, tuple[int, int]] = {}
 
     @classmethod
     def unavailable(cls) -> Optional[str]:
@@ -232,6 +240,8 @@ class KernelTrace:
         mine = " || ".join(f"common_pid == {p}" for p in self.pids)
         filters = {f"syscalls/{e}": mine for e in self.SUPERVISOR_SYSCALLS}
         filters["sched/sched_process_fork"] = " || ".join(f"parent_pid == {p}" for p in self.pids)
+        comms = {Path(f"/proc/{p}/comm").read_text().strip() for p in self.pids}  # a new child has its parent's
+        filters["sched/sched_wakeup_new"] = " || ".join(f'comm == "{c}"' for c in sorted(comms))
         filters["sched/sched_process_exec"] = f'filename == "{self.stamp}"'
         filters["sched/sched_process_exit"] = 'comm == "stamp"'
         filters["signal/signal_generate"] = f"sig == 17 && ({' || '.join(f'pid == {p}' for p in self.pids)})"
@@ -247,6 +257,8 @@ class KernelTrace:
         child), exec (pid: the new child)."""
         self._set("tracing_on", "0")
         out = []
+        forked_on: dict[int, int] = {}
+        queued_on: dict[int, int] = {}
         for line in (self.dir / "trace").read_text().splitlines():
             m = _FTRACE_LINE.match(line)
             if not m:
@@ -261,6 +273,11 @@ class KernelTrace:
                 child = re.search(r"child_pid=(\d+)", rest)
                 if child:
                     out.append((ns, "fork", int(child[1])))
+                    forked_on[int(child[1])] = int(m["cpu"])
+            elif ev == "sched_wakeup_new":
+                new = re.search(r"\bpid=(\d+).*target_cpu=(\d+)", rest)
+                if new:
+                    queued_on[int(new[1])] = int(new[2])
             elif ev == "sched_process_exec":
                 out.append((ns, "exec", tid))
             elif ev.startswith("sys_epoll"):
@@ -269,6 +286,7 @@ class KernelTrace:
                 out.append((ns, "reap", tid))
             elif ev in ("sys_clone", "sys_clone3"):
                 out.append((ns, "cloned" if rest.lstrip().startswith("->") else "clone", tid))
+        self.placement = {pid: (cpu, queued_on[pid]) for pid, cpu in forked_on.items() if pid in queued_on}
         return out
 
     def close(self) -> None:
@@ -805,16 +823,32 @@ def restart_breakdown(kills: int, tmp: Path, stamp: Path, cref_bin: Path) -> tup
     rows: list[dict] = []
     if ktrace:
         tl = Timeline(k_records)
-        phases = {
-            k: phase_samples([kernel_stamps(x, tl, sup_pid[k]) for x in v], KERNEL_PHASES) for k, v in done.items()
-        }
+        stamps = {k: [kernel_stamps(x, tl, sup_pid[k]) for x in v] for k, v in done.items()}
+        phases = {k: phase_samples(v, KERNEL_PHASES) for k, v in stamps.items()}
         raw["kernel_ms"] = phases
+        # every kill: µs from the kill to each stamp, and the CPUs the new child was forked and first queued on
+        raw["kernel_kills"] = {
+            k: [
+                {e: None if t is None else (t - x["t_kill"]) / 1000 for e, t in st.items()}
+                | {"placement": ktrace.placement.get(x["new"])}
+                for x, st in zip(done[k], stamps[k])
+            ]
+            for k in done
+        }
         for _, _, label in KERNEL_PHASES:
             pm_s, c_s = summary(phases["pmon3"][label]), summary(phases["cref"][label])
             if pm_s["n"] and c_s["n"]:
                 rows.append(row(f"breakdown: {label}", "ms", pm_s["median"], None, cref=c_s["median"], n=pm_s["n"]))
+        same = {}
+        for k in done:
+            placed = [ktrace.placement[x["new"]] for x in done[k] if x["new"] in ktrace.placement]
+            same[k] = 100 * sum(a == b for a, b in placed) / len(placed) if placed else None
+        if same["pmon3"] is not None and same["cref"] is not None:
+            rows.append(
+                row("breakdown: new child queued on its supervisor's CPU", "%", same["pmon3"], None, cref=same["cref"])
+            )
         seen = {k: len(phases[k][KERNEL_PHASES[-1][2]]) for k in phases}
-        log(f"breakdown: tracepoints complete for {seen} of {kills} kills each")
+        log(f"breakdown: tracepoints complete for {seen} of {kills} kills each; same-CPU placement % {same}")
     else:
         log(f"breakdown: no tracepoints ({why_not})")
     user = {}
