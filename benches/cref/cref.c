@@ -79,20 +79,26 @@ static char *format(const char *fmt, const char *a, const char *b) {
     return s;
 }
 
+static char *xstrdup(const char *s) {
+    char *d = strdup(s);
+    if (!d) die("strdup");
+    return d;
+}
+
 /* A child from NAME, PROGRAM and its arguments (argv points at ARGS, nargs of them). */
 static void add_child(const char *name, const char *file, char **args, int nargs, const char *logdir) {
     if (nkids % 64 == 0 && !(kids = realloc(kids, sizeof *kids * (size_t)(nkids + 64)))) die("realloc");
     struct child *c = &kids[nkids++];
-    c->name = strdup(name);
-    c->file = strdup(file);
+    c->name = xstrdup(name);
+    c->file = xstrdup(file);
     c->log = format("%s/%s.log", logdir, name);
-    c->cwd = strdup(file);
+    c->cwd = xstrdup(file);
     char *slash = strrchr(c->cwd, '/');
     if (slash && slash != c->cwd) *slash = '\0';
     else strcpy(c->cwd, "/");
     if (!(c->argv = calloc((size_t)nargs + 2, sizeof *c->argv))) die("calloc");
     c->argv[0] = c->name;
-    for (int i = 0; i < nargs; i++) c->argv[i + 1] = strdup(args[i]);
+    for (int i = 0; i < nargs; i++) c->argv[i + 1] = xstrdup(args[i]);
     c->pidfd = -1;
     posix_spawn_file_actions_t *fa = &c->actions;
     if (posix_spawn_file_actions_init(fa) || posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0) ||
