@@ -843,6 +843,31 @@ def restart_breakdown(kills: int, tmp: Path, stamp: Path, cref_bin: Path) -> tup
         for k in done:
             placed = [ktrace.placement[x["new"]] for x in done[k] if x["new"] in ktrace.placement]
             same[k] = 100 * sum(a == b for a, b in placed) / len(placed) if placed else None
+        # The kills split by where the new child was first queued: on its supervisor's CPU, the supervisor's
+        # work after clone returns competes with the child's exec; on the other CPU, whatever runs there does.
+        for on_own_cpu, tag in ((True, "child on the supervisor's CPU"), (False, "child on the other CPU")):
+            split = {
+                k: [
+                    st
+                    for x, st in zip(done[k], stamps[k])
+                    if x["new"] in ktrace.placement
+                    and (ktrace.placement[x["new"]][0] == ktrace.placement[x["new"]][1]) == on_own_cpu
+                ]
+                for k in done
+            }
+            for a, b, label in (("cloned", "exec", "clone returned -> exec done"), ("kill", "main", "total")):
+                sm = {k: summary(phase_samples(v, ((a, b, label),))[label]) for k, v in split.items()}
+                if sm["pmon3"]["n"] and sm["cref"]["n"]:
+                    rows.append(
+                        row(
+                            f"breakdown, {tag}: {label}",
+                            "ms",
+                            sm["pmon3"]["median"],
+                            None,
+                            cref=sm["cref"]["median"],
+                            n={k: v["n"] for k, v in sm.items()},
+                        )
+                    )
         if same["pmon3"] is not None and same["cref"] is not None:
             rows.append(
                 row("breakdown: new child queued on its supervisor's CPU", "%", same["pmon3"], None, cref=same["cref"])
