@@ -80,10 +80,10 @@ clean: ## remove build products
 .PHONY: help dev build wheel sdist wheel-smoke completions install-systemd uninstall-systemd systemd_install \
 	systemd_uninstall test test-python lint fmt clean
 
-bench: ## benchmarks vs supervisord (installed into benches/.venv-peer): table + benches/results/*.json
+bench: ## benchmarks vs supervisord (benches/.venv-peer) and a C reference: table + benches/results/*.json
 	$(PY) benches/run.py
 
-bench-quick: ## the same benchmarks, shorter (< 2 minutes)
+bench-quick: ## the same benchmarks, shorter (< 3 minutes)
 	$(PY) benches/run.py --quick
 
 .PHONY: bench bench-quick

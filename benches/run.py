@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""pmon3 benchmarks, side by side with supervisord (the one entry point; see benches/README.md).
+"""pmon3 benchmarks, side by side with supervisord and a C reference supervisor (see benches/README.md).
 
     python benches/run.py            # full run (make bench)
-    python benches/run.py --quick    # < 2 minutes (make bench-quick)
-    python benches/run.py --only latency,cli
+    python benches/run.py --quick    # < 3 minutes (make bench-quick)
+    python benches/run.py --only latency,cold,cli
 
 Every scenario drives whole daemons through their real CLIs (`pmon3`, `supervisorctl`), alternating
-pmon3 and supervisord (A B A B ...). supervisord is installed from PyPI into benches/.venv-peer.
+pmon3 and supervisord (A B A B ...). supervisord is installed from PyPI into benches/.venv-peer. The C
+reference (benches/cref/cref.c, built with cc -O2 into a temp dir) joins the restart-latency rounds and
+the cold-start scenario; with root and tracefs, a traced pass breaks pmon3's and C's restarts down.
 Each daemon runs isolated in its own temp directory and is stopped (SIGTERM, with a deadline) at the end.
 Results: a table on stdout and the raw samples in benches/results/<timestamp>.json.
 """
@@ -52,18 +54,23 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 _counter = itertools.count(1)
 
 PROFILES = {
-    # kills per daemon; spawn sizes with (reps of b: sequential CLI, reps of a: daemon boot);
-    # CLI runs; idle window seconds; native spawn iterations.
+    # kills per daemon (and in the traced breakdown pass); spawn sizes with (reps of b: sequential CLI,
+    # reps of a: daemon boot); cold start sizes with reps (pmon3 vs C); CLI runs; idle window seconds;
+    # native spawn iterations.
     "full": {
         "kills": 60,
+        "trace_kills": 60,
         "spawn": [(100, 3, 5), (1000, 1, 3)],
+        "cold": [(100, 5), (1000, 3)],
         "cli_runs": 30,
         "idle_s": 10.0,
         "spawn_iters": 2000,
     },
     "quick": {
         "kills": 30,
+        "trace_kills": 30,
         "spawn": [(100, 1, 1)],
+        "cold": [(100, 3)],
         "cli_runs": 5,
         "idle_s": 5.0,
         "spawn_iters": 500,
@@ -144,6 +151,7 @@ class LineReader:
     """Reads newline-terminated records from a FIFO opened O_RDWR (never sees EOF), with deadlines."""
 
     def __init__(self, path: Path):
+        self.path = path
         os.mkfifo(path)
         self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         self.buf = b""
@@ -164,7 +172,215 @@ class LineReader:
 
 
 # ----------------------------------------------------------------------------------------------
-# the two daemons
+# restart stamps: what the kernel saw (ftrace) and what the supervisors say (PMON3_TRACE, cref -t)
+
+TRACEFS = Path("/sys/kernel/tracing")
+_FTRACE_LINE = re.compile(
+    r"^\s*.*-(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+\S+\s+(?P<s>\d+)\.(?P<us>\d{6}):\s+(?P<ev>\w+)(?P<rest>.*)$"
+)
+
+
+class KernelTrace:
+    """Tracepoints of a restart, recorded in a private tracefs instance (root only).
+
+    The instance's clock is `mono`, i.e. CLOCK_MONOTONIC like the bench's kill stamps and stamp.c
+    (printed with µs resolution). In-kernel filters keep only the supervisors' own syscalls (epoll
+    returns and entries, wait4/waitid and clone/clone3), their forks and where the kernel first puts the
+    new child (sched_wakeup_new), SIGCHLD sent to them, and the exit and exec of stamp children.
+    Enabling syscall tracepoints makes every syscall on the machine take the slow path while the pass
+    runs, which is why the headline latencies come from an untraced pass.
+    """
+
+    SUPERVISOR_SYSCALLS = (
+        "sys_exit_epoll_wait",
+        "sys_exit_epoll_pwait",
+        "sys_exit_epoll_pwait2",
+        "sys_enter_wait4",
+        "sys_enter_waitid",
+        "sys_enter_clone",
+        "sys_enter_clone3",
+        "sys_exit_clone",
+        "sys_exit_clone3",
+        "sys_enter_epoll_wait",
+        "sys_enter_epoll_pwait",
+        "sys_enter_epoll_pwait2",
+    )
+    OTHER_EVENTS = (
+        "sched/sched_process_fork",
+        "sched/sched_wakeup_new",
+        "sched/sched_process_exec",
+        "sched/sched_process_exit",
+    )
+
+    def __init__(self, pids: list[int], stamp: Path):
+        self.dir = TRACEFS / "instances" / f"pmon3-bench-{os.getpid()}"
+        self.pids = pids
+        self.stamp = stamp
+        # new child pid -> (CPU its supervisor forked it on, CPU it was first queued on)
+        self.placement: dict[int, tuple[int, int]] = {}
+
+    @classmethod
+    def unavailable(cls) -> Optional[str]:
+        """Why this machine cannot trace (None: it can)."""
+        if not (TRACEFS / "instances").is_dir():
+            return f"no tracefs instances under {TRACEFS}"
+        if not os.access(TRACEFS / "instances", os.W_OK):
+            return f"{TRACEFS} is not writable (run as root for the breakdown)"
+        events = [f"syscalls/{e}" for e in cls.SUPERVISOR_SYSCALLS] + [*cls.OTHER_EVENTS, "signal/signal_generate"]
+        missing = [e for e in events if not (TRACEFS / "events" / e).is_dir()]
+        return f"tracepoints missing: {', '.join(missing)}" if missing else None
+
+    def _set(self, rel: str, value: str) -> None:
+        (self.dir / rel).write_text(value + "\n")
+
+    def start(self) -> None:
+        self.dir.mkdir()
+        self._set("trace_clock", "mono")
+        self._set("buffer_size_kb", "4096")
+        mine = " || ".join(f"common_pid == {p}" for p in self.pids)
+        filters = {f"syscalls/{e}": mine for e in self.SUPERVISOR_SYSCALLS}
+        filters["sched/sched_process_fork"] = " || ".join(f"parent_pid == {p}" for p in self.pids)
+        comms = {Path(f"/proc/{p}/comm").read_text().strip() for p in self.pids}  # a new child has its parent's
+        filters["sched/sched_wakeup_new"] = " || ".join(f'comm == "{c}"' for c in sorted(comms))
+        filters["sched/sched_process_exec"] = f'filename == "{self.stamp}"'
+        filters["sched/sched_process_exit"] = 'comm == "stamp"'
+        filters["signal/signal_generate"] = f"sig == 17 && ({' || '.join(f'pid == {p}' for p in self.pids)})"
+        for event, flt in filters.items():
+            self._set(f"events/{event}/filter", flt)
+            self._set(f"events/{event}/enable", "1")
+
+    def records(self) -> list[tuple[int, str, int]]:
+        """Stop recording; (ns, kind, pid) of every event, kind one of exit (pid: the dying child), notify
+        (SIGCHLD sent by the dying child), wake (a supervisor's epoll_wait returns), sleep (it enters
+        epoll_wait), reap (wait4/waitid entry), clone (clone/clone3 entry), cloned (clone returns in the
+        supervisor: with CLONE_VFORK once the child has let go of its memory in execve), fork (pid: the new
+        child), exec (pid: the new child)."""
+        self._set("tracing_on", "0")
+        out = []
+        forked_on: dict[int, int] = {}
+        queued_on: dict[int, int] = {}
+        for line in (self.dir / "trace").read_text().splitlines():
+            m = _FTRACE_LINE.match(line)
+            if not m:
+                continue
+            ns = int(m["s"]) * 1_000_000_000 + int(m["us"]) * 1000
+            ev, rest, tid = m["ev"], m["rest"], int(m["tid"])
+            if ev == "sched_process_exit":
+                out.append((ns, "exit", tid))
+            elif ev == "signal_generate":
+                out.append((ns, "notify", tid))
+            elif ev == "sched_process_fork":
+                child = re.search(r"child_pid=(\d+)", rest)
+                if child:
+                    out.append((ns, "fork", int(child[1])))
+                    forked_on[int(child[1])] = int(m["cpu"])
+            elif ev == "sched_wakeup_new":
+                new = re.search(r"\bpid=(\d+).*target_cpu=(\d+)", rest)
+                if new:
+                    queued_on[int(new[1])] = int(new[2])
+            elif ev == "sched_process_exec":
+                out.append((ns, "exec", tid))
+            elif ev.startswith("sys_epoll"):
+                out.append((ns, "wake" if rest.lstrip().startswith("->") else "sleep", tid))
+            elif ev in ("sys_wait4", "sys_waitid") and rest.startswith("("):
+                out.append((ns, "reap", tid))
+            elif ev in ("sys_clone", "sys_clone3"):
+                out.append((ns, "cloned" if rest.lstrip().startswith("->") else "clone", tid))
+        self.placement = {pid: (cpu, queued_on[pid]) for pid, cpu in forked_on.items() if pid in queued_on}
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._set("events/enable", "0")
+        with contextlib.suppress(OSError):
+            self.dir.rmdir()
+
+
+def user_trace_records(path: Path) -> list[tuple[int, str, int]]:
+    """(ns, event, pid) from a PMON3_TRACE / `cref -t` file: "<CLOCK_MONOTONIC ns> <event> <pid>" lines."""
+    out = []
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 3 and parts[0].isdigit():
+                out.append((int(parts[0]), parts[1], int(parts[2])))
+    return out
+
+
+class Timeline:
+    """Index of (ns, kind, pid) records: the first of a kind for a pid, at or after a time."""
+
+    def __init__(self, records: list[tuple[int, str, int]]):
+        self.by: dict[tuple[str, int], list[int]] = {}
+        self.any: dict[str, list[int]] = {}
+        for ns, kind, pid in sorted(records):
+            self.by.setdefault((kind, pid), []).append(ns)
+            self.any.setdefault(kind, []).append(ns)
+
+    def first(self, kind: str, pid: Optional[int], after: Optional[int] = None) -> Optional[int]:
+        if after is None:
+            return None
+        times = self.any.get(kind, []) if pid is None else self.by.get((kind, pid), [])
+        return next((t for t in times if t >= after), None)
+
+
+# Kernel-traced phases: (from, to, label). The first three rows answer "where does a restart go".
+KERNEL_PHASES = (
+    ("kill", "wake", "kill -> exit seen (epoll_wait returns)"),
+    ("wake", "clone", "exit seen -> spawn call (clone)"),
+    ("clone", "exec", "spawn call -> child exec'd"),
+    ("kill", "exit", "  kill -> victim starts exiting"),
+    ("exit", "notify", "  exit -> SIGCHLD sent (pidfd readable)"),
+    ("exit", "wake", "  exit -> supervisor back from epoll_wait"),
+    ("wake", "reap", "  epoll return -> wait4/waitid call"),
+    ("reap", "clone", "  wait4/waitid call -> clone call"),
+    ("clone", "fork", "  clone call -> child created"),
+    ("fork", "exec", "  child created -> exec done"),
+    ("cloned", "sleep", "  clone returned -> supervisor back in epoll_wait"),
+    ("exec", "main", "  exec done -> stamp main()"),
+    ("kill", "main", "total, traced pass"),
+)
+USER_PHASES = (
+    ("kill", "seen", "kill -> supervisor handles the pidfd"),
+    ("seen", "spawn", "pidfd handled -> spawn call"),
+    ("spawn", "main", "spawn call -> child main()"),
+    ("spawn", "spawned", "  spawn call -> spawn returns"),
+)
+
+
+def kernel_stamps(kill: dict, tl: Timeline, sup_pid: int) -> dict[str, Optional[int]]:
+    """The tracepoint times of one kill (None where an event is missing)."""
+    t: dict[str, Optional[int]] = {"kill": kill["t_kill"], "main": kill["t_main"]}
+    t["exit"] = tl.first("exit", kill["victim"], kill["t_kill"] - 1000)  # µs-truncated vs ns
+    t["notify"] = tl.first("notify", kill["victim"], t["exit"])
+    t["wake"] = tl.first("wake", sup_pid, t["exit"])  # the pidfd may wake it before the SIGCHLD trace
+    t["reap"] = tl.first("reap", sup_pid, t["wake"])
+    t["clone"] = tl.first("clone", sup_pid, t["wake"])
+    t["fork"] = tl.first("fork", kill["new"], t["clone"])
+    t["exec"] = tl.first("exec", kill["new"], t["fork"])
+    t["cloned"] = tl.first("cloned", sup_pid, t["clone"])
+    t["sleep"] = tl.first("sleep", sup_pid, t["cloned"])
+    return t
+
+
+def user_stamps(kill: dict, tl: Timeline) -> dict[str, Optional[int]]:
+    t: dict[str, Optional[int]] = {"kill": kill["t_kill"], "main": kill["t_main"]}
+    t["seen"] = tl.first("seen", kill["victim"], kill["t_kill"])
+    t["spawn"] = tl.first("spawn", None, t["seen"])
+    t["spawned"] = tl.first("spawned", kill["new"], t["spawn"])
+    return t
+
+
+def phase_samples(stamps: list[dict[str, Optional[int]]], phases: tuple) -> dict[str, list[float]]:
+    """Per phase label, the durations in ms of the kills where both ends were seen."""
+    out: dict[str, list[float]] = {}
+    for a, b, label in phases:
+        out[label] = [(t[b] - t[a]) / 1e6 for t in stamps if t.get(a) is not None and t.get(b) is not None]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the daemons
 
 
 class Pmon:
@@ -172,7 +388,7 @@ class Pmon:
 
     label = "pmon3"
 
-    def __init__(self, tag: str, directory: Optional[Path] = None):
+    def __init__(self, tag: str, directory: Optional[Path] = None, extra_conf: str = "", env: Optional[dict] = None):
         self.dir = directory or Path(tempfile.mkdtemp(prefix=f"pmon3-bench-{tag}-"))
         self.conf = self.dir / "config.yml"
         if not self.conf.exists():
@@ -181,9 +397,9 @@ class Pmon:
                 f"logs: {{directory: {self.dir / 'logs'}}}\n"
                 f"message_queue: {{name_suffix: bench{os.getpid()}x{next(_counter)}}}\n"
                 "daemon: {autostart: false}\n"
-                "restart: {min_uptime: 20ms}\n"
+                "restart: {min_uptime: 20ms}\n" + extra_conf
             )
-        self.env = dict(os.environ, PMON3_CONF=str(self.conf))
+        self.env = dict(os.environ, PMON3_CONF=str(self.conf), **(env or {}))
         self.env.pop("PMON3_DEBUG", None)
         self.proc: Optional[subprocess.Popen] = None
 
@@ -358,6 +574,46 @@ class Sup:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class CRef:
+    """The C reference supervisor (benches/cref/cref.c): N children from a config file, no CLI."""
+
+    label = "C ref"
+
+    def __init__(self, tag: str, binary: Path, programs: list[tuple[str, str, list[str]]], trace: bool = False):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"cref-bench-{tag}-"))
+        self.binary = binary
+        self.conf = self.dir / "cref.conf"
+        (self.dir / "logs").mkdir()
+        self.conf.write_text("".join(f"{name} {' '.join([file, *args])}\n" for name, file, args in programs))
+        self.trace = self.dir / "trace" if trace else None
+        self.proc: Optional[subprocess.Popen] = None
+
+    def spawn(self) -> None:
+        """Start it; each child is running once its posix_spawn returned (there is no readiness to wait for)."""
+        cmd = [str(self.binary), "-d", str(self.dir / "logs"), "-f", str(self.conf)]
+        if self.trace:
+            cmd[1:1] = ["-t", str(self.trace)]
+        with open(self.dir / "cref.err", "ab") as err:
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_daemon(self.proc)
+            if self.proc.returncode != 0:
+                log(f"cref exited {self.proc.returncode}: {(self.dir / 'cref.err').read_text()[-2000:]}")
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def sleepers(n: int, autostart: bool) -> list[tuple[str, str, dict]]:
     opts = {"autostart": str(autostart).lower(), "autorestart": "true", "startsecs": "0"}
     return [(f"s{i}", "/bin/sleep 1000", opts) for i in range(1, n + 1)]
@@ -384,6 +640,21 @@ def compile_stamp(tmp: Path) -> Path:
     return out
 
 
+def compile_cref(tmp: Path) -> Path:
+    """benches/cref/cref.c -> tmp/cref (cc -O2, warnings shown: the file is meant to have none)."""
+    out = tmp / "cref"
+    cp = subprocess.run(
+        ["cc", "-O2", "-Wall", "-Wextra", "-o", str(out), str(HERE / "cref" / "cref.c")],
+        capture_output=True,
+        text=True,
+    )
+    if cp.returncode != 0:
+        raise RuntimeError(f"cannot build the C reference: {cp.stderr}")
+    if cp.stderr.strip():
+        log(f"cref.c compiler warnings:\n{cp.stderr}")
+    return out
+
+
 def host_info() -> dict:
     cpu = ""
     with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
@@ -406,22 +677,62 @@ def host_info() -> dict:
 # scenarios; each returns {"rows": [...table rows...], "raw": {...}}
 
 
-def row(name: str, unit: str, pm: float, sup: float, lower_is_better: bool = True, **extra) -> dict:
-    return {"metric": name, "unit": unit, "pmon3": pm, "supervisord": sup, "lower_is_better": lower_is_better, **extra}
+def row(
+    name: str,
+    unit: str,
+    pm: float,
+    sup: Optional[float],
+    lower_is_better: bool = True,
+    cref: Optional[float] = None,
+    **extra,
+) -> dict:
+    """One table row; supervisord or the C reference is None where it is not part of the scenario."""
+    return {
+        "metric": name,
+        "unit": unit,
+        "pmon3": pm,
+        "supervisord": sup,
+        "cref": cref,
+        "lower_is_better": lower_is_better,
+        **extra,
+    }
+
+
+def kill_rounds(rounds: int, readers: dict[str, LineReader], pids: dict[str, int]) -> dict[str, list[dict]]:
+    """SIGKILL each supervisor's stamp child in turn (A B C A B C ...), `rounds` times. Per kill: the victim,
+    the kill time, the new child's pid and its main() time (CLOCK_MONOTONIC ns). `pids` follows the children."""
+    out: dict[str, list[dict]] = {k: [] for k in readers}
+    for _ in range(rounds):
+        for key, rd in readers.items():
+            time.sleep(0.05)  # part of the workload: the child has been up >= min_uptime
+            t_kill = time.monotonic_ns()
+            os.kill(pids[key], signal.SIGKILL)
+            ts, pid = rd.readline(30).split()
+            if int(pid) == pids[key]:
+                raise RuntimeError(f"{key}: same pid reported twice")
+            out[key].append({"victim": pids[key], "new": int(pid), "t_kill": t_kill, "t_main": int(ts)})
+            pids[key] = int(pid)
+    return out
+
+
+def latencies_ms(kills: list[dict]) -> list[float]:
+    return [(k["t_main"] - k["t_kill"]) / 1e6 for k in kills]
 
 
 def scenario_latency(p: dict) -> dict:
-    """Crash-to-restart: SIGKILL the child, time until the new child's main() (CLOCK_MONOTONIC)."""
+    """Crash-to-restart: SIGKILL the child, time until the new child's main() (CLOCK_MONOTONIC); pmon3,
+    supervisord and the C reference in the same rounds. Then the traced breakdown pass (pmon3 vs C)."""
     kills = p["kills"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     stamp = compile_stamp(tmp)
+    cref_bin = compile_cref(tmp)
     pm = Pmon("latency")
     sup: Optional[Sup] = None
-    readers: list[LineReader] = []
+    cref: Optional[CRef] = None
+    readers: dict[str, LineReader] = {}
     try:
-        rd_pm = LineReader(tmp / "pmon3.fifo")
-        rd_sup = LineReader(tmp / "sup.fifo")
-        readers = [rd_pm, rd_sup]
+        for key in ("pmon3", "supervisord", "cref"):
+            readers[key] = LineReader(tmp / f"{key}.fifo")
         pm.start()
         pm.cli("exec", str(stamp), "--name", "stamp", "-a", str(tmp / "pmon3.fifo"))
         sup = Sup(
@@ -429,41 +740,255 @@ def scenario_latency(p: dict) -> dict:
             [
                 (
                     "stamp",
-                    f"{stamp} {tmp / 'sup.fifo'}",
+                    f"{stamp} {tmp / 'supervisord.fifo'}",
                     {"autostart": "true", "autorestart": "true", "startsecs": "0", "startretries": "1000000"},
                 )
             ],
         )
         sup.start()
-        pids = {}
-        for key, rd in (("pmon3", rd_pm), ("supervisord", rd_sup)):
-            pids[key] = int(rd.readline(30).split()[1])
-        samples: dict[str, list[float]] = {"pmon3": [], "supervisord": []}
-        log(f"latency: {kills} SIGKILLs each, alternating")
-        for _ in range(kills):
-            for key, rd in (("pmon3", rd_pm), ("supervisord", rd_sup)):
-                time.sleep(0.05)  # part of the workload: the child has been up >= min_uptime
-                t_kill = time.monotonic_ns()
-                os.kill(pids[key], signal.SIGKILL)
-                ts, pid = rd.readline(30).split()
-                if int(pid) == pids[key]:
-                    raise RuntimeError(f"{key}: same pid reported twice")
-                pids[key] = int(pid)
-                samples[key].append((int(ts) - t_kill) / 1e6)
-        s_pm, s_sup = summary(samples["pmon3"]), summary(samples["supervisord"])
+        cref = CRef("latency", cref_bin, [("stamp", str(stamp), [str(tmp / "cref.fifo")])])
+        cref.spawn()
+        pids = {key: int(rd.readline(30).split()[1]) for key, rd in readers.items()}
+        log(f"latency: {kills} SIGKILLs each, alternating pmon3, supervisord, C")
+        samples = {k: latencies_ms(v) for k, v in kill_rounds(kills, readers, pids).items()}
+        s = {k: summary(v) for k, v in samples.items()}
+        log(
+            "latency medians: "
+            + ", ".join(f"{k} {v['median']:.2f} ms" for k, v in s.items())
+            + f" (pmon3/C {s['pmon3']['median'] / s['cref']['median']:.2f})"
+        )
         rows = [
-            row(f"crash->restart median ({kills} kills)", "ms", s_pm["median"], s_sup["median"]),
-            row("crash->restart p90", "ms", s_pm["p90"], s_sup["p90"]),
-            row("crash->restart max", "ms", s_pm["max"], s_sup["max"]),
+            row(
+                f"crash->restart median ({kills} kills)",
+                "ms",
+                s["pmon3"]["median"],
+                s["supervisord"]["median"],
+                cref=s["cref"]["median"],
+            ),
+            row("crash->restart p90", "ms", s["pmon3"]["p90"], s["supervisord"]["p90"], cref=s["cref"]["p90"]),
+            row("crash->restart max", "ms", s["pmon3"]["max"], s["supervisord"]["max"], cref=s["cref"]["max"]),
+            row("crash->restart min", "ms", s["pmon3"]["min"], s["supervisord"]["min"], cref=s["cref"]["min"]),
         ]
-        return {"rows": rows, "raw": {"unit": "ms", "pmon3": samples["pmon3"], "supervisord": samples["supervisord"]}}
+        raw: dict = {"unit": "ms", **samples}
     finally:
         pm.cleanup()
         if sup:
             sup.cleanup()
-        for rd in readers:
+        if cref:
+            cref.cleanup()
+        for rd in readers.values():
             rd.close()
+    try:
+        b_rows, raw["breakdown"] = restart_breakdown(p["trace_kills"], tmp, stamp, cref_bin)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return {"rows": rows + b_rows, "raw": raw}
+
+
+def restart_breakdown(kills: int, tmp: Path, stamp: Path, cref_bin: Path) -> tuple[list[dict], dict]:
+    """A second pass, pmon3 and C only, on fresh supervisors with tracing: tracepoints in a tracefs instance
+    (when root) and the supervisors' own stamps (`cref -t`; pmond's PMON3_TRACE, if it has the hook)."""
+    why_not = KernelTrace.unavailable()
+    pm_trace, c_fifo, pm_fifo = tmp / "pmond.trace", tmp / "cref-t.fifo", tmp / "pmon3-t.fifo"
+    pm = Pmon("trace", env={"PMON3_TRACE": str(pm_trace)})
+    cref: Optional[CRef] = None
+    ktrace: Optional[KernelTrace] = None
+    readers: dict[str, LineReader] = {}
+    try:
+        readers = {"pmon3": LineReader(pm_fifo), "cref": LineReader(c_fifo)}
+        pm.start()
+        pm.cli("exec", str(stamp), "--name", "stamp", "-a", str(pm_fifo))
+        cref = CRef("trace", cref_bin, [("stamp", str(stamp), [str(c_fifo)])], trace=True)
+        cref.spawn()
+        pids = {key: int(rd.readline(30).split()[1]) for key, rd in readers.items()}
+        sup_pid = {"pmon3": pm.pid, "cref": cref.pid}
+        if why_not is None:
+            ktrace = KernelTrace(list(sup_pid.values()), stamp)
+            ktrace.start()
+        log(f"breakdown: {kills} SIGKILLs each, pmon3 and C, {'with' if ktrace else 'without'} tracepoints")
+        done = kill_rounds(kills, readers, pids)
+        k_records = ktrace.records() if ktrace else []
+        assert cref.trace is not None
+        u_records = {"pmon3": user_trace_records(pm_trace), "cref": user_trace_records(cref.trace)}
+    finally:
+        if ktrace:
+            ktrace.close()
+        pm.cleanup()
+        if cref:
+            cref.cleanup()
+        for rd in readers.values():
+            rd.close()
+
+    raw: dict = {"kills": kills, "tracepoints": why_not or "yes", "kernel_ms": {}, "user_ms": {}}
+    rows: list[dict] = []
+    if ktrace:
+        tl = Timeline(k_records)
+        stamps = {k: [kernel_stamps(x, tl, sup_pid[k]) for x in v] for k, v in done.items()}
+        phases = {k: phase_samples(v, KERNEL_PHASES) for k, v in stamps.items()}
+        raw["kernel_ms"] = phases
+        # every kill: µs from the kill to each stamp, and the CPUs the new child was forked and first queued on
+        raw["kernel_kills"] = {
+            k: [
+                {e: None if t is None else (t - x["t_kill"]) / 1000 for e, t in st.items()}
+                | {"placement": ktrace.placement.get(x["new"])}
+                for x, st in zip(done[k], stamps[k])
+            ]
+            for k in done
+        }
+        for _, _, label in KERNEL_PHASES:
+            pm_s, c_s = summary(phases["pmon3"][label]), summary(phases["cref"][label])
+            if pm_s["n"] and c_s["n"]:
+                rows.append(row(f"breakdown: {label}", "ms", pm_s["median"], None, cref=c_s["median"], n=pm_s["n"]))
+        same = {}
+        for k in done:
+            placed = [ktrace.placement[x["new"]] for x in done[k] if x["new"] in ktrace.placement]
+            same[k] = 100 * sum(a == b for a, b in placed) / len(placed) if placed else None
+        # The kills split by where the new child was first queued: on its supervisor's CPU, the supervisor's
+        # work after clone returns competes with the child's exec; on the other CPU, whatever runs there does.
+        for on_own_cpu, tag in ((True, "child on the supervisor's CPU"), (False, "child on the other CPU")):
+            split = {
+                k: [
+                    st
+                    for x, st in zip(done[k], stamps[k])
+                    if x["new"] in ktrace.placement
+                    and (ktrace.placement[x["new"]][0] == ktrace.placement[x["new"]][1]) == on_own_cpu
+                ]
+                for k in done
+            }
+            for a, b, label in (("cloned", "exec", "clone returned -> exec done"), ("kill", "main", "total")):
+                sm = {k: summary(phase_samples(v, ((a, b, label),))[label]) for k, v in split.items()}
+                if sm["pmon3"]["n"] and sm["cref"]["n"]:
+                    rows.append(
+                        row(
+                            f"breakdown, {tag}: {label}",
+                            "ms",
+                            sm["pmon3"]["median"],
+                            None,
+                            cref=sm["cref"]["median"],
+                            n={k: v["n"] for k, v in sm.items()},
+                        )
+                    )
+        if same["pmon3"] is not None and same["cref"] is not None:
+            rows.append(
+                row("breakdown: new child queued on its supervisor's CPU", "%", same["pmon3"], None, cref=same["cref"])
+            )
+        seen = {k: len(phases[k][KERNEL_PHASES[-1][2]]) for k in phases}
+        log(f"breakdown: tracepoints complete for {seen} of {kills} kills each; same-CPU placement % {same}")
+    else:
+        log(f"breakdown: no tracepoints ({why_not})")
+    user = {}
+    for key, records in u_records.items():
+        if records:
+            tl = Timeline(records)
+            user[key] = phase_samples([user_stamps(x, tl) for x in done[key]], USER_PHASES)
+    raw["user_ms"] = user
+    if "cref" in user:
+        for _, _, label in USER_PHASES:
+            c_s = summary(user["cref"][label])
+            pm_s = summary(user["pmon3"][label]) if "pmon3" in user else {"n": 0}
+            if c_s["n"]:
+                rows.append(
+                    row(
+                        f"own stamps: {label}",
+                        "ms",
+                        pm_s["median"] if pm_s["n"] else None,
+                        None,
+                        cref=c_s["median"],
+                    )
+                )
+    if "pmon3" not in user:
+        log("breakdown: pmond wrote no PMON3_TRACE stamps (the hook proposed in benches/README.md is not in)")
+    raw["total_ms"] = {k: latencies_ms(v) for k, v in done.items()}
+    return rows, raw
+
+
+def await_stamps(rd: LineReader, n: int, timeout: float, what: str) -> list[int]:
+    """The main() times (CLOCK_MONOTONIC ns, sorted) of n distinct stamp children, within a deadline."""
+    end = time.monotonic() + timeout
+    seen: dict[int, int] = {}
+    while len(seen) < n:
+        left = end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"{what}: only {len(seen)} of {n} children started in {timeout:.0f} s")
+        ts, pid = rd.readline(left).split()
+        seen.setdefault(int(pid), int(ts))
+    return sorted(seen.values())
+
+
+def timed_boot(sup: Pmon | CRef, rd: LineReader, n: int, what: str) -> tuple[float, float]:
+    """Start `sup` (no waiting for readiness: the boot is what is measured) and read n stamps; seconds
+    from the start until the first and until the last child reached main()."""
+    t0 = time.monotonic_ns()
+    if isinstance(sup, Pmon):
+        sup.spawn(ready=False)
+    else:
+        sup.spawn()
+    times = await_stamps(rd, n, 60 + n * 0.1, what)
+    return (times[0] - t0) / 1e9, (times[-1] - t0) / 1e9
+
+
+COLD_KINDS = {
+    "pmon3": "pmon3, fresh data dir, N process config entries",
+    "pmon3_rows": "pmon3 reboot, N closed rows in its database",
+    "cref": "C reference, N config lines",
+}
+
+
+def scenario_cold(p: dict) -> dict:
+    """Cold start, pmon3 vs C: time from starting the supervisor until all N stamp children have reached
+    main(). Per repetition, alternating: pmond on a fresh data directory with N entries in its process
+    config file; cref with N config lines; the same pmond directory booted again without the process config,
+    so its N rows (closed by the SIGTERM that stopped it) are what comes back."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    rows, raw = [], {}
+    try:
+        stamp = compile_stamp(tmp)
+        cref_bin = compile_cref(tmp)
+        for n, reps in p["cold"]:
+            boots: dict[str, list[tuple[float, float]]] = {k: [] for k in COLD_KINDS}
+            for rep in range(reps):
+                rd_pm = LineReader(tmp / f"pmon3-{n}-{rep}.fifo")
+                rd_c = LineReader(tmp / f"cref-{n}-{rep}.fifo")
+                pm: Optional[Pmon] = None
+                try:
+                    conf = tmp / f"processes-{n}-{rep}.json"
+                    entries = [{"file": str(stamp), "name": f"s{i}", "args": str(rd_pm.path)} for i in range(1, n + 1)]
+                    conf.write_text(json.dumps({"processes": entries}))
+                    pm = Pmon(f"cold{n}", extra_conf=f"process_config_file: {conf}\n")
+                    boots["pmon3"].append(timed_boot(pm, rd_pm, n, "pmon3 boot from its process config"))
+                    pm.stop()  # the rows become `closed`
+                    programs = [(f"s{i}", str(stamp), [str(rd_c.path)]) for i in range(1, n + 1)]
+                    cref = CRef(f"cold{n}", cref_bin, programs)
+                    try:
+                        boots["cref"].append(timed_boot(cref, rd_c, n, "C reference start"))
+                    finally:
+                        cref.cleanup()
+                    pm.conf.write_text(pm.conf.read_text().replace(f"process_config_file: {conf}\n", ""))
+                    pm = Pmon(f"cold{n}", directory=pm.dir)
+                    boots["pmon3_rows"].append(timed_boot(pm, rd_pm, n, "pmon3 boot from its stored rows"))
+                finally:
+                    if pm:
+                        pm.cleanup()
+                    rd_pm.close()
+                    rd_c.close()
+                log(f"cold start n={n} rep {rep + 1}: " + ", ".join(f"{k} {v[-1][1]:.3f} s" for k, v in boots.items()))
+            res = {k: [b[1] for b in v] for k, v in boots.items()}
+            first = {k: [b[0] for b in v] for k, v in boots.items()}
+            m = {k: statistics.median(v) for k, v in res.items()}
+            rows += [
+                row(f"cold start, {n} children at main(): pmon3 config vs C", "s", m["pmon3"], None, cref=m["cref"]),
+                row(
+                    f"cold start, {n}: pmon3 reboot with {n} stored rows vs C",
+                    "s",
+                    m["pmon3_rows"],
+                    None,
+                    cref=m["cref"],
+                ),
+            ]
+            raw[f"n{n}"] = {"unit": "s", "kinds": COLD_KINDS, "all_running": res, "first_running": first, "reps": reps}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"rows": rows, "raw": raw}
 
 
 def spawn_sequential(n: int, rep: int) -> tuple[float, float, Path]:
@@ -727,33 +1252,49 @@ def fmt(v: float, unit: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("scenario", "pmon3", "supervisord", "pmon3/sup")
+    """Markdown table; the supervisord and C reference columns only when some row has them."""
+    with_sup = any(r.get("supervisord") is not None for r in rows)
+    with_c = any(r.get("cref") is not None for r in rows)
+    head = ["scenario", "pmon3"]
+    head += ["supervisord", "pmon3/sup"] if with_sup else []
+    head += ["C ref", "pmon3/C"] if with_c else []
+
+    def cell(v: Optional[float], unit: str) -> str:
+        return "-" if v is None else fmt(v, unit)
+
+    def ratio(a: Optional[float], b: Optional[float]) -> str:
+        if a is None or not b:
+            return "-"
+        q = a / b
+        return f"{q:.2f}" if q >= 0.1 else f"{q:.2g}"
+
     body = []
     for r in rows:
-        sup_label = fmt(r["supervisord"], r["unit"])
-        if "peer" in r:
-            sup_label += " (Popen)"
-        ratio = "-"
-        if r["supervisord"]:
-            q = r["pmon3"] / r["supervisord"]
-            ratio = f"{q:.2f}" if q >= 0.1 else f"{q:.2g}"
-        body.append((r["metric"], fmt(r["pmon3"], r["unit"]), sup_label, ratio))
-    widths = [max(len(x[i]) for x in (head, *body)) for i in range(4)]
+        cells = [r["metric"], cell(r["pmon3"], r["unit"])]
+        if with_sup:
+            sup_label = cell(r.get("supervisord"), r["unit"])
+            if "peer" in r:
+                sup_label += " (Popen)"
+            cells += [sup_label, ratio(r["pmon3"], r.get("supervisord"))]
+        if with_c:
+            cells += [cell(r.get("cref"), r["unit"]), ratio(r["pmon3"], r.get("cref"))]
+        body.append(tuple(cells))
+    widths = [max(len(x[i]) for x in (tuple(head), *body)) for i in range(len(head))]
 
     def line(cells: tuple[str, ...]) -> str:
         padded = (c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
         return "| " + " | ".join(padded) + " |"
 
     sep = "|" + "|".join("-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)) + "|"
-    return "\n".join([line(head), sep, *map(line, body)])
+    return "\n".join([line(tuple(head)), sep, *map(line, body)])
 
 
-SCENARIOS = ("native", "latency", "spawn", "cli")
+SCENARIOS = ("native", "latency", "cold", "spawn", "cli")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="the < 2 minute profile")
+    ap.add_argument("--quick", action="store_true", help="the < 3 minute profile")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (cli includes idle)")
     args = ap.parse_args()
     profile = PROFILES["quick" if args.quick else "full"]
@@ -775,6 +1316,7 @@ def main() -> int:
         for key, name, fn in (
             ("native", "native_spawn", lambda: scenario_native_spawn(profile)),
             ("latency", "crash_restart_latency", lambda: scenario_latency(profile)),
+            ("cold", "cold_start", lambda: scenario_cold(profile)),
             ("spawn", "spawn_throughput", lambda: scenario_spawn(profile, keep)),
             ("cli", "cli_and_idle", lambda: scenario_cli_idle(profile, keep)),
         ):
@@ -800,7 +1342,10 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"\npmon3 vs supervisord {peer_version} — {started:%Y-%m-%d %H:%M} — {info['cpus']} CPUs, {info['cpu']}")
+    print(
+        f"\npmon3 vs supervisord {peer_version} and the C reference — {started:%Y-%m-%d %H:%M} — "
+        f"{info['cpus']} CPUs, {info['cpu']}"
+    )
     print(table(rows))
     print(f"\n({out['duration_s']:.0f} s; raw samples in {path.relative_to(ROOT)})")
     return 0
