@@ -98,6 +98,7 @@ class Pmond:
 
     def __init__(self, root: Path, extra_config: str = "", transport: str = "mq") -> None:
         self.root = root
+        self.transport = transport
         # Deterministic names: a daemon killed by an aborted run leaves queues that the next run's
         # daemon of the same name replaces, instead of piling up against RLIMIT_MSGQUEUE.
         self.suffix = f"test{next(_counter)}"

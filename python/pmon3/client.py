@@ -63,9 +63,7 @@ def _listening(cfg: Config) -> bool:
 def _transport(cfg: Config) -> Any:
     from .ipc import transport
 
-    if cfg.transport == "unix":
-        return transport.UnixClient(cfg.socket_path, cfg.data_directory)
-    return transport.MQClient(cfg.mq_base, cfg.data_directory)
+    return transport.Connection(cfg.data_directory, cfg.transport, cfg.mq_base, cfg.socket_path)
 
 
 def _words(value: Optional[Words]) -> Union[str, list[str]]:
@@ -304,6 +302,19 @@ class Client:
     def top(self) -> dict[str, Any]:
         data: dict[str, Any] = self.call(m.TopRequest())
         return data
+
+    def daemon_status(self) -> m.DaemonStatus:
+        status: m.DaemonStatus = self.call(m.DaemonStatusRequest())
+        return status
+
+    def daemon_stop(self) -> m.DaemonStatus:
+        status: m.DaemonStatus = self.call(m.DaemonStopRequest(), self.stop_timeout() * 4)
+        return status
+
+    def daemon_restart(self) -> m.DaemonStatus:
+        """pmond replaces itself by the installed version; every process keeps running."""
+        status: m.DaemonStatus = self.call(m.DaemonRestartRequest())
+        return status
 
     def group_list(self) -> Groups:
         groups: Groups = self.call(m.GroupListRequest())

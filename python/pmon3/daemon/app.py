@@ -24,6 +24,7 @@ from ..text import escape
 from . import handlers, notify
 from .authz import Authz, Caller
 from .boot import Boot
+from .control import Control
 from .groups import Groups
 from .handlers import Context
 from .logrotate import LogRotator
@@ -55,10 +56,19 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.background: set[asyncio.Task[Any]] = set()
         self.config_stamp: Optional[tuple[float, int, int]] = None
+        self.restart_requested = False
+        self.endpoint = cfg.mq_base if cfg.transport == "mq" else cfg.socket_path
 
-    def acquire_lock(self) -> None:
-        """One daemon per data directory: an flock, released by the kernel however we die."""
-        fd = os.open(self.cfg.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def acquire_lock(self, inherited: Optional[int] = None) -> None:
+        """One daemon per data directory: an flock, released by the kernel however we die. A pmond that
+        replaced itself (daemon restart) inherits the descriptor, so no other pmond can slip in between."""
+        fd = (
+            inherited
+            if inherited is not None
+            else os.open(self.cfg.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        )
+        if inherited is not None:
+            os.set_inheritable(fd, False)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -68,13 +78,13 @@ class Daemon:
         os.write(fd, f"{os.getpid()}\n".encode())
         self.lock_fd = fd
 
-    async def start(self) -> None:
+    async def start(self, lock_fd: Optional[int] = None) -> None:
         cfg = self.cfg
         config_mod.ensure_dir(cfg.data_directory, 0o755 if cfg.mode == "system" else 0o700)
         config_mod.ensure_dir(cfg.logs_directory, cfg.logs_directory_mode)
-        self.acquire_lock()
+        self.acquire_lock(lock_fd)
         # From here a client that finds this file waits for `ready` instead of talking to a dead pmond's endpoints.
-        transport.write_pid_file(cfg.data_directory, "starting", cfg.transport)
+        transport.write_pid_file(cfg.data_directory, "starting", cfg.transport, self.endpoint)
         _native.set_child_subreaper()
         _raise_mq_limit()
         self.maybe_reload()  # records the stamp of the file we started with
@@ -84,6 +94,7 @@ class Daemon:
         self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz, self.trees)
         self.boot = Boot(self.store, cfg, self.authz, self.supervisor)
         self.groups = Groups(self.store)
+        self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
@@ -100,7 +111,7 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
-        transport.write_pid_file(cfg.data_directory, "ready", cfg.transport)
+        transport.write_pid_file(cfg.data_directory, "ready", cfg.transport, self.endpoint)
         self.run_in_background(self.boot_start())
         notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
         notify.start_watchdog(self.loop)
@@ -115,6 +126,12 @@ class Daemon:
 
     def _remember_queue_uid(self, uid: int) -> None:
         self.store.set_meta("mq_uids", json.dumps(sorted({*self._queue_uids(), uid})))
+
+    def _request_restart(self) -> None:
+        self.restart_requested = True
+        # From now on a new client waits for the pmond that replaces us (same pid, same start time).
+        transport.write_pid_file(self.cfg.data_directory, "starting", self.cfg.transport, self.endpoint)
+        self.stop_event.set()
 
     def _rotated_logs(self) -> list[tuple[str, int]]:
         """The logs pmond may rotate with its rights: its own files, and paths root chose for root's rows. A
@@ -204,6 +221,7 @@ class Daemon:
             self.boot,
             self.groups,
             self.usage,
+            self.control,
             self.cfg,
             self.run_in_background,
         )
@@ -237,7 +255,14 @@ class Daemon:
             task.cancel()
         self.rotator.stop()
         for server in self.servers:
+            await server.drain(IN_FLIGHT_GRACE)  # replies already being answered (a stop's own) go out first
             server.close()
+        if self.restart_requested:
+            log.info("replacing pmond; %d processes keep running", len(sup.runtimes))
+            # Same pid and start time after exec: clients must wait for the new pmond's `ready`.
+            transport.write_pid_file(self.cfg.data_directory, "starting", self.cfg.transport, self.endpoint)
+            self.store.close()
+            return
         transport.remove_pid_file(self.cfg.data_directory)
         if self.cfg.handle_interrupts:
             log.info("stopping %d processes", len(sup.runtimes))
@@ -261,6 +286,8 @@ def _raise_mq_limit() -> None:
     log.debug("RLIMIT_MSGQUEUE stays at %s", soft)
 
 
+# How long a stopping pmond lets requests being handled finish (so that `daemon stop` gets its answer).
+IN_FLIGHT_GRACE = 2.0
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 
@@ -286,13 +313,13 @@ def setup_logging(cfg: Config, foreground: bool) -> None:
     root.setLevel(LEVELS[cfg.log_level])
 
 
-async def _main(cfg: Config, ready_fd: Optional[int]) -> int:
+async def _main(cfg: Config, ready_fd: Optional[int], lock_fd: Optional[int]) -> tuple[int, Optional[Daemon]]:
     daemon = Daemon(cfg)
     try:
-        await daemon.start()
+        await daemon.start(lock_fd)
     except AlreadyRunning as exc:
         print(str(exc), file=sys.stderr)
-        return 1
+        return 1, None
     if ready_fd is not None:
         try:
             os.write(ready_fd, b"ready\n")
@@ -301,7 +328,20 @@ async def _main(cfg: Config, ready_fd: Optional[int]) -> int:
             pass
     await daemon.stop_event.wait()
     await daemon.shutdown()
-    return 0
+    return 0, daemon
+
+
+def _replace_self(daemon: Daemon, args: argparse.Namespace) -> None:
+    """daemon restart: exec the installed pmond in this very process. The pid stays, so every supervised
+    process stays our child (the new pmond adopts them, with their exit statuses), and so does the lock."""
+    os.set_inheritable(daemon.lock_fd, True)
+    argv = [sys.executable, "-m", "pmon3.daemon", "--lock-fd", str(daemon.lock_fd)]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.foreground:
+        argv.append("--foreground")
+    logging.shutdown()
+    os.execv(sys.executable, argv)
 
 
 def main(argv: Optional[list[str]] = None) -> None:
@@ -310,6 +350,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--config", help="config file (default: PMON3_CONF or the mode's path)")
     parser.add_argument("--foreground", action="store_true", help="log to stderr even in user mode")
     parser.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
@@ -319,8 +360,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(1)
     setup_logging(cfg, args.foreground)
     try:
-        code = asyncio.run(_main(cfg, args.ready_fd))
+        code, daemon = asyncio.run(_main(cfg, args.ready_fd, args.lock_fd))
     except OSError as exc:
         print(f"pmond: {exc}", file=sys.stderr)
-        code = 1
+        code, daemon = 1, None
+    if daemon is not None and daemon.restart_requested:
+        _replace_self(daemon, args)
     sys.exit(code)

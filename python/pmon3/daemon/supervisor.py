@@ -364,7 +364,10 @@ class Supervisor:
         if not same:
             os.close(pidfd)
             return False
-        self._track(p.id, Runtime(p.pid, pidfd, False, time.monotonic(), self.loop.create_future()))
+        # Still our child after `daemon restart` (pmond exec'd itself): then its exit status is ours to read.
+        is_child = _parent_of(p.pid) == os.getpid()
+        started = time.monotonic() - _age(p.pid_start_time)  # its uptime counts from its own start
+        self._track(p.id, Runtime(p.pid, pidfd, is_child, started, self.loop.create_future()))
         if p.status != Status.RUNNING:
             self._set_status(p, Status.RUNNING)
             self.store.update_runtime(p)
@@ -595,6 +598,7 @@ class Supervisor:
             return None
         deadline = time.monotonic() + timeout
         self.stopping.add(process_id)
+        log.info("stopping pid %d: %s, SIGKILL after %.1f s", rt.pid, signal.Signals(sig).name, timeout)
         try:
             self.trees.signal(process_id, rt.pid, sig)  # first: it finds members through the leader
             self._signal(rt, sig)
@@ -631,6 +635,24 @@ class Supervisor:
     def _forget(self, process_id: int) -> None:
         self._clear_runtime_state(process_id)
         self.locks.pop(process_id, None)
+
+
+def _age(start_ticks: int) -> float:
+    """Seconds since a process started, from its start time in clock ticks since boot."""
+    try:
+        with open("/proc/uptime") as fh:
+            up = float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return max(0.0, up - start_ticks / os.sysconf("SC_CLK_TCK"))
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return int(fh.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
 
 
 def _own_directory(path: str) -> None:

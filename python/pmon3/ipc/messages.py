@@ -152,6 +152,25 @@ class DependencyGraph(TypedDict):
     dependency_order: list[str]
 
 
+class DaemonStatus(TypedDict):
+    pid: int
+    version: str
+    uptime: float
+    started_at: float
+    mode: str
+    uid: int
+    systemd: bool
+    transport: str
+    endpoint: str
+    config: str
+    data_directory: str
+    logs_directory: str
+    process_trees: str
+    processes: int
+    alive: int
+    by_status: dict[str, int]
+
+
 class VersionInfo(TypedDict):
     version: str
     pmon3: str
@@ -399,6 +418,27 @@ class GroupDropRequest(Request):
     force: bool = False
 
 
+@dataclasses.dataclass(frozen=True)
+class DaemonStatusRequest(Request):
+    CMD = "daemon_status"
+    DOC = "pmond's pid, version, uptime, mode, transport, paths and process counts (the caller's)."
+    REPLY = "DaemonStatus"
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonStopRequest(Request):
+    CMD = "daemon_stop"
+    DOC = "Stop pmond (root, or the user of a user daemon); with handle_interrupts its processes stop too."
+    REPLY = "DaemonStatus"
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonRestartRequest(Request):
+    CMD = "daemon_restart"
+    DOC = "Replace pmond by a new one (the installed version) while every process keeps running."
+    REPLY = "DaemonStatus"
+
+
 REQUESTS: tuple[type[Request], ...] = (
     Hello,
     Version,
@@ -424,6 +464,9 @@ REQUESTS: tuple[type[Request], ...] = (
     GroupStopRequest,
     GroupRestartRequest,
     GroupDropRequest,
+    DaemonStatusRequest,
+    DaemonStopRequest,
+    DaemonRestartRequest,
 )
 BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}
 

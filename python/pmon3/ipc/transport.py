@@ -99,14 +99,16 @@ class AbuseLog:
 # pmond's instance file: what a client needs to know that pmond is alive
 
 
-def write_pid_file(data_directory: str, state: str, transport: str) -> None:
-    """Atomically (rename) so a reader never sees half a file; mode 0644 so that users' CLIs can read it."""
+def write_pid_file(data_directory: str, state: str, transport: str, endpoint: str) -> None:
+    """Atomically (rename) so a reader never sees half a file; mode 0644 so that users' CLIs can read it. It
+    names the endpoint, so that a client whose config would compute another default still finds pmond."""
     info = {
         "pid": os.getpid(),
         "start_time": _native.proc_start_time(os.getpid()),
         "uid": os.geteuid(),
         "state": state,
         "transport": transport,
+        "endpoint": endpoint,
     }
     path = os.path.join(data_directory, PID_FILE)
     tmp = f"{path}.{os.getpid()}"
@@ -129,11 +131,13 @@ def remove_pid_file(data_directory: str) -> None:
 class Instance:
     """A live pmond as its pid file names it, with a pidfd that says when it dies."""
 
-    def __init__(self, pid: int, uid: int, pidfd: int, state: str) -> None:
+    def __init__(self, pid: int, uid: int, pidfd: int, state: str, transport: str = "", endpoint: str = "") -> None:
         self.pid = pid
         self.uid = uid
         self.pidfd = pidfd
         self.state = state
+        self.transport = transport
+        self.endpoint = endpoint
 
     def alive(self) -> bool:
         return not select.select([self.pidfd], [], [], 0)[0]
@@ -159,6 +163,7 @@ def find_instance(data_directory: str) -> Optional[Instance]:
         info = json.loads(os.read(fd, 4096) or b"{}")
         pid, start = int(info["pid"]), int(info["start_time"])
         state = str(info.get("state", "ready"))
+        kind, endpoint = str(info.get("transport", "")), str(info.get("endpoint", ""))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     finally:
@@ -174,7 +179,7 @@ def find_instance(data_directory: str) -> Optional[Instance]:
     if not same:
         os.close(pidfd)
         return None
-    return Instance(pid, st.st_uid, pidfd, state)
+    return Instance(pid, st.st_uid, pidfd, state, kind, endpoint)
 
 
 def wait_for_instance(data_directory: str, timeout: float) -> Optional[Instance]:
@@ -279,6 +284,15 @@ class MQServer:
         self.queues[uid] = q
         self.loop.add_reader(q.fileno(), self._drain, q, uid)
         return name
+
+    async def drain(self, timeout: float) -> None:
+        """Let requests being handled finish (bounded), so that their replies go out before we close."""
+        import asyncio
+
+        current = asyncio.current_task()
+        pending = [t for t in self.tasks if t is not current]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
 
     def close(self) -> None:
         for q in [self.lobby, *self.queues.values()]:
@@ -431,6 +445,7 @@ class UnixServer:
         self.server: Optional[asyncio.AbstractServer] = None
         self.connections: dict[int, int] = {}  # uid -> open connections
         self.abuse = AbuseLog()
+        self.busy = 0  # requests being handled or answered
 
     async def start(self) -> None:
         import asyncio
@@ -448,6 +463,13 @@ class UnixServer:
             self.server = await asyncio.start_unix_server(self._client, path=self.path, limit=protocol.MAX_REQUEST)
         finally:
             os.umask(old)
+
+    async def drain(self, timeout: float) -> None:
+        import asyncio
+
+        deadline = time.monotonic() + timeout
+        while self.busy and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)  # a reply being written: milliseconds, bounded by the deadline
 
     def close(self) -> None:
         if self.server is not None:
@@ -492,7 +514,15 @@ class UnixServer:
                     self.abuse.warn(("bad", uid), "uid %s sent a bad request: %s", uid, exc)
                     reply = protocol.error("", "protocol", str(exc))
                 else:
-                    reply = await self.handler(uid, msg)
+                    self.busy += 1
+                    try:
+                        reply = await self.handler(uid, msg)
+                        data = protocol.encode(reply)
+                        writer.write(_LEN.pack(len(data)) + data)
+                        await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+                    finally:
+                        self.busy -= 1
+                    continue
                 data = protocol.encode(reply)
                 writer.write(_LEN.pack(len(data)) + data)
                 await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
@@ -537,16 +567,42 @@ def _dead(name: str) -> DaemonUnavailableError:
     return DaemonUnavailableError(f"pmond died while handling the request ({name})")
 
 
-class MQClient:
-    def __init__(self, base: str, data_directory: str) -> None:
-        self.base = base
+class Connection:
+    """A client of the pmond serving a data directory, on the transport and endpoint its pid file names (the
+    config's are the fallback): what the CLI and pmon3.Client hold."""
+
+    def __init__(self, data_directory: str, transport: str, mq_base: str, socket_path: str) -> None:
         self.data_directory = data_directory
-        self.uid = os.geteuid()
-        self.request_q: Optional[_native.MessageQueue] = None
-        self.instance: Optional[Instance] = None
+        self.transport = transport
+        self.endpoints = {"mq": mq_base, "unix": socket_path}
+        self.inner: Any = None
 
     def connect(self, timeout: float) -> None:
-        self.instance = require_instance(self.data_directory, timeout)
+        inst = require_instance(self.data_directory, timeout)
+        kind = inst.transport if inst.transport in self.endpoints else self.transport
+        endpoint = inst.endpoint or self.endpoints[kind]
+        self.inner = MQClient(endpoint, inst) if kind == "mq" else UnixClient(endpoint, inst)
+        self.inner.connect(timeout)
+
+    def call(self, msg: dict[str, Any], timeout: float) -> Any:
+        if self.inner is None:
+            self.connect(timeout)
+        return self.inner.call(msg, timeout)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+
+
+class MQClient:
+    def __init__(self, base: str, instance: Instance) -> None:
+        self.base = base
+        self.uid = os.geteuid()
+        self.request_q: Optional[_native.MessageQueue] = None
+        self.instance: Optional[Instance] = instance
+
+    def connect(self, timeout: float) -> None:
         try:
             self._connect(timeout)
         except OSError as exc:
@@ -662,6 +718,11 @@ def _wait(fd: int, event: int, pidfd: int, deadline: float) -> bool:
             return True
 
 
+def _wait_dead(instance: Instance, timeout: float) -> bool:
+    """A dying pmond closes its sockets a moment before its pidfd says so."""
+    return bool(select.select([instance.pidfd], [], [], timeout)[0])
+
+
 def _unlink(name: str) -> None:
     try:
         _native.MessageQueue.unlink(name)
@@ -680,14 +741,13 @@ def require_instance(data_directory: str, timeout: float) -> Instance:
 
 
 class UnixClient:
-    def __init__(self, path: str, data_directory: str) -> None:
+    def __init__(self, path: str, instance: Instance) -> None:
         self.path = path
-        self.data_directory = data_directory
         self.sock: Optional[socket.socket] = None
-        self.instance: Optional[Instance] = None
+        self.instance: Optional[Instance] = instance
 
     def connect(self, timeout: float) -> None:
-        self.instance = require_instance(self.data_directory, timeout)
+        assert self.instance is not None
         try:
             st = os.lstat(self.path)
         except OSError:
@@ -729,7 +789,9 @@ class UnixClient:
                 raise DaemonTimeoutError("no answer from pmond in time")
             chunk = self.sock.recv(n - len(buf))
             if not chunk:
-                raise DaemonUnavailableError("pmond closed the connection")
+                if not _wait_dead(self.instance, 1.0):
+                    raise DaemonUnavailableError("pmond closed the connection")
+                raise _dead("socket")
             buf += chunk
         return bytes(buf)
 

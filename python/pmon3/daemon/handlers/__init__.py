@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ...config import Config
     from ..authz import Authz, Caller
     from ..boot import Boot
+    from ..control import Control
     from ..groups import Groups
     from ..supervisor import Supervisor
     from ..usage import Usage
@@ -31,6 +32,7 @@ class Context:
     boot: Boot
     groups: Groups
     usage: Usage
+    control: Control
     cfg: Config
     # Run a coroutine after the reply (init without -b); pmond keeps it and cancels it at shutdown.
     background: Callable[[Coroutine[Any, Any, Any]], None]
@@ -49,7 +51,7 @@ class Context:
 Q = TypeVar("Q", bound=Request)
 HandlerFn = Callable[[Context, Any], Awaitable[Any]]
 REGISTRY: dict[str, tuple[type[Request], HandlerFn]] = {}
-MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export")
+MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export", "daemon")
 
 
 def handles(

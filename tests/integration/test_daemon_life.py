@@ -1,0 +1,123 @@
+"""pmond's own life: a crash costs users nothing but the restart (no hang, no lockout), `daemon status`,
+`daemon stop`, and `daemon restart` keeping every process running."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import BIN, Pmond, make_daemon, pid_alive, script, wait_for
+from test_privileges import USER, ensure_user
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user")
+# A CLI facing a dead pmond must fail at once; this bound only has to separate "at once" from the 30 s
+# hang of a client waiting on a dead daemon's queue, on a loaded 2-core machine.
+NO_HANG = 5.0
+
+
+@pytest.fixture(params=["mq", "unix"])
+def daemon(request: pytest.FixtureRequest) -> Iterator[Pmond]:
+    ensure_user(USER)
+    root = Path(tempfile.mkdtemp(prefix=f"pmon3-life-{request.param}-"))
+    root.chmod(0o755)  # the user's CLI reads the config and pmond's pid file there
+    try:
+        yield from make_daemon(root, "restart:\n  stop_timeout: 20s\n", transport=request.param)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def timed(d: Pmond, *args: str, user: str | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+    t0 = time.monotonic()
+    res = d.cli(*args, check=False, user=user)
+    return res, time.monotonic() - t0
+
+
+def test_a_crashed_pmond_is_reported_at_once_and_a_new_one_serves_everyone(daemon: Pmond):
+    mine = daemon.json("exec", "/bin/sleep", "--name", "survivor", "-a", "300")
+    assert daemon.json("ls", user=USER) == []  # the user's CLI works before anything else is claimed
+    theirs = daemon.json("exec", "/bin/sleep", "--name", "theirs", "-a", "300", user=USER)
+    daemon.stop(signal.SIGKILL)
+    for user in (None, USER):
+        res, took = timed(daemon, "ls", user=user)
+        assert res.returncode == 1 and res.stderr.strip().startswith("pmond must be running"), res.stderr
+        assert took < NO_HANG
+    daemon.start()
+    for user, name, p in ((None, "survivor", mine), (USER, "theirs", theirs)):
+        res, took = timed(daemon, "ls", "--json", user=user)
+        assert res.returncode == 0, res.stderr  # nobody is locked out by the dead pmond's endpoints
+        procs = {q["name"]: q for q in json.loads(res.stdout)}
+        assert procs[name]["pid"] == p["pid"] and took < NO_HANG
+
+
+def test_a_command_in_flight_when_pmond_dies_returns_at_once(daemon: Pmond):
+    stubborn = script(daemon.root, "stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.05; done\n")
+    daemon.cli("exec", stubborn, "--name", "stubborn")
+    proc = subprocess.Popen([str(BIN / "pmon3"), "stop", "stubborn"], env=daemon.env, stderr=subprocess.PIPE, text=True)
+    pid = daemon.get("stubborn")["pid"]
+    log = daemon.root / "pmond.stderr"
+    wait_for(lambda: f"stopping pid {pid}: SIGTERM" in log.read_text(), what="pmond to be inside the stop")
+    assert proc.poll() is None  # waiting for its stop_timeout of 20 s
+    t0 = time.monotonic()
+    daemon.stop(signal.SIGKILL)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "pmond died" in err and time.monotonic() - t0 < NO_HANG
+    daemon.start()
+    daemon.cli("del", "stubborn", "-f")
+
+
+def test_daemon_status_stop_and_restart(daemon: Pmond):
+    p = daemon.json("exec", "/bin/sleep", "--name", "keeper", "-a", "300")
+    status = daemon.json("daemon", "status")
+    assert status["pid"] == daemon.proc.pid and status["config"] == str(daemon.conf)
+    assert status["processes"] == status["alive"] == 1 and status["by_status"] == {"running": 1}
+    assert status["process_trees"] in ("cgroup", "session") and status["transport"] == daemon.transport
+    text = daemon.cli("daemon", "status").stdout
+    assert str(daemon.proc.pid) in text and "1 running" in text
+
+    res = daemon.cli("daemon", "stop", user=USER, check=False)
+    assert res.returncode == 1 and "only root may stop pmond" in res.stderr
+    res = daemon.cli("daemon", "restart", user=USER, check=False)
+    assert res.returncode == 1 and "only root may restart pmond" in res.stderr
+
+    daemon.cli("daemon", "restart")  # the same pid, a new pmond in it; the process keeps running
+    after = daemon.json("daemon", "status")
+    assert after["pid"] == daemon.proc.pid and after["uptime"] < status["uptime"] + 60
+    assert daemon.get("keeper")["pid"] == p["pid"] and pid_alive(p["pid"])
+    os.kill(p["pid"], signal.SIGKILL)  # still pmond's child: the exit status is known
+    again = daemon.wait_restarted("keeper", p["pid"])
+    assert again["last_exit_signal"] == signal.SIGKILL
+
+    daemon.cli("daemon", "stop")
+    assert daemon.proc.wait(30) == 0
+    daemon.proc = None
+    assert not pid_alive(again["pid"])  # handle_interrupts: stopped with pmond
+    res, took = timed(daemon, "ls")
+    assert res.returncode == 1 and "pmond must be running" in res.stderr and took < NO_HANG
+    daemon.start()
+    assert daemon.get("keeper")["status"] == "running"  # closed by the shutdown, back at boot
+
+
+def test_autostart_replaces_a_crashed_pmond(tmp_path: Path):
+    tmp_path.chmod(0o755)
+    gen = make_daemon(tmp_path, "")
+    d = next(gen)
+    try:
+        d.conf.write_text(d.conf.read_text().replace("autostart: false", "autostart: true"))
+        old = d.proc.pid
+        d.stop(signal.SIGKILL)
+        res, took = timed(d, "ls", "--json")
+        assert res.returncode == 0 and json.loads(res.stdout) == [], res.stderr
+        status = d.json("daemon", "status")
+        assert status["pid"] != old and pid_alive(status["pid"])
+        d.cli("daemon", "stop")
+        wait_for(lambda: not pid_alive(status["pid"]), what="the autostarted pmond to stop")
+    finally:
+        gen.close()
