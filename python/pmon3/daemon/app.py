@@ -22,6 +22,7 @@ from ..states import REVIVE_AT_BOOT
 from ..store import Store
 from ..text import escape
 from . import handlers, notify
+from .apply import Applier
 from .authz import Authz, Caller
 from .boot import Boot
 from .groups import Groups
@@ -49,6 +50,7 @@ class Daemon:
         self.supervisor: Supervisor
         self.boot: Boot
         self.groups: Groups
+        self.applier: Applier
         self.usage = Usage()
         self.servers: list[Any] = []
         self.registry = handlers.load_all()
@@ -84,6 +86,7 @@ class Daemon:
         self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz, self.trees)
         self.boot = Boot(self.store, cfg, self.authz, self.supervisor)
         self.groups = Groups(self.store)
+        self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
@@ -206,6 +209,7 @@ class Daemon:
             self.usage,
             self.cfg,
             self.run_in_background,
+            self.applier,
         )
 
     async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:

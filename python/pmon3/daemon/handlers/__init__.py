@@ -14,6 +14,7 @@ from ...models import Process
 
 if TYPE_CHECKING:
     from ...config import Config
+    from ..apply import Applier
     from ..authz import Authz, Caller
     from ..boot import Boot
     from ..groups import Groups
@@ -34,6 +35,7 @@ class Context:
     cfg: Config
     # Run a coroutine after the reply (init without -b); pmond keeps it and cancels it at shutdown.
     background: Callable[[Coroutine[Any, Any, Any]], None]
+    applier: Applier
 
     def find(self, key: object) -> Process:
         return self.authz.find(self.caller, key)
@@ -49,7 +51,7 @@ class Context:
 Q = TypeVar("Q", bound=Request)
 HandlerFn = Callable[[Context, Any], Awaitable[Any]]
 REGISTRY: dict[str, tuple[type[Request], HandlerFn]] = {}
-MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export")
+MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export", "apply")
 
 
 def handles(
