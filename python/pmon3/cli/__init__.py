@@ -38,12 +38,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "topn": ("topn", "topn_cmd"),
     "completion": ("completion", "completion_cmd"),
     "import": ("import_", "import_cmd"),
+    "apply": ("apply", "apply_cmd"),
 }
 # The names listed in help; the others are aliases, shown beside them.
 PRIMARY = sorted(
     (
-        "completion del desc dgraph drop exec export group import init kill log logf ls reset restart start stop topn "
-        "version"
+        "apply completion del desc dgraph drop exec export group import init kill log logf ls reset restart start stop "
+        "topn version"
     ).split()
 )
 
