@@ -114,6 +114,7 @@ def test_equivalent_spellings_are_unchanged(applier, tmp_path):
         ({"stop_signal": "INT"}, "stop_signal", None, "SIGINT", False),
         ({"no_auto_restart": True}, "no_auto_restart", False, True, False),
         ({"dependencies": ["db"]}, "dependencies", [], ["db"], False),
+        ({"strict_modes": False}, "strict_modes", None, False, False),
     ],
 )
 def test_what_a_change_restarts(applier, edit, field, old, new, restart):

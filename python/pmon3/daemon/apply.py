@@ -8,10 +8,10 @@ operations: `upsert` creates, `update_spec` changes, `remove` deletes with prune
 
 Only the caller's own rows are compared (root's apply, too, never sees another owner's rows). A change of what
 a live process was started with (file, args, environment, user, log, working directory) restarts it; the
-restart keys, no_auto_restart, dependencies and groups are stored without a restart (the policy applies from
-the next exit or stop). An entry without groups keeps the groups assigned with the CLI, as `init` does.
-Unchanged processes are not touched, and nothing is started that is not created or restarted (`init` starts
-stored processes that are not running).
+restart keys, no_auto_restart, strict_modes, dependencies and groups are stored without a restart (the policy
+applies from the next exit or stop, strict_modes at the next spawn). An entry without groups keeps the groups
+assigned with the CLI, as `init` does. Unchanged processes are not touched, and nothing is started that is not
+created or restarted (`init` starts stored processes that are not running).
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ from .supervisor import Supervisor
 
 CREATE, CHANGE, UNCHANGED, DELETE = "create", "change", "unchanged", "delete"
 _DURATIONS = ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout")
+# Options (Process.options) that pmond only looks at when it spawns: a live process runs on unaffected. Any
+# other option is taken to shape what runs, so that a change of it restarts a live process.
+CHECKED_AT_SPAWN = frozenset({"strict_modes"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Action:
     changes: list[Change] = dataclasses.field(default_factory=list)
     restart: bool = False
     id: int = 0
-    status: str = ""
+    seen: str = ""  # the process status (label) as seen by the plan, then after the action
     pid: int = 0
     desired: Optional[Desired] = None
     result: str = ""
@@ -79,7 +82,7 @@ class Action:
             "changes": [c.wire() for c in self.changes],
             "restart": self.restart,
             "id": self.id,
-            "status": self.status,
+            "status": self.seen,
             "pid": self.pid,
         }
         if done:
@@ -172,6 +175,10 @@ def diff(old: Process, new: Process, groups_given: bool) -> list[Change]:
         before, after = old.policy.get(key), new.policy.get(key)
         if _policy_value(key, before) != _policy_value(key, after):
             changes.append(Change(key, _policy_shown(key, before), _policy_shown(key, after), False))
+    for key in sorted(old.options.keys() | new.options.keys()):
+        before, after = old.options.get(key), new.options.get(key)
+        if before != after:
+            changes.append(Change(key, before, after, key not in CHECKED_AT_SPAWN))
     if set(old.dependencies) != set(new.dependencies):
         changes.append(Change("dependencies", list(old.dependencies), list(new.dependencies), False))
     if groups_given and set(old.groups) != set(new.groups):
@@ -196,7 +203,7 @@ def compute(desired: list[Desired], stored: list[Process], alive: Container[int]
             names = [p.name for p in doomed]
         for name in names:
             p = by_name[name]
-            actions.append(Action(name, DELETE, id=p.id, status=p.status.label, pid=p.pid))
+            actions.append(Action(name, DELETE, id=p.id, seen=p.status.label, pid=p.pid))
     for name in ordered + independent:
         d = wanted[name]
         row = by_name.get(name)
@@ -316,7 +323,7 @@ class Applier:
             try:
                 if a.action == DELETE:
                     await sup.remove(a.id, force=False)
-                    a.result, a.status, a.pid = "deleted", "", 0
+                    a.result, a.seen, a.pid = "deleted", "", 0
                 elif a.action in (CREATE, CHANGE):
                     assert a.desired is not None
                     d = a.desired
@@ -328,7 +335,7 @@ class Applier:
                     else:
                         p, started = await sup.update_spec(a.id, new, restart=a.restart, groups_given=d.groups_given)
                         a.result = "restarted" if started else "updated"
-                    a.id, a.status, a.pid = p.id, p.status.label, p.pid
+                    a.id, a.seen, a.pid = p.id, p.status.label, p.pid
                 else:
                     a.result = UNCHANGED
             except Pmon3Error as exc:
