@@ -264,6 +264,10 @@ class Applier:
 
     def _one(self, caller: Caller, index: int, entry: dict[str, Any], source: str, create_dirs: bool) -> Desired:
         name = entry.get("name")
+        try:
+            req = ExecRequest.parse({k: v for k, v in entry.items() if k in _ENTRY_KEYS})
+        except InvalidRequestError:
+            req = None  # which key: asked one by one below (only when something is wrong: it costs)
         for key, value in entry.items():
             if key == "env_file":
                 if not isinstance(value, str):
@@ -271,12 +275,13 @@ class Applier:
                 continue
             if key not in _ENTRY_KEYS:
                 raise InvalidRequestError(place(source, index, name, key, "not a process config key"))
-            try:
-                ExecRequest.parse({key: value})
-            except InvalidRequestError as exc:
-                message = exc.message.replace(f"invalid request exec: {key} ", "")
-                raise InvalidRequestError(place(source, index, name, key, message)) from None
-        req = ExecRequest.parse({k: v for k, v in entry.items() if k in _ENTRY_KEYS})
+            if req is None:
+                try:
+                    ExecRequest.parse({key: value})
+                except InvalidRequestError as exc:
+                    message = exc.message.replace(f"invalid request exec: {key} ", "")
+                    raise InvalidRequestError(place(source, index, name, key, message)) from None
+        assert req is not None
         if not req.user:
             req = dataclasses.replace(req, user=caller.name)
         env_file = str(entry.get("env_file") or "")
