@@ -326,6 +326,16 @@ class Client:
                 )
         path = os.path.abspath(file)
         entries = procconfig.load_for_apply(path)
+        import json
+
+        from .ipc.protocol import MAX_REQUEST
+
+        size = len(json.dumps(entries).encode()) + len(path.encode())
+        if size > MAX_REQUEST - 4096:  # pmond drops a larger request (and we would wait for an answer in vain)
+            raise ProcessConfigError(
+                f"{path}: {len(entries)} entries are {size} bytes, more than pmond takes in one request "
+                f"({MAX_REQUEST} bytes): split the file"
+            )
         # Restarts are sequential (dependencies first), each up to a graceful stop.
         timeout = 60.0 if dry_run else 60.0 + self.stop_timeout() * max(1, len(entries))
         plan: m.ApplyPlan = self.call(m.ApplyRequest(entries, dry_run, prune, path), timeout)

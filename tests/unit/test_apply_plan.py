@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,14 @@ def test_load_for_apply_reads_env_files_here(tmp_path):
         procconfig.load_for_apply(str(conf))
     with pytest.raises(ProcessConfigError, match="no such file"):  # never an empty file: --prune would delete all
         procconfig.load_for_apply(str(tmp_path / "missing.yaml"))
+
+
+def test_a_file_too_large_for_one_request_is_refused_before_sending(tmp_path):
+    from pmon3.client import Client
+
+    conf = tmp_path / "p.json"
+    long_args = "x" * 2000
+    conf.write_text(json.dumps({"processes": [sleep(f"s{i}", args=long_args) for i in range(600)]}))
+    cfg = from_mapping({"data": {"directory": str(tmp_path)}}, str(tmp_path / "c.yml"), "user")
+    with Client(cfg) as c, pytest.raises(ProcessConfigError, match=r"600 entries are \d+ bytes, more than pmond takes"):
+        c.apply(str(conf), dry_run=True)  # no pmond runs here: the error comes before any IPC
