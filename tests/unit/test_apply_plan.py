@@ -212,3 +212,14 @@ def test_a_file_too_large_for_one_request_is_refused_before_sending(tmp_path):
     cfg = from_mapping({"data": {"directory": str(tmp_path)}}, str(tmp_path / "c.yml"), "user")
     with Client(cfg) as c, pytest.raises(ProcessConfigError, match=r"600 entries are \d+ bytes, more than pmond takes"):
         c.apply(str(conf), dry_run=True)  # no pmond runs here: the error comes before any IPC
+
+
+def test_the_plan_table_escapes_what_users_wrote(capsys):
+    from pmon3.cli.commands.apply import show_plan
+
+    change = {"field": "args", "old": "a\x9b31mb", "new": "c\x1b[2Jd", "restart": True}
+    action = {"name": "api", "action": "change", "changes": [change], "restart": True, "status": "running"}
+    show_plan({"source": "/tmp/p\x1b]0;x\x07.yaml", "dry_run": True, "actions": [action], "warnings": ["w\x9bx"]})
+    out, err = capsys.readouterr()
+    assert not any(ch in out + err for ch in "\x1b\x9b\x07"), (out, err)
+    assert "a\\x9b31mb" in out and "u001b[2Jd" in out and "p\\x1b]0;x\\x07.yaml" in out and "w\\x9bx" in err
