@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import shlex
 from collections.abc import Container
@@ -32,6 +33,8 @@ from ..store import Store
 from . import policy, spec
 from .authz import Authz, Caller
 from .supervisor import Supervisor
+
+log = logging.getLogger("pmond.apply")
 
 CREATE, CHANGE, UNCHANGED, DELETE = "create", "change", "unchanged", "delete"
 _DURATIONS = ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout")
@@ -287,10 +290,12 @@ class Applier:
         env_file = str(entry.get("env_file") or "")
         try:
             p = spec.build(self.authz, caller, req, env_file, create_dirs=create_dirs)
-            if p.name in p.dependencies:
-                raise InvalidRequestError("self-referential dependencies not allowed")
         except Pmon3Error as exc:
-            raise type(exc)(place(source, index, name, exc.field or "dependencies", exc.message), exc.code) from None
+            raise type(exc)(place(source, index, name, exc.field, exc.message), exc.code) from None
+        if p.name in p.dependencies:  # procconfig.dependency_order would refuse it without saying where
+            raise InvalidRequestError(
+                place(source, index, name, "dependencies", "self-referential dependencies not allowed")
+            )
         return Desired(index, req, env_file, p, bool(entry.get("groups")))
 
     def plan(self, caller: Caller, req: ApplyRequest) -> Plan:
@@ -310,6 +315,13 @@ class Applier:
         plan = self.plan(caller, req)
         if not req.dry_run:
             await self.execute(caller, plan)
+            results = [a.result for a in plan.actions]
+            log.info(
+                "apply of %s by uid %d: %s",
+                plan.source,
+                caller.uid,
+                ", ".join(f"{results.count(r)} {r}" for r in dict.fromkeys(results)) or "nothing to do",
+            )
         return {
             "source": req.source,
             "dry_run": req.dry_run,
@@ -346,6 +358,6 @@ class Applier:
             except Pmon3Error as exc:
                 a.result = "failed"
                 at = a.desired
-                a.error = place(plan.source, at.index, a.name, exc.field, exc.message) if at else exc.message
+                a.error = place(plan.source, at.index, a.name, exc.field, exc.message) if at else f"{a.name}: {exc}"
             if started and a.name in plan.depended and pause and a is not starts[-1]:
                 await asyncio.sleep(pause)  # pmon3's grace period for a dependency to come up
