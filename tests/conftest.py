@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
 import itertools
 import json
 import os
@@ -21,6 +22,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 _counter = itertools.count()
+_CHECKOUT = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:6]
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -100,8 +102,9 @@ class Pmond:
         self.root = root
         self.transport = transport
         # Deterministic names: a daemon killed by an aborted run leaves queues that the next run's
-        # daemon of the same name replaces, instead of piling up against RLIMIT_MSGQUEUE.
-        self.suffix = f"test{next(_counter)}"
+        # daemon of the same name replaces, instead of piling up against RLIMIT_MSGQUEUE. Per checkout, so
+        # that test runs of two checkouts on one machine never take over each other's queues.
+        self.suffix = f"test{_CHECKOUT}{next(_counter)}"
         self.data = root / "data"
         self.logs = root / "logs"
         self.conf = root / "config.yml"

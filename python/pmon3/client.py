@@ -299,6 +299,46 @@ class Client:
         entries: Entries = self.call(m.ExportRequest(order))
         return entries
 
+    def apply(self, file: Optional[str] = None, *, dry_run: bool = False, prune: bool = False) -> m.ApplyPlan:
+        """Make the caller's processes match a process config file (default: the configured
+        `process_config_file`, else PMON3_PROCESS_CONF): create what is missing, change what differs
+        (restarting a live process only when what it runs changed), leave the rest alone, and with `prune`
+        delete the caller's processes the file does not list. `dry_run` only plans. The file and the env files
+        it names are read here, with this process's rights; pmond gets the entries. Returns the plan (with each
+        action's `result` when carried out; `ok` is false when one failed); an invalid file raises and changes
+        nothing."""
+        from . import procconfig
+        from .errors import ProcessConfigError
+
+        if file is None:
+            if os.geteuid() != 0 and self.cfg.mode == "system":
+                raise ProcessConfigError(
+                    "the system pmond's process config file is root's: name your own (pmon3 apply FILE)"
+                )
+            named = self.cfg.process_config_file or os.environ.get("PMON3_PROCESS_CONF", "")
+            file = named or procconfig.resolve_path("")  # a file named but missing is an error below
+            if not file:
+                raise ProcessConfigError(
+                    "no process config file: name one (pmon3 apply FILE), or set process_config_file in "
+                    f"{self.cfg.path} or PMON3_PROCESS_CONF"
+                )
+        path = os.path.abspath(file)
+        entries = procconfig.load_for_apply(path)
+        import json
+
+        from .ipc.protocol import MAX_REQUEST
+
+        size = len(json.dumps(entries).encode()) + len(path.encode())
+        if size > MAX_REQUEST - 4096:  # pmond drops a larger request (and we would wait for an answer in vain)
+            raise ProcessConfigError(
+                f"{path}: {len(entries)} entries are {size} bytes, more than pmond takes in one request "
+                f"({MAX_REQUEST} bytes): split the file"
+            )
+        # Restarts are sequential (dependencies first), each up to a graceful stop.
+        timeout = 60.0 if dry_run else 60.0 + self.stop_timeout() * max(1, len(entries))
+        plan: m.ApplyPlan = self.call(m.ApplyRequest(entries, dry_run, prune, path), timeout)
+        return plan
+
     def top(self) -> dict[str, Any]:
         data: dict[str, Any] = self.call(m.TopRequest())
         return data

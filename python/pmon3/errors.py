@@ -42,6 +42,9 @@ class Pmon3Error(Exception):
     """Base of every pmon3 error: a one-line `message` for a person and a `code` for a program."""
 
     default_code = ErrorCode.ERROR
+    # The request field (process config key) the error is about, when the raiser knew it: `apply` names it
+    # with the entry's place in the file. Never on the wire.
+    field: Optional[str] = None
 
     def __init__(self, message: str, code: Optional[ErrorCode] = None) -> None:
         super().__init__(message)

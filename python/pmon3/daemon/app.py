@@ -22,6 +22,7 @@ from ..states import REVIVE_AT_BOOT
 from ..store import Store
 from ..text import escape
 from . import handlers, notify
+from .apply import Applier
 from .authz import Authz, Caller
 from .boot import Boot
 from .control import Control
@@ -50,6 +51,7 @@ class Daemon:
         self.supervisor: Supervisor
         self.boot: Boot
         self.groups: Groups
+        self.applier: Applier
         self.usage = Usage()
         self.servers: list[Any] = []
         self.registry = handlers.load_all()
@@ -95,6 +97,7 @@ class Daemon:
         self.boot = Boot(self.store, cfg, self.authz, self.supervisor)
         self.groups = Groups(self.store)
         self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
+        self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
@@ -224,6 +227,7 @@ class Daemon:
             self.control,
             self.cfg,
             self.run_in_background,
+            self.applier,
         )
 
     async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:

@@ -214,9 +214,10 @@ class Authz:
         """Only the file pmond itself made for this row is pmond's to create, chown, rotate and delete."""
         return bool(p.log) and p.log == self.default_log_path(p.owner, p.name)
 
-    def log_path(self, caller: Caller, owner: int, name: str, log: str, log_dir: str) -> str:
+    def log_path(self, caller: Caller, owner: int, name: str, log: str, log_dir: str, create: bool = True) -> str:
         """pmon3's rules: --log verbatim, else <log_dir>/<name>.log, else pmond's own file. A path the caller
-        chose is opened by the child as the run user, never by pmond."""
+        chose is opened by the child as the run user, never by pmond. Root's missing log directory is created
+        unless `create` is false (a plan that must change nothing)."""
         if log:
             if not os.path.isabs(log):
                 raise InvalidRequestError(f"log path must be absolute: {log}")
@@ -228,7 +229,8 @@ class Authz:
             if not fsas.is_dir(caller.uid, log_dir):
                 if not caller.is_root:  # we would create it with root's rights
                     raise InvalidRequestError(f"log directory {log_dir} does not exist")
-                os.makedirs(log_dir, mode=0o755, exist_ok=True)
+                if create:
+                    os.makedirs(log_dir, mode=0o755, exist_ok=True)
             return os.path.join(log_dir, f"{name}.log")
         return self.default_log_path(owner, name)
 

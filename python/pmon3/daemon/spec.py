@@ -9,7 +9,7 @@ import shlex
 from typing import Any
 
 from .. import procconfig
-from ..errors import ConfigError, InvalidRequestError, ProcessConfigError
+from ..errors import ConfigError, InvalidRequestError, Pmon3Error, ProcessConfigError
 from ..ipc.messages import ExecRequest, RestartFlags
 from ..models import Process
 from . import policy
@@ -57,38 +57,58 @@ def request_name(req: ExecRequest) -> str:
     return req.name or os.path.basename(req.file)
 
 
-def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "") -> Process:
-    """The process `req` describes, owned by the caller; raises a one-line error on the first bad field."""
-    file = authz.exec_file(caller, req.file)
-    name = check_name(req.name or os.path.basename(file))
-    p = Process(id=0, name=name, process_file=file, owner=caller.uid)
-    p.argv = split_words(req.argv if req.argv is not None else req.args, "args")
-    p.env_vars = env_list(req.env_vars)
-    if env_file:
-        authz.env_file_allowed(caller)
-        if not os.path.isabs(env_file):
-            raise InvalidRequestError(f"env file must be an absolute path: {env_file}")
-        try:
-            from_file = procconfig.parse_env_file(env_file)
-        except ProcessConfigError as exc:
-            raise InvalidRequestError(str(exc)) from None
-        p.env_vars = from_file + p.env_vars  # explicit env_vars win over the file
-    user = authz.run_as(caller, req.user)
-    p.username, p.uid, p.gid = user.name, user.uid, user.gid
-    p.log = authz.log_path(caller, p.owner, name, req.log, req.log_dir)
-    p.auto_restart = not req.no_auto_restart
-    p.dependencies = [check_name(n, "dependency name") for n in name_list(req.dependencies, "dependencies")]
-    p.groups = [check_group_name(g) for g in name_list(req.groups, "groups")]
-    overrides = {k: getattr(req, k) for k in policy.POLICY_KEYS if getattr(req, k) is not None}
+def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "", *, create_dirs: bool = True) -> Process:
+    """The process `req` describes, owned by the caller; raises a one-line error on the first bad field, with
+    that field in the error's `field` (its process config key). `create_dirs=False` only validates: root's
+    missing log directory is not created."""
+    key = "file"
     try:
-        p.policy = policy.normalize_overrides(overrides)
-    except ConfigError as exc:
-        raise InvalidRequestError(str(exc)) from None
-    if p.policy.get("restart") == "never":
-        p.auto_restart = False
-    p.cwd = authz.cwd(caller, req.cwd)
-    if req.strict_modes is False:
-        p.options["strict_modes"] = False
+        file = authz.exec_file(caller, req.file)
+        key = "name"
+        name = check_name(req.name or os.path.basename(file))
+        p = Process(id=0, name=name, process_file=file, owner=caller.uid)
+        key = "args"
+        p.argv = split_words(req.argv if req.argv is not None else req.args, "args")
+        key = "env_vars"
+        p.env_vars = env_list(req.env_vars)
+        if env_file:
+            key = "env_file"
+            authz.env_file_allowed(caller)
+            if not os.path.isabs(env_file):
+                raise InvalidRequestError(f"env file must be an absolute path: {env_file}")
+            try:
+                from_file = procconfig.parse_env_file(env_file)
+            except ProcessConfigError as exc:
+                raise InvalidRequestError(str(exc)) from None
+            p.env_vars = from_file + p.env_vars  # explicit env_vars win over the file
+        key = "user"
+        user = authz.run_as(caller, req.user)
+        p.username, p.uid, p.gid = user.name, user.uid, user.gid
+        key = "log" if req.log else "log_dir"
+        p.log = authz.log_path(caller, p.owner, name, req.log, req.log_dir, create=create_dirs)
+        p.auto_restart = not req.no_auto_restart
+        key = "dependencies"
+        p.dependencies = [check_name(n, "dependency name") for n in name_list(req.dependencies, "dependencies")]
+        key = "groups"
+        p.groups = [check_group_name(g) for g in name_list(req.groups, "groups")]
+        p.policy = {}
+        for key in policy.POLICY_KEYS:
+            value = getattr(req, key)
+            if value is not None:
+                try:
+                    p.policy.update(policy.normalize_overrides({key: value}))
+                except ConfigError as exc:
+                    raise InvalidRequestError(str(exc)) from None
+        if p.policy.get("restart") == "never":
+            p.auto_restart = False
+        key = "cwd"
+        p.cwd = authz.cwd(caller, req.cwd)
+        if req.strict_modes is False:
+            p.options["strict_modes"] = False
+    except Pmon3Error as exc:
+        if exc.field is None:
+            exc.field = key
+        raise
     return p
 
 

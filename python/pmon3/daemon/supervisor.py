@@ -166,6 +166,35 @@ class Supervisor:
                 raise SpawnError(f"command error: start process error: {exc}") from None
             return self._get(process_id), True
 
+    async def update_spec(
+        self, process_id: int, new: Process, *, restart: bool, groups_given: bool
+    ) -> tuple[Process, bool]:
+        """apply: replace a stored row's spec with `new` (validated; spec.merge). A live process is restarted
+        (gracefully, counted) when `restart`, i.e. when what it was started with changed; otherwise it keeps
+        running and the new restart policy applies from its next exit. A process that is not alive is updated
+        and left as it is: a stopped one stays stopped, a pending restart starts the new spec. Returns the row
+        and whether it was restarted."""
+        async with self.lock(process_id):
+            p = self._get(process_id)
+            restart = restart and self.is_alive(process_id)
+            if restart:
+                await self.terminate(process_id, force=False)
+                p = self._get(process_id)
+                p.restart_count += 1
+                self._clear_runtime_state(process_id)
+            p = spec.merge(p, new, groups_given)
+            self.store.update(p)
+            self.store.set_groups(p)
+            rt = self.runtimes.get(process_id)
+            if rt is not None and rt.launch is not None:
+                rt.policy_inputs = (p.auto_restart, dict(p.policy))
+            if restart:
+                try:
+                    self.start(p)
+                except SpawnError as exc:
+                    raise SpawnError(f"command error: start process error: {exc}") from None
+            return self._get(process_id), restart
+
     async def stop(self, process_id: int, force: bool) -> Process:
         async with self.lock(process_id):
             return await self._stop(self._get(process_id), force)

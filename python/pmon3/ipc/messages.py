@@ -178,6 +178,45 @@ class VersionInfo(TypedDict):
     uid: int
 
 
+class ApplyChange(TypedDict):
+    """One field apply changes, keyed as in a process config. Values as a process config writes them
+    (durations as text such as "5s", null for config.yml's default); env_vars lists only the variables that
+    differ."""
+
+    field: str
+    old: Any
+    new: Any
+    # what a live process was started with (file, args, env_vars, user, log, cwd): a live one is restarted
+    restart: bool
+
+
+class ApplyAction(TypedDict, total=False):
+    name: str
+    # create, change, unchanged or delete
+    action: str
+    changes: list[ApplyChange]
+    # a live process is restarted: what it was started with changes
+    restart: bool
+    # the stored process (0 for a create that has not happened)
+    id: int
+    status: str
+    pid: int
+    # after a real apply: created, restarted, updated, unchanged, deleted or failed (then `error`)
+    result: str
+    error: str
+
+
+class ApplyPlan(TypedDict):
+    source: str
+    dry_run: bool
+    prune: bool
+    # in the order they are (or would be) carried out: deletions, then the entries in dependency order
+    actions: list[ApplyAction]
+    warnings: list[str]
+    # false when an action failed
+    ok: bool
+
+
 # -- requests ------------------------------------------------------------------------------------------------
 
 
@@ -439,6 +478,22 @@ class DaemonRestartRequest(Request):
     REPLY = "DaemonStatus"
 
 
+@dataclasses.dataclass(frozen=True)
+class ApplyRequest(Request):
+    CMD = "apply"
+    DOC = (
+        "Make the caller's processes match process config entries (read by the client): create, change "
+        "(a live process restarted only when what it runs changed), leave unchanged ones alone, delete the "
+        "others with prune; all entries are validated first; dry_run only plans."
+    )
+    REPLY = "ApplyPlan"
+    entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    dry_run: bool = False
+    prune: bool = False
+    # the file the entries come from, for messages only (pmond never opens it)
+    source: str = ""
+
+
 REQUESTS: tuple[type[Request], ...] = (
     Hello,
     Version,
@@ -467,6 +522,7 @@ REQUESTS: tuple[type[Request], ...] = (
     DaemonStatusRequest,
     DaemonStopRequest,
     DaemonRestartRequest,
+    ApplyRequest,
 )
 BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}
 

@@ -14,6 +14,7 @@ from ...models import Process
 
 if TYPE_CHECKING:
     from ...config import Config
+    from ..apply import Applier
     from ..authz import Authz, Caller
     from ..boot import Boot
     from ..control import Control
@@ -36,6 +37,7 @@ class Context:
     cfg: Config
     # Run a coroutine after the reply (init without -b); pmond keeps it and cancels it at shutdown.
     background: Callable[[Coroutine[Any, Any, Any]], None]
+    applier: Applier
 
     def find(self, key: object) -> Process:
         return self.authz.find(self.caller, key)
@@ -51,7 +53,7 @@ class Context:
 Q = TypeVar("Q", bound=Request)
 HandlerFn = Callable[[Context, Any], Awaitable[Any]]
 REGISTRY: dict[str, tuple[type[Request], HandlerFn]] = {}
-MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export", "daemon")
+MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export", "daemon", "apply")
 
 
 def handles(
