@@ -54,7 +54,8 @@ systemd_install: install-systemd ## alias of install-systemd (pmon3's name)
 
 systemd_uninstall: uninstall-systemd ## alias of uninstall-systemd (pmon3's name)
 
-test: dev ## the whole suite: Rust unit tests, the wheel smoke test, the Python suites against a real pmond
+test: dev ## the whole suite: lint and types, Rust unit tests, the wheel smoke test, the Python suites against a real pmond
+	$(MAKE) --no-print-directory lint typecheck
 	cargo test --no-default-features --quiet
 	$(MAKE) --no-print-directory wheel-smoke
 	$(PY) -m pytest -q
@@ -70,6 +71,9 @@ lint: dev ## rustfmt, clippy, ruff, and the .pyi stub against the built module
 	$(VENV)/bin/ruff format --check python tests
 	$(PY) -m pytest -q tests/unit/test_native_stub.py
 
+typecheck: dev ## mypy --strict on python/ (the .pyi stub is checked by stubtest in lint)
+	$(PY) -m mypy --strict python/pmon3
+
 fmt: ## format Rust and Python
 	cargo fmt --all
 	ruff format python tests
@@ -78,7 +82,7 @@ clean: ## remove build products
 	rm -rf target $(VENV) dist build .pytest_cache
 
 .PHONY: help dev build wheel sdist wheel-smoke completions install-systemd uninstall-systemd systemd_install \
-	systemd_uninstall test test-python lint fmt clean
+	systemd_uninstall test test-python lint typecheck fmt clean
 
 bench: ## benchmarks vs supervisord (benches/.venv-peer) and a C reference: table + benches/results/*.json
 	$(PY) benches/run.py

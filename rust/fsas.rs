@@ -108,10 +108,8 @@ fn effective_caps() -> Result<u64> {
     };
     let mut data = [Data::default(); 2];
     // SAFETY: version 3 takes two data structs.
-    sys(
-        unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) },
-        || "capget".into(),
-    )?;
+    let r = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    sys(r, || "capget".into())?;
     Ok(u64::from(data[0].effective) | (u64::from(data[1].effective) << 32))
 }
 
@@ -122,10 +120,8 @@ fn become_user(creds: &Creds) -> Result<()> {
     // caller can act as itself.
     if sorted(&thread_groups()?) != want {
         // SAFETY: a valid list of want.len() gids; raw syscall: this thread only.
-        sys(
-            unsafe { libc::syscall(libc::SYS_setgroups, want.len(), want.as_ptr()) },
-            || format!("setgroups {:?}", creds.groups),
-        )?;
+        let r = unsafe { libc::syscall(libc::SYS_setgroups, want.len(), want.as_ptr()) };
+        sys(r, || format!("setgroups {:?}", creds.groups))?;
     }
     set_fs_id(libc::SYS_setfsgid, "setfsgid", creds.gid)?;
     set_fs_id(libc::SYS_setfsuid, "setfsuid", creds.uid)?;

@@ -368,6 +368,7 @@ pub(crate) mod tests {
         let mut buf = [0u8; 64];
         // SAFETY: reading into a local buffer.
         let n = unsafe { libc::read(fds[0], buf.as_mut_ptr().cast(), buf.len()) };
+        // SAFETY: our own read end, not used after this.
         unsafe { libc::close(fds[0]) };
         assert_eq!(&buf[..n as usize], b"out\nerr\n");
         spec.log_fd = Some(1);
