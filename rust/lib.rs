@@ -10,6 +10,7 @@ pub mod inotify;
 pub mod mq;
 pub mod preexec;
 pub mod reaper;
+pub mod sockets;
 pub mod spawn;
 
 #[cfg(feature = "python")]

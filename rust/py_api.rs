@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::fsas::{self, Creds};
 use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{files, reaper, spawn as sp};
+use crate::{files, reaper, sockets, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -169,6 +169,30 @@ fn stat_as<'py>(
     let creds = Creds { uid, gid, groups };
     let st = py.detach(|| fsas::stat_as(path.as_os_str(), &creds, follow))?;
     stat_result(py, &st)
+}
+
+#[pyfunction]
+#[pyo3(signature = (fd, path, mode=None, uid=None, gid=None, groups=None))]
+fn bind_unix(
+    py: Python<'_>,
+    fd: i32,
+    path: PathBuf,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Option<Vec<u32>>,
+) -> PyResult<()> {
+    let creds = uid.map(|uid| Creds {
+        uid,
+        gid: gid.unwrap_or(uid),
+        groups: groups.unwrap_or_default(),
+    });
+    Ok(py.detach(|| sockets::bind_unix(fd, path.as_os_str(), mode, creds.as_ref()))?)
+}
+
+#[pyfunction]
+fn pidfd_getfd(pidfd: i32, target: i32) -> PyResult<i32> {
+    Ok(sockets::pidfd_getfd(pidfd, target)?.into_raw_fd())
 }
 
 #[pyfunction]
@@ -395,6 +419,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(stat_as, m)?)?;
     m.add_function(wrap_pyfunction!(access_as, m)?)?;
     m.add_function(wrap_pyfunction!(open_as, m)?)?;
+    m.add_function(wrap_pyfunction!(bind_unix, m)?)?;
+    m.add_function(wrap_pyfunction!(pidfd_getfd, m)?)?;
     m.add_class::<PyMessageQueue>()?;
     m.add_function(wrap_pyfunction!(fallocate, m)?)?;
     for (name, value) in [

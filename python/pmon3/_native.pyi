@@ -20,6 +20,8 @@ __all__ = [
     "stat_as",
     "access_as",
     "open_as",
+    "bind_unix",
+    "pidfd_getfd",
     "MessageQueue",
     "fallocate",
     "FALLOC_FL_KEEP_SIZE",
@@ -232,3 +234,18 @@ class Inotify:
 
     def close(self) -> None:
         """Close the descriptor and its watches; later calls do nothing."""
+
+def bind_unix(
+    fd: int,
+    path: str,
+    mode: Optional[int] = None,
+    uid: Optional[int] = None,
+    gid: Optional[int] = None,
+    groups: Optional[list[int]] = None,
+) -> None:
+    """bind(2) the AF_UNIX socket `fd` to `path` and chmod the new file to `mode`; with `uid` given, both
+    happen with that user's rights (on a short-lived thread of ours), so the file is theirs and the
+    directory must be writable by them."""
+
+def pidfd_getfd(pidfd: int, target: int) -> int:
+    """A close-on-exec copy of descriptor `target` of the process behind `pidfd` (pidfd_getfd(2))."""
