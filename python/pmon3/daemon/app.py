@@ -263,6 +263,7 @@ class Daemon:
             server.close()
         if self.restart_requested:
             log.info("replacing pmond; %d processes keep running", len(sup.runtimes))
+            sup.close()
             # Same pid and start time after exec: clients must wait for the new pmond's `ready`.
             transport.write_pid_file(self.cfg.data_directory, "starting", self.cfg.transport, self.endpoint)
             self.store.close()
@@ -273,6 +274,7 @@ class Daemon:
             await sup.shutdown_stop(self.boot.stop_order())  # reverse dependency order
         else:
             log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
+        sup.close()
         self.store.close()
 
 

@@ -18,21 +18,31 @@ import select
 import signal
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any, Callable, Optional
 
 from .. import _native
 from ..config import BASE_PATH, Config, signal_number
-from ..errors import ConflictError, InvalidRequestError, NotFoundError, PermissionDeniedError, SpawnError
+from ..errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+    Pmon3Error,
+    SpawnError,
+)
 from ..logfiles import rotated_files
 from ..models import ExitInfo, Process
 from ..states import Status, check_transition
 from ..store import Store
-from . import policy, spec
+from . import policy, readiness, spec
 from .accounts import RunAs, resolve_user
 from .authz import Authz
 from .hooks import HookRunner
-from .trees import Trees
+from .readiness import Notifier
+from .sockets import Key as SocketKey
+from .sockets import Sockets
+from .trees import LEAVES, Copy, Trees
 
 log = logging.getLogger("pmond.supervisor")
 
@@ -52,10 +62,12 @@ class Launch:
     options: dict[str, Any]
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Runtime:
-    """What the daemon knows about a live process beyond its row."""
+    """One live copy of a process: what the daemon knows beyond its row."""
 
+    process_id: int
+    leaf: str  # which of the process's two copy trees (trees.LEAVES) it runs in
     pid: int
     pidfd: int
     is_child: bool
@@ -64,18 +76,39 @@ class Runtime:
     launch: Optional[Launch] = None  # None for a process adopted from a previous pmond
     # (auto_restart, per-process policy): the restart decision is made against config.yml as it is then
     policy_inputs: Optional[tuple[bool, dict[str, Any]]] = None
+    role: str = "main"  # main | successor (a reload's new copy, not yet serving) | retiring (being replaced)
+    ready: Optional[asyncio.Future[None]] = None  # resolved once ready (see readiness.py)
+    notified: Optional[asyncio.Event] = None  # READY=1 arrived
+    status_text: str = ""  # the last STATUS= it sent
+    main_pid: int = 0  # MAINPID= it named: followed when the first process exits
+    watchdog: Optional[asyncio.TimerHandle] = None
+
+    @property
+    def copy(self) -> Copy:
+        return (self.process_id, self.leaf)
 
 
 class Supervisor:
-    def __init__(self, store: Store, cfg: Config, loop: asyncio.AbstractEventLoop, authz: Authz, trees: Trees) -> None:
+    def __init__(
+        self,
+        store: Store,
+        cfg: Config,
+        loop: asyncio.AbstractEventLoop,
+        authz: Authz,
+        trees: Trees,
+        sockets: Optional[Sockets] = None,
+    ) -> None:
         self.store = store
         self.cfg = cfg
         self.loop = loop
         self.authz = authz
         self.trees = trees
-        self.clearing: set[asyncio.Task[None]] = set()
-        self.runtimes: dict[int, Runtime] = {}
-        self.by_pid: dict[int, int] = {}
+        self.sockets = sockets or Sockets()
+        self.runtimes: dict[int, Runtime] = {}  # the serving copy of each live process
+        self.by_pid: dict[int, Runtime] = {}  # every tracked copy, serving or not
+        self.leaves: dict[int, str] = {}  # the copy tree a process's next start uses
+        self.notifiers: dict[Copy, Notifier] = {}
+        self.background: set[asyncio.Task[Any]] = set()
         self.quick_deaths: dict[int, int] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
         self.locks: dict[int, asyncio.Lock] = {}
@@ -102,10 +135,25 @@ class Supervisor:
         return process_id in self.runtimes
 
     def tree_of(self, process_id: int) -> str:
-        return self.trees.describe(process_id)
+        return self.trees.describe((process_id, self.leaves.get(process_id, LEAVES[0])))
 
     def live_pids(self, process_ids: Iterable[int]) -> list[int]:
         return [self.runtimes[i].pid for i in process_ids if i in self.runtimes]
+
+    def runtime_info(self, process_id: int) -> dict[str, Any]:
+        """What `desc` shows beyond the row: the tree, and what the process said over NOTIFY_SOCKET."""
+        info: dict[str, Any] = {"tree": self.tree_of(process_id)}
+        rt = self.runtimes.get(process_id)
+        if rt is not None and rt.status_text:
+            info["notify_status"] = rt.status_text
+        return info
+
+    async def wait_ready(self, process_id: int) -> None:
+        """Until the serving copy is ready (boot waits so for a dependency); a copy that will not be ready
+        raises NotReady."""
+        rt = self.runtimes.get(process_id)
+        if rt is not None and rt.ready is not None:
+            await asyncio.shield(rt.ready)
 
     # -- the one writer of a status ------------------------------------------------------------------------
     @staticmethod
@@ -127,6 +175,7 @@ class Supervisor:
                 except SpawnError as exc:  # a failed start leaves nothing new behind
                     self.store.delete(p.id)
                     self._forget(p.id)
+                    self._release_sockets(p)
                     raise SpawnError(f"command error: start process error: {exc}") from None
             return self.store.get(p.id) or p
         async with self.lock(existing.id):
@@ -165,6 +214,66 @@ class Supervisor:
             except SpawnError as exc:
                 raise SpawnError(f"command error: start process error: {exc}") from None
             return self._get(process_id), True
+
+    async def reload(self, process_id: int, changes: dict[str, Any]) -> tuple[Process, str]:
+        """Zero-downtime restart: start a new copy (with `changes` applied) beside the serving one, wait until
+        it is ready, then stop the old one gracefully; never zero copies serving. If the new copy fails or is
+        not ready in time, the old one keeps running, the row is unchanged, and SpawnError says why. A process
+        that is not running is simply started. Returns the row and a note for the user (or "")."""
+        async with self.lock(process_id):
+            p = self._get(process_id)
+            old = self.runtimes.get(process_id)
+            target = dataclasses.replace(p, options=dict(p.options), policy=dict(p.policy))
+            for key, value in changes.items():
+                setattr(target, key, value)
+            if old is None:
+                self._clear_runtime_state(process_id)
+                self.store.update(target)
+                try:
+                    self.start(target)
+                except SpawnError as exc:
+                    raise SpawnError(f"command error: start process error: {exc}") from None
+                return self._get(process_id), "it was not running: started"
+            ready = readiness.parse(str(target.options.get("ready", "none")))
+            note = ""
+            if ready.kind == "none":
+                settings = self.settings(target)
+                ready = readiness.ReadySpec("delay", delay=settings.min_uptime)
+                note = (
+                    f"no readiness check: the new copy counted as ready after min_uptime ({settings.min_uptime:g} s)"
+                    + (
+                        ""
+                        if target.options.get("listen")
+                        else "; without --listen it must share its port (SO_REUSEPORT)"
+                    )
+                )
+            leaf = _other(old.leaf)
+            if self.trees.populated((process_id, leaf), 0):
+                await self._end_tree((process_id, leaf), 0, signal.SIGKILL, 0)  # a failed reload's leftovers
+            try:
+                new = self._spawn_copy(target, leaf, role="successor")
+            except SpawnError as exc:
+                raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
+            try:
+                await self._await_ready(new, target, ready)
+            except readiness.NotReady as exc:
+                await self._terminate_copy(new, force=True)
+                self._close_notifier(new.copy)
+                raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
+            # The new copy serves: it becomes the process, then the old one is stopped gracefully.
+            old.role, new.role = "retiring", "main"
+            self.runtimes[process_id] = new
+            self.leaves[process_id] = leaf
+            self._stop_watchdog(old)
+            target.restart_count += 1
+            self.store.update(target)
+            self._record_start(target, new)
+            self._set_status(target, Status.RUNNING)
+            self.store.update_runtime(target)
+            await self._terminate_copy(old, force=False)
+            self._close_notifier(old.copy)
+            log.info("reloaded %s: pid %d replaced pid %d", p.name, new.pid, old.pid)
+            return self._get(process_id), note
 
     async def update_spec(
         self, process_id: int, new: Process, *, restart: bool, groups_given: bool
@@ -216,6 +325,9 @@ class Supervisor:
             self.store.delete(process_id)
             self._forget(process_id)
             self.trees.release(process_id)
+            for leaf in LEAVES:
+                self._close_notifier((process_id, leaf))
+            self._release_sockets(p)
         if self.authz.is_managed_log(p):  # a path the user chose is the user's to keep
             for path in [p.log, *rotated_files(p.log)]:
                 try:
@@ -266,6 +378,12 @@ class Supervisor:
             procs = [p for p in (self.store.get(i) for i in layer) if p is not None]
             await asyncio.gather(*(self._stop(p, force=False, final=Status.CLOSED) for p in procs))
 
+    def close(self) -> None:
+        """pmond goes away: what it holds for processes (sockets, notify sockets) is closed, processes stay."""
+        for copy in list(self.notifiers):
+            self._close_notifier(copy)
+        self.sockets.close()
+
     def _get(self, process_id: int) -> Process:
         p = self.store.get(process_id)
         if p is None:
@@ -285,6 +403,8 @@ class Supervisor:
         lang = os.environ.get("LANG")
         if lang:
             env["LANG"] = lang
+        if "instance" in p.options:
+            env["PMON3_INSTANCE"] = str(p.options["instance"])
         for item in p.env_vars:
             key, _, value = item.partition("=")
             env[key] = value
@@ -309,10 +429,27 @@ class Supervisor:
         finally:
             os.close(fd)
 
+    @staticmethod
+    def socket_key(p: Process) -> SocketKey:
+        """A process and its instances share one set of held sockets."""
+        return (p.owner, str(p.options.get("family") or p.name))
+
+    def _release_sockets(self, p: Process) -> None:
+        key = self.socket_key(p)
+        if not any(self.socket_key(q) == key for q in self.store.list_processes(p.owner) if q.id != p.id):
+            self.sockets.release(key)
+
     def spawn(self, p: Process) -> None:
-        """Start `p` now; on success its row says running with the new pid, else SpawnError."""
+        """Start `p` now as its serving copy; on success its row says running (or starting, until ready) with the
+        new pid, else SpawnError."""
         if p.id in self.runtimes:
             raise SpawnError(f"process ({p.name}) is already running")
+        rt = self._spawn_copy(p, self.leaves.get(p.id, LEAVES[0]), role="main")
+        self._record_start(p, rt)
+        self._watch_ready(rt, p)
+
+    def _spawn_copy(self, p: Process, leaf: str, role: str) -> Runtime:
+        """Prepare everything (user, StrictModes, log, sockets, notify socket, tree) and spawn one copy."""
         try:
             user = resolve_user(p.username)
         except InvalidRequestError as exc:
@@ -324,27 +461,50 @@ class Supervisor:
                 self.authz.trusted_executable(user, p.process_file)
             except PermissionDeniedError as exc:
                 raise SpawnError(exc.message) from None
-        root = os.geteuid() == 0
-        launch = Launch(
-            p.process_file,
-            [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
-            self.environment(p, user),
-            {
-                "cwd": p.cwd or os.path.dirname(p.process_file) or "/",
-                "uid": user.uid if root else None,
-                "gid": user.gid if root else None,
-                "groups": list(user.groups) if root else None,
-                "log_path": p.log or None,
-                **self.trees.spawn_options(p.id),  # born inside its tree: nothing it starts can leave it
-            },
-        )
         try:
             self.prepare_log(p, user)
         except OSError as exc:
             raise SpawnError(f"open log {p.log}: {exc.strerror}") from None
-        self._launch(p.id, launch, (p.auto_restart, dict(p.policy)))
+        env = self.environment(p, user)
+        pass_fds: list[int] = []
+        key = self.socket_key(p)
+        if p.options.get("listen"):
+            try:
+                if not self.sockets.fds(key) or p.options["listen"] != self._held_texts(key):
+                    self.sockets.ensure(key, list(p.options["listen"]), p.owner, user)
+            except Pmon3Error as exc:
+                raise SpawnError(exc.message) from None
+            pass_fds = self.sockets.fds(key)
+            env += self.sockets.spawn_env(key)
+        copy = (p.id, leaf)
+        ready = str(p.options.get("ready", "none"))
+        if ready == "notify":
+            env.append(self._notifier(copy).env)
+            if p.options.get("watchdog"):
+                env.append(f"WATCHDOG_USEC={int(p.options['watchdog']) * 1000}")
+        root = os.geteuid() == 0
+        options: dict[str, Any] = {
+            "cwd": p.cwd or os.path.dirname(p.process_file) or "/",
+            "uid": user.uid if root else None,
+            "gid": user.gid if root else None,
+            "groups": list(user.groups) if root else None,
+            "log_path": p.log or None,
+            **self.trees.spawn_options(copy),  # born inside its tree: nothing it starts can leave it
+        }
+        if pass_fds:
+            options.update(pass_fds=pass_fds, listen_pid=True)
+        launch = Launch(
+            p.process_file,
+            [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
+            env,
+            options,
+        )
+        rt = self._launch(p.id, leaf, launch, (p.auto_restart, dict(p.policy)), role)
         p.uid, p.gid = user.uid, user.gid
-        self._record_start(p)
+        return rt
+
+    def _held_texts(self, key: SocketKey) -> list[str]:
+        return [spec.text() for spec, _s in self.sockets.held.get(key, [])]
 
     def start(self, p: Process) -> None:
         """spawn, recording `failed` when the process cannot start (the SpawnError still reaches the caller)."""
@@ -355,31 +515,38 @@ class Supervisor:
             self.store.update_runtime(p)
             raise
 
-    def _launch(self, process_id: int, launch: Launch, policy_inputs: tuple[bool, dict[str, Any]]) -> Runtime:
+    def _launch(
+        self, process_id: int, leaf: str, launch: Launch, policy_inputs: tuple[bool, dict[str, Any]], role: str
+    ) -> Runtime:
         try:
             pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options)
         except OSError as exc:
             raise SpawnError(str(exc.args[1]) if len(exc.args) > 1 else str(exc)) from None
-        rt = Runtime(pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs)
-        self._track(process_id, rt)
+        rt = Runtime(
+            process_id, leaf, pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs
+        )
+        rt.role = role
+        self._track(rt)
         return rt
 
-    def _record_start(self, p: Process) -> None:
-        rt = self.runtimes[p.id]
+    def _record_start(self, p: Process, rt: Runtime) -> None:
         try:
             start_time = _native.proc_start_time(rt.pid)
         except OSError:
             start_time = 0  # died already: the pidfd still reports it
-        self._set_status(p, Status.RUNNING)
+        gated = str(p.options.get("ready", "none")) != "none"
+        self._set_status(p, Status.STARTING if gated else Status.RUNNING)
         p.pid, p.pid_start_time = rt.pid, start_time
         p.started_at = time.time()
         self.store.update_runtime(p)
         log.info("started %s (id %d) as pid %d", p.name, p.id, rt.pid)
 
-    def _track(self, process_id: int, rt: Runtime) -> None:
-        self.runtimes[process_id] = rt
-        self.by_pid[rt.pid] = process_id
-        self.loop.add_reader(rt.pidfd, self._pidfd_ready, process_id)
+    def _track(self, rt: Runtime) -> None:
+        if rt.role == "main":
+            self.runtimes[rt.process_id] = rt
+            self.leaves[rt.process_id] = rt.leaf
+        self.by_pid[rt.pid] = rt
+        self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
 
     def adopt(self, p: Process, boot_matches: bool) -> bool:
         """Take over a live process left by a previous pmond, if it is really the same process."""
@@ -396,12 +563,150 @@ class Supervisor:
         # Still our child after `daemon restart` (pmond exec'd itself): then its exit status is ours to read.
         is_child = _parent_of(p.pid) == os.getpid()
         started = time.monotonic() - _age(p.pid_start_time)  # its uptime counts from its own start
-        self._track(p.id, Runtime(p.pid, pidfd, is_child, started, self.loop.create_future()))
+        leaf = self.trees.leaf_of(p.id, p.pid)
+        rt = Runtime(p.id, leaf, p.pid, pidfd, is_child, started, self.loop.create_future())
+        rt.ready = self.loop.create_future()
+        rt.ready.set_result(None)
+        self._track(rt)
+        if p.options.get("listen") and not self.sockets.fds(self.socket_key(p)):
+            if not self.sockets.recover(self.socket_key(p), list(p.options["listen"]), pidfd):
+                log.warning("%s: its held sockets are bound again at its next start", p.name)
+        if p.options.get("ready") == "notify":
+            self._notifier(rt.copy)  # it still sends to the same NOTIFY_SOCKET name
         if p.status != Status.RUNNING:
             self._set_status(p, Status.RUNNING)
             self.store.update_runtime(p)
         log.info("adopted %s (id %d, pid %d)", p.name, p.id, p.pid)
         return True
+
+    # -- readiness ----------------------------------------------------------------------------------------
+    def _notifier(self, copy: Copy) -> Notifier:
+        notifier = self.notifiers.get(copy)
+        if notifier is None:
+            name = f"pmon3{'_' + self.cfg.name_suffix if self.cfg.name_suffix else ''}/notify/p{copy[0]}{copy[1]}"
+            notifier = self.notifiers[copy] = Notifier(
+                self.loop, name, lambda pid: self._in_copy(copy, pid), lambda msg, pid: self._notified(copy, msg, pid)
+            )
+        return notifier
+
+    def _close_notifier(self, copy: Copy) -> None:
+        notifier = self.notifiers.pop(copy, None)
+        if notifier is not None:
+            notifier.close()
+
+    def _copy_runtime(self, copy: Copy) -> Optional[Runtime]:
+        for rt in self.by_pid.values():
+            if rt.copy == copy:
+                return rt
+        return None
+
+    def _in_copy(self, copy: Copy, pid: int) -> bool:
+        rt = self._copy_runtime(copy)
+        return rt is not None and (pid == rt.pid or pid in self.trees.members(copy, rt.pid))
+
+    def _notified(self, copy: Copy, msg: dict[str, str], pid: int) -> None:
+        rt = self._copy_runtime(copy)
+        if rt is None:
+            return
+        if msg.get("READY") == "1" and rt.notified is not None:
+            rt.notified.set()
+        if "STATUS" in msg:
+            rt.status_text = msg["STATUS"][:512]
+        if msg.get("MAINPID", "").isdigit():
+            main = int(msg["MAINPID"])
+            if main == rt.pid or main in self.trees.members(copy, rt.pid):
+                rt.main_pid = main
+        if msg.get("WATCHDOG") == "1" and rt.watchdog is not None:
+            self._arm_watchdog(rt)
+
+    def _watch_ready(self, rt: Runtime, p: Process) -> None:
+        """A copy with a readiness check shows `starting` until it passes; one that does not pass in time is
+        stopped and handled as a crash."""
+        rt.ready = self.loop.create_future()
+        spec_ = readiness.parse(str(p.options.get("ready", "none")))
+        if spec_.kind == "none":
+            rt.ready.set_result(None)
+            return
+
+        async def watch() -> None:
+            try:
+                await self._await_ready(rt, p, spec_)
+            except readiness.NotReady as exc:
+                if rt.role == "main" and self.by_pid.get(rt.pid) is rt:
+                    log.error("%s (pid %d) is not ready: %s; stopping it", p.name, rt.pid, exc)
+                    self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
+                    self._signal(rt, signal.SIGKILL)
+                return
+            if rt.role != "main" or self.runtimes.get(rt.process_id) is not rt:
+                return
+            current = self.store.get(rt.process_id)
+            if current is not None and current.status == Status.STARTING and current.pid == rt.pid:
+                self._set_status(current, Status.RUNNING)
+                self.store.update_runtime(current)
+                log.info("%s (pid %d) is ready", current.name, rt.pid)
+            self._start_watchdog(rt, p)
+
+        self._background(watch())
+
+    async def _await_ready(self, rt: Runtime, p: Process, spec_: readiness.ReadySpec) -> None:
+        if rt.ready is None or rt.ready.done():
+            rt.ready = self.loop.create_future()
+        rt.notified = asyncio.Event()
+        offset = 0
+        if spec_.kind == "log" and p.log:
+            try:
+                offset = os.stat(p.log).st_size  # lines from before this copy do not count
+            except OSError:
+                offset = 0
+        held = [s for s, _sock in self.sockets.held.get(self.socket_key(p), []) if s.kind in ("tcp", "tcp6")]
+        try:
+            await readiness.wait_ready(
+                spec_,
+                timeout=float(p.options.get("ready_timeout", readiness.DEFAULT_TIMEOUT * 1000)) / 1000,
+                alive=lambda: self.by_pid.get(rt.pid) is rt,
+                notified=rt.notified,
+                log_path=p.log,
+                log_offset=offset,
+                default_port=held[0].port if held else 0,
+            )
+        except readiness.NotReady as exc:
+            if not rt.ready.done():
+                rt.ready.set_exception(exc)
+                rt.ready.exception()  # retrieved: nobody may be waiting
+            raise
+        if not rt.ready.done():
+            rt.ready.set_result(None)
+
+    def _start_watchdog(self, rt: Runtime, p: Process) -> None:
+        if p.options.get("ready") == "notify" and p.options.get("watchdog"):
+            rt.watchdog = self.loop.call_later(float(p.options["watchdog"]) / 1000, self._watchdog_expired, rt)
+
+    def _arm_watchdog(self, rt: Runtime) -> None:
+        if rt.watchdog is not None:
+            delay = rt.watchdog.when() - self.loop.time()  # keep the period: re-read it from the row
+            p = self.store.get(rt.process_id)
+            period = float(p.options.get("watchdog", 0)) / 1000 if p is not None else max(delay, 1.0)
+            rt.watchdog.cancel()
+            rt.watchdog = self.loop.call_later(period, self._watchdog_expired, rt)
+
+    @staticmethod
+    def _stop_watchdog(rt: Runtime) -> None:
+        if rt.watchdog is not None:
+            rt.watchdog.cancel()
+            rt.watchdog = None
+
+    def _watchdog_expired(self, rt: Runtime) -> None:
+        rt.watchdog = None
+        if self.by_pid.get(rt.pid) is not rt or rt.role != "main":
+            return
+        log.error("pid %d sent no WATCHDOG=1 in time: killing it (it is restarted as after a crash)", rt.pid)
+        self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
+        self._signal(rt, signal.SIGKILL)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self.loop.create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     # -- deaths ---------------------------------------------------------------------------------------------
     def sweep(self) -> None:
@@ -412,80 +717,109 @@ class Supervisor:
             log.error("reap failed: %s", exc)
             return
         for pid, code, sig, utime, stime, rss in records:
-            process_id = self.by_pid.get(pid)
-            if process_id is not None:
-                self._exited(process_id, ExitInfo(pid, code, sig, utime, stime, rss))
+            rt = self.by_pid.get(pid)
+            if rt is not None:
+                self._exited(rt, ExitInfo(pid, code, sig, utime, stime, rss))
             elif pid in self.watchers:  # a hook
                 self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss))
 
-    def _pidfd_ready(self, process_id: int) -> None:
+    def _pidfd_ready(self, rt: Runtime) -> None:
         self.sweep()
-        rt = self.runtimes.get(process_id)
-        if rt is not None and not rt.is_child:
+        if self.by_pid.get(rt.pid) is rt and not rt.is_child:
             # Not our child: its exit status belongs to its real parent; we only know it is gone.
-            self._exited(process_id, ExitInfo(rt.pid, None, None))
+            self._exited(rt, ExitInfo(rt.pid, None, None))
 
-    def _untrack(self, process_id: int) -> Optional[Runtime]:
-        rt = self.runtimes.pop(process_id, None)
-        if rt is None:
-            return None
+    def _untrack(self, rt: Runtime) -> None:
+        if self.by_pid.get(rt.pid) is not rt:
+            return
+        del self.by_pid[rt.pid]
+        if self.runtimes.get(rt.process_id) is rt:
+            del self.runtimes[rt.process_id]
         self.loop.remove_reader(rt.pidfd)
         os.close(rt.pidfd)
-        self.by_pid.pop(rt.pid, None)
-        return rt
+        self._stop_watchdog(rt)
 
-    def _exited(self, process_id: int, info: ExitInfo) -> None:
-        rt = self._untrack(process_id)
-        if rt is None:
+    def _follow_main_pid(self, rt: Runtime) -> bool:
+        """The process named another main process (MAINPID=, e.g. after re-exec) and its first one exited:
+        supervision follows the named one instead of restarting."""
+        if not rt.main_pid or rt.main_pid == rt.pid or rt.role != "main":
+            return False
+        try:
+            pidfd = _native.pidfd_open(rt.main_pid)
+        except OSError:
+            return False
+        successor = dataclasses.replace(
+            rt, pid=rt.main_pid, pidfd=pidfd, is_child=_parent_of(rt.main_pid) == os.getpid(), main_pid=0
+        )
+        successor.exited = self.loop.create_future()
+        self._track(successor)
+        p = self.store.get(rt.process_id)
+        if p is not None:
+            p.pid = successor.pid
+            try:
+                p.pid_start_time = _native.proc_start_time(successor.pid)
+            except OSError:
+                p.pid_start_time = 0
+            self.store.update_runtime(p)
+        log.info("pid %d exited; following its named main pid %d", rt.pid, successor.pid)
+        return True
+
+    def _exited(self, rt: Runtime, info: ExitInfo) -> None:
+        if self.by_pid.get(rt.pid) is not rt:
             return
+        self._untrack(rt)
         uptime = time.monotonic() - rt.started
         if not rt.exited.done():
             rt.exited.set_result(info)
+        if rt.role != "main":
+            return  # a reload's copy: the reload handles it
+        process_id = rt.process_id
         if process_id in self.stopping or self.shutting_down:
             return  # whoever is stopping it records the outcome
-        if self.trees.populated(process_id, rt.pid):
+        if self._follow_main_pid(rt):
+            return
+        if self.trees.populated(rt.copy, rt.pid):
             # The leader died but its tree lives on: end it before anything restarts (no two generations).
-            task = self.loop.create_task(self._end_tree_then_decide(process_id, rt, uptime, info))
-            self.clearing.add(task)
-            task.add_done_callback(self.clearing.discard)
+            self._background(self._end_tree_then_decide(rt, uptime, info))
             return
-        self._decide(process_id, rt, uptime, info)
+        self._decide(rt, uptime, info)
 
-    def _decide(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> None:
-        if self._respawn_at_once(process_id, rt, uptime, info):
+    def _decide(self, rt: Runtime, uptime: float, info: ExitInfo) -> None:
+        if self._respawn_at_once(rt, uptime, info):
             return
-        p = self.store.get(process_id)
+        p = self.store.get(rt.process_id)
         if p is None:
             return
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         self._after_exit(p, uptime, info)  # first the restart, then the bookkeeping
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
 
-    async def _end_tree_then_decide(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> None:
+    async def _end_tree_then_decide(self, rt: Runtime, uptime: float, info: ExitInfo) -> None:
+        process_id = rt.process_id
         async with self.lock(process_id):  # a user's stop or delete waits for this, then finds it dead
             p = self.store.get(process_id)
             settings = self.settings(p) if p is not None else policy.effective(self.cfg, True, {})
             log.info("pid %d exited and left processes in its tree: stopping them", rt.pid)
-            await self._end_tree(process_id, rt.pid, signal_number(settings.stop_signal), settings.stop_timeout)
+            await self._end_tree(rt.copy, rt.pid, signal_number(settings.stop_signal), settings.stop_timeout)
             if self.shutting_down or process_id in self.runtimes:
                 return
             p = self.store.get(process_id)
             if p is None or p.status == Status.STOPPED:
                 return
-            self._decide(process_id, rt, uptime, info)
+            self._decide(rt, uptime, info)
 
-    async def _end_tree(self, process_id: int, leader: int, sig: int, timeout: float) -> None:
+    async def _end_tree(self, copy: Copy, leader: int, sig: int, timeout: float) -> None:
         """`sig` to what is left of the tree; SIGKILL for what is still there after `timeout`."""
         if sig != signal.SIGKILL:
-            self.trees.signal(process_id, leader, sig)
-            if await self.trees.wait_gone(process_id, leader, timeout):
+            self.trees.signal(copy, leader, sig)
+            if await self.trees.wait_gone(copy, leader, timeout):
                 return
             log.warning("processes of pid %d's tree ignored the stop signal for %.1f s: SIGKILL", leader, timeout)
-        self.trees.signal(process_id, leader, signal.SIGKILL)
-        if not await self.trees.wait_gone(process_id, leader, KILL_WAIT):
+        self.trees.signal(copy, leader, signal.SIGKILL)
+        if not await self.trees.wait_gone(copy, leader, KILL_WAIT):
             log.error("processes of pid %d's tree survived SIGKILL for %.0f s", leader, KILL_WAIT)
 
-    def _respawn_at_once(self, process_id: int, rt: Runtime, uptime: float, info: ExitInfo) -> bool:
+    def _respawn_at_once(self, rt: Runtime, uptime: float, info: ExitInfo) -> bool:
         """The hot path: a long-enough run that died is respawned from its Launch before anything else is
         looked up or written. Anything less simple (flap detection, a delay, no restart, a failed spawn)
         goes the general way."""
@@ -497,8 +831,9 @@ class Supervisor:
         )
         if not decision.restart or decision.delay:
             return False
+        process_id = rt.process_id
         try:
-            self._launch(process_id, rt.launch, rt.policy_inputs)
+            new = self._launch(process_id, rt.leaf, rt.launch, rt.policy_inputs, "main")
         except SpawnError:
             return False
         self.quick_deaths.pop(process_id, None)
@@ -508,7 +843,8 @@ class Supervisor:
         old_status, old_pid = p.status, p.pid
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         p.restart_count += 1
-        self._record_start(p)
+        self._record_start(p, new)
+        self._watch_ready(new, p)
         self._restart_hook(p, old_status, old_pid)
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
         return True
@@ -608,7 +944,7 @@ class Supervisor:
             try:  # not a group leader (e.g. adopted from elsewhere): signal the process alone
                 _native.pidfd_send_signal(rt.pidfd, sig)
             except OSError as exc2:
-                if exc2.errno != errno.ESRCH:
+                if exc2.errno not in (errno.ESRCH, errno.EBADF):
                     raise
 
     async def terminate(self, process_id: int, force: bool) -> Optional[ExitInfo]:
@@ -618,31 +954,40 @@ class Supervisor:
         rt = self.runtimes.get(process_id)
         p = self.store.get(process_id)
         settings = self.settings(p) if p is not None else policy.effective(self.cfg, True, {})
-        timeout = settings.stop_timeout
         sig = signal.SIGKILL if force else signal_number(settings.stop_signal)
         if rt is None:  # no leader, but maybe what it left behind (an orphan of a dead leader)
             leader = p.pid if p is not None else 0
-            if self.trees.populated(process_id, leader):
-                await self._end_tree(process_id, leader, sig, timeout)
+            copy = (process_id, self.leaves.get(process_id, LEAVES[0]))
+            if self.trees.populated(copy, leader):
+                await self._end_tree(copy, leader, sig, settings.stop_timeout)
             return None
-        deadline = time.monotonic() + timeout
         self.stopping.add(process_id)
-        log.info("stopping pid %d: %s, SIGKILL after %.1f s", rt.pid, signal.Signals(sig).name, timeout)
         try:
-            self.trees.signal(process_id, rt.pid, sig)  # first: it finds members through the leader
-            self._signal(rt, sig)
-            try:
-                info = await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
-            except asyncio.TimeoutError:
-                log.warning("pid %d ignored the stop signal for %.1f s: SIGKILL", rt.pid, timeout)
-                self._signal(rt, signal.SIGKILL)
-                self.trees.signal(process_id, rt.pid, signal.SIGKILL)
-                info = await asyncio.shield(rt.exited)
-            if self.trees.populated(process_id, rt.pid):
-                await self._end_tree(process_id, rt.pid, sig, max(0.0, deadline - time.monotonic()))
-            return info
+            return await self._terminate_copy(rt, force)
         finally:
             self.stopping.discard(process_id)
+
+    async def _terminate_copy(self, rt: Runtime, force: bool) -> ExitInfo:
+        """The stop signal to one copy's whole tree, SIGKILL after stop_timeout; returns once it is gone."""
+        p = self.store.get(rt.process_id)
+        settings = self.settings(p) if p is not None else policy.effective(self.cfg, True, {})
+        timeout = settings.stop_timeout
+        sig = signal.SIGKILL if force else signal_number(settings.stop_signal)
+        deadline = time.monotonic() + timeout
+        self._stop_watchdog(rt)
+        log.info("stopping pid %d: %s, SIGKILL after %.1f s", rt.pid, signal.Signals(sig).name, timeout)
+        self.trees.signal(rt.copy, rt.pid, sig)  # first: it finds members through the leader
+        self._signal(rt, sig)
+        try:
+            info = await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
+        except asyncio.TimeoutError:
+            log.warning("pid %d ignored the stop signal for %.1f s: SIGKILL", rt.pid, timeout)
+            self._signal(rt, signal.SIGKILL)
+            self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
+            info = await asyncio.shield(rt.exited)
+        if self.trees.populated(rt.copy, rt.pid):
+            await self._end_tree(rt.copy, rt.pid, sig, max(0.0, deadline - time.monotonic()))
+        return info
 
     async def _stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:
         info = await self.terminate(p.id, force)
@@ -664,6 +1009,11 @@ class Supervisor:
     def _forget(self, process_id: int) -> None:
         self._clear_runtime_state(process_id)
         self.locks.pop(process_id, None)
+        self.leaves.pop(process_id, None)
+
+
+def _other(leaf: str) -> str:
+    return LEAVES[1] if leaf == LEAVES[0] else LEAVES[0]
 
 
 def _age(start_ticks: int) -> float:

@@ -3,9 +3,11 @@ called setsid. Stop, restart and delete end all of it, and a restart starts the 
 tree is gone.
 
 Two ways to know the tree (`desc` says which one a process uses):
-- cgroup: each process gets its own cgroup v2 (`<pmond's cgroup>/pmon3[_suffix]/p<id>`), entered before exec,
-  so nothing it starts can leave it. Emptiness comes from the kernel (`cgroup.events`, watched with inotify)
-  and `cgroup.kill` ends everything at once. Used wherever pmond can create cgroups (root on a cgroup2 system,
+- cgroup: each process gets its own cgroup v2 (`<pmond's cgroup>/pmon3[_suffix]/p<id>/<copy>`), entered before
+  exec, so nothing it starts can leave it. A process has two copy cgroups, `a` and `b`: a reload starts the new
+  copy in the other one while the old copy still runs, so that ending the old tree never touches the new.
+  Emptiness comes from the kernel (`cgroup.events`, watched with inotify) and `cgroup.kill` ends everything at
+  once. Used wherever pmond can create cgroups (root on a cgroup2 system,
   or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id.
 - session: elsewhere. The leader starts its own session; the tree is every process of that session plus
   their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init). A child
@@ -27,6 +29,9 @@ from .. import _native
 from ..config import Config
 
 log = logging.getLogger("pmond.trees")
+# A copy of a process: its row id and which of its two copy cgroups (a reload starts the new one in the other).
+Copy = tuple[int, str]
+LEAVES = ("a", "b")
 _BORN_IN_CGROUP = "cgroup_fd" in (getattr(_native.spawn, "__text_signature__", None) or "")
 
 
@@ -102,13 +107,13 @@ class Trees:
     def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.base: Optional[str] = None
-        self.dir_fds: dict[int, int] = {}
-        self.events_fds: dict[int, int] = {}
+        self.dir_fds: dict[Copy, int] = {}
+        self.events_fds: dict[Copy, int] = {}
         self.inotify: Optional[_native.Inotify] = None
-        self.watchers: dict[int, tuple[int, asyncio.Future[None]]] = {}  # wd -> (process id, wake-up)
+        self.watchers: dict[int, asyncio.Future[None]] = {}  # inotify wd -> wake-up
         # session mode: members seen when signalling, held by pidfd (no pid reuse) so that one whose parent
         # died meanwhile is still found
-        self.seen: dict[int, dict[int, int]] = {}
+        self.seen: dict[Copy, dict[int, int]] = {}
         if cfg.trees in ("auto", "cgroup"):
             self.base = self._cgroup_base(cfg)
             if self.base is None and cfg.trees == "cgroup":
@@ -135,18 +140,33 @@ class Trees:
             return None
         return base
 
-    def path(self, process_id: int) -> Optional[str]:
-        return os.path.join(self.base, f"p{process_id}") if self.base else None
+    def path(self, copy: Copy) -> Optional[str]:
+        return os.path.join(self.base, f"p{copy[0]}", copy[1]) if self.base else None
+
+    def leaf_of(self, process_id: int, pid: int) -> str:
+        """Which copy cgroup a live process is in (adoption): from /proc/<pid>/cgroup."""
+        if self.base is not None:
+            try:
+                with open(f"/proc/{pid}/cgroup") as fh:
+                    for line in fh:
+                        if line.startswith("0::"):
+                            leaf = line.strip().rsplit("/", 1)[-1]
+                            if f"/p{process_id}/" in line and leaf in LEAVES:
+                                return leaf
+            except OSError:
+                pass
+        return LEAVES[0]
 
     # -- spawning ----------------------------------------------------------------------------------------
-    def spawn_options(self, process_id: int) -> dict[str, Any]:
+    def spawn_options(self, copy: Copy) -> dict[str, Any]:
         """What spawn needs so that the child is born in its tree."""
         if self.base is None:
             return {}
-        fd = self.dir_fds.get(process_id)
+        fd = self.dir_fds.get(copy)
         if fd is None:
-            path = self.path(process_id)
+            path = self.path(copy)
             assert path is not None
+            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
             try:
                 os.mkdir(path, 0o755)
             except FileExistsError:
@@ -155,21 +175,21 @@ class Trees:
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             else:
                 fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            self.dir_fds[process_id] = fd
-            self.events_fds[process_id] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+            self.dir_fds[copy] = fd
+            self.events_fds[copy] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         # clone3(CLONE_INTO_CGROUP) where the native layer has it; else the child moves itself in before exec
         # (which can cost the kernel an RCU grace period, ~10 ms, on an idle machine).
         return {"cgroup_fd": fd} if _BORN_IN_CGROUP else {"cgroup_procs_fd": fd}
 
     # -- state -------------------------------------------------------------------------------------------
-    def populated(self, process_id: int, leader: int) -> bool:
+    def populated(self, copy: Copy, leader: int) -> bool:
         """Whether anything of the tree is alive (a zombie leader does not count)."""
         if self.base is None:
-            return bool(self.members(process_id, leader))
-        fd = self.events_fds.get(process_id)
+            return bool(self.members(copy, leader))
+        fd = self.events_fds.get(copy)
         try:
             if fd is None:
-                path = self.path(process_id)
+                path = self.path(copy)
                 assert path is not None
                 with open(os.path.join(path, "cgroup.events"), "rb") as fh:
                     data = fh.read()
@@ -179,10 +199,10 @@ class Trees:
             return False
         return b"populated 1" in data
 
-    def members(self, process_id: int, leader: int) -> set[int]:
+    def members(self, copy: Copy, leader: int) -> set[int]:
         if self.base is None:
-            return self._session_members(process_id, leader)
-        path = self.path(process_id)
+            return self._session_members(copy, leader)
+        path = self.path(copy)
         assert path is not None
         try:
             with open(os.path.join(path, "cgroup.procs")) as fh:
@@ -190,8 +210,8 @@ class Trees:
         except FileNotFoundError:
             return set()
 
-    def _session_members(self, process_id: int, leader: int) -> set[int]:
-        seen = self.seen.setdefault(process_id, {})
+    def _session_members(self, copy: Copy, leader: int) -> set[int]:
+        seen = self.seen.setdefault(copy, {})
         for pid, fd in list(seen.items()):
             if select.select([fd], [], [], 0)[0]:  # exited
                 os.close(fd)
@@ -204,14 +224,14 @@ class Trees:
                 continue
         return members
 
-    def describe(self, process_id: int) -> str:
-        return f"cgroup {self.path(process_id)}" if self.base else "session (+ subreaper)"
+    def describe(self, copy: Copy) -> str:
+        return f"cgroup {self.path(copy)}" if self.base else "session (+ subreaper)"
 
     # -- ending ------------------------------------------------------------------------------------------
-    def signal(self, process_id: int, leader: int, sig: int) -> None:
+    def signal(self, copy: Copy, leader: int, sig: int) -> None:
         """`sig` to every process of the tree (SIGKILL through cgroup.kill, which races no fork)."""
         if self.base is not None and sig == signal.SIGKILL:
-            path = self.path(process_id)
+            path = self.path(copy)
             assert path is not None
             try:
                 with open(os.path.join(path, "cgroup.kill"), "w") as fh:
@@ -219,26 +239,26 @@ class Trees:
                 return
             except FileNotFoundError:
                 return
-        for pid in self.members(process_id, leader):
+        for pid in self.members(copy, leader):
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
-    async def wait_gone(self, process_id: int, leader: int, timeout: float) -> bool:
+    async def wait_gone(self, copy: Copy, leader: int, timeout: float) -> bool:
         """Until nothing of the tree is alive (True) or `timeout` passes (False)."""
         deadline = time.monotonic() + timeout
         if self.base is None:
-            return await self._wait_session_gone(process_id, leader, deadline)
-        wd = self._watch(process_id)
+            return await self._wait_session_gone(copy, leader, deadline)
+        wd = self._watch(copy)
         try:
-            while self.populated(process_id, leader):
+            while self.populated(copy, leader):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
                 fut = self.loop.create_future()
                 if wd is not None:
-                    self.watchers[wd] = (process_id, fut)
+                    self.watchers[wd] = fut
                 try:
                     # inotify wakes us when cgroup.events changes; the bound covers a missed event
                     await asyncio.wait_for(fut, min(left, 1.0 if wd is not None else 0.05))
@@ -250,10 +270,10 @@ class Trees:
                 self.watchers.pop(wd, None)
                 self._unwatch(wd)
 
-    async def _wait_session_gone(self, process_id: int, leader: int, deadline: float) -> bool:
+    async def _wait_session_gone(self, copy: Copy, leader: int, deadline: float) -> bool:
         """Each member's pidfd says when it is gone; members started meanwhile are found by the next scan."""
         while True:
-            members = self._session_members(process_id, leader)
+            members = self._session_members(copy, leader)
             if not members:
                 return True
             pidfds = []
@@ -271,8 +291,8 @@ class Trees:
                 for fd in pidfds:
                     os.close(fd)
 
-    def _watch(self, process_id: int) -> Optional[int]:
-        path = self.path(process_id)
+    def _watch(self, copy: Copy) -> Optional[int]:
+        path = self.path(copy)
         assert path is not None
         try:
             if self.inotify is None:
@@ -297,26 +317,29 @@ class Trees:
         except OSError:
             return
         for wd, _mask, _cookie, _name in events:
-            entry = self.watchers.get(wd)
-            if entry is not None and not entry[1].done():
-                entry[1].set_result(None)
+            fut = self.watchers.get(wd)
+            if fut is not None and not fut.done():
+                fut.set_result(None)
 
     def release(self, process_id: int) -> None:
-        """The row is gone: its cgroup goes too (once empty)."""
-        for fds in (self.dir_fds, self.events_fds):
-            fd = fds.pop(process_id, None)
-            if fd is not None:
+        """The row is gone: its cgroups go too (once empty)."""
+        for leaf in LEAVES:
+            copy = (process_id, leaf)
+            for fds in (self.dir_fds, self.events_fds):
+                fd = fds.pop(copy, None)
+                if fd is not None:
+                    os.close(fd)
+            for fd in self.seen.pop(copy, {}).values():
                 os.close(fd)
-        for fd in self.seen.pop(process_id, {}).values():
-            os.close(fd)
-        path = self.path(process_id)
-        if path is None:
+        if self.base is None:
             return
-        try:
-            os.rmdir(path)
-        except OSError as exc:
-            if exc.errno not in (errno.ENOENT,):
-                log.warning("could not remove %s: %s", path, exc)
+        parent = os.path.join(self.base, f"p{process_id}")
+        for path in [os.path.join(parent, leaf) for leaf in LEAVES] + [parent]:
+            try:
+                os.rmdir(path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    log.warning("could not remove %s: %s", path, exc)
 
     def close(self) -> None:
         for fds in (self.dir_fds, self.events_fds):

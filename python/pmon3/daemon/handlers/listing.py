@@ -18,5 +18,5 @@ async def list_(ctx: Context, req: ListRequest) -> list[dict[str, Any]]:
 async def desc(ctx: Context, req: DescRequest) -> dict[str, Any]:
     p = ctx.find(req.id)
     data = ctx.usage.records([p], ctx.record, prune=False)[0]
-    data["tree"] = ctx.supervisor.tree_of(p.id)
+    data.update(ctx.supervisor.runtime_info(p.id))
     return data
