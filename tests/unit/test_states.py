@@ -12,6 +12,7 @@ def test_int_values_are_pmon3s():
         ("closed", 5),
         ("backoff", 6),
         ("restarting", 7),
+        ("starting", 8),  # ours: pmon3 has no readiness
     ]
 
 
