@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Pmond
+from helpers import BIN, Pmond
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = {"bash": "pmon3.bash", "zsh": "_pmon3", "fish": "pmon3.fish"}

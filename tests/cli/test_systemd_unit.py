@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Pmond
+from helpers import BIN, Pmond
 from pmon3 import config
 from pmon3.daemon import notify
 

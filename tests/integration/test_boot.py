@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive
+from helpers import Pmond, make_daemon, pid_alive
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def test_second_pmond_on_the_same_data_refuses(daemon: Pmond):
 
 
 def test_shutdown_stops_dependents_before_their_dependencies(tmp_path: Path):
-    from conftest import script
+    from helpers import script
 
     order = tmp_path / "order"
     gen = make_daemon(tmp_path)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive, script, wait_for
+from helpers import Pmond, make_daemon, pid_alive, script, wait_for
 
 
 def _proc_env(pid: int) -> dict[str, str]:
@@ -199,7 +199,7 @@ def test_topn_shows_the_live_processes_and_quits_on_q(daemon: Pmond):
     import select
     import subprocess
 
-    from conftest import BIN
+    from helpers import BIN
 
     web = daemon.wait_status("web", "running", timeout=15)
     main, sub = pty.openpty()

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from conftest import Pmond, pid_alive, script, uptime, wait_for
+from helpers import Pmond, pid_alive, script, uptime, wait_for
 
 
 def test_exec_returns_a_running_process(pmond: Pmond):

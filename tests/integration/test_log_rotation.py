@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, script, wait_for
+from helpers import Pmond, make_daemon, script, wait_for
 
 BURSTS, LINES = 5, 400  # 5 x ~10 KB, each burst well over max_size
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive, script, uptime, wait_for
+from helpers import Pmond, make_daemon, pid_alive, script, uptime, wait_for
 
 HOOK_DIR_NAME = "hook-out"
 

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli_command_for_others, pid_alive, wait_for
+from helpers import cli_command_for_others, pid_alive, wait_for
 from test_privileges import USER, ensure_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user")
