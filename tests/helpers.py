@@ -390,6 +390,11 @@ def delete_user(name: str) -> None:
     deadline = time.monotonic() + 10
     while _uids_processes(uid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    from pmon3 import _native
+
+    for queue in (f"/pmon3_u{uid}", f"/pmon3_u{uid}.{uid}"):  # a user daemon's default names (user mode)
+        with contextlib.suppress(OSError):
+            _native.MessageQueue.unlink(queue)
     with _users_lock():
         _retry(["userdel", name], (0, 6))  # 6: no such user (deleted meanwhile)
 
