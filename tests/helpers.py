@@ -93,17 +93,27 @@ def wait_uptime(pid: int, seconds: float) -> None:
 
 
 def death_time(pid: int, timeout: float = 30) -> float:
-    """Block until `pid` (any process, not only our child) is gone; time.time() when that was seen."""
+    """Block until `pid` (any process, not only our child) has exited; when that was seen, in seconds since
+    boot (the clock of /proc/uptime, which a test script reads with `read up _ < /proc/uptime`)."""
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
-        return time.time()
+        return boot_seconds()
     try:
         ready, _, _ = select.select([fd], [], [], timeout)
         assert ready, f"pid {pid} still alive after {timeout} s"
-        return time.time()
+        return boot_seconds()
     finally:
         os.close(fd)
+
+
+def uptime_stamp(path: Path) -> str:
+    """Shell for a test script: append now (seconds since boot) to `path`, without forking."""
+    return f"read up _ < /proc/uptime; echo $up >> {path}"
+
+
+def stamps(path: Path) -> list[float]:
+    return [float(x) for x in path.read_text().split()] if path.exists() else []
 
 
 def cmdline(pid: int) -> list[str]:

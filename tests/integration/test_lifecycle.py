@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import time
+import subprocess
 
-from helpers import Pmond, pid_alive, script, uptime, wait_for
+from helpers import (
+    BIN,
+    Pmond,
+    boot_seconds,
+    death_time,
+    pid_alive,
+    script,
+    stamps,
+    started_at,
+    uptime_stamp,
+    wait_for,
+    wait_uptime,
+)
 
 
 def test_exec_returns_a_running_process(pmond: Pmond):
@@ -45,49 +58,56 @@ def test_log_file_gets_output_and_log_command_reads_it(pmond: Pmond, tmp_root):
 def test_killed_process_is_restarted_at_once(pmond: Pmond):
     p = pmond.json("exec", "/bin/sleep", "--name", "victim", "-a", "300")
     old = p["pid"]
-    # Let it be up for min_uptime so the restart is immediate rather than delayed.
-    wait_for(lambda: uptime(old) >= 1.1, timeout=5, what="min_uptime")
-    t0 = time.monotonic()
+    wait_uptime(old, 1.1)  # up for min_uptime, so the restart is immediate rather than delayed
+    killed_at = boot_seconds()
     os.kill(old, signal.SIGKILL)
     new = pmond.wait_restarted("victim", old)
-    elapsed = time.monotonic() - t0
     assert pid_alive(new["pid"]) and new["restart_count"] == 1
-    assert elapsed < 2.0, elapsed
+    # From the kill to the new process's start, both by the kernel's clock: no CLI start-up in it. About 2 ms
+    # (benches/ measures it); a second is a margin for a loaded machine, still 10x the first quick-death delay.
+    latency = started_at(new["pid"]) - killed_at
+    assert latency < 1.0, latency
 
 
 def test_crash_loop_is_damped(pmond: Pmond, tmp_root):
-    counter = tmp_root / "crashes"
-    prog = script(tmp_root, "crasher.sh", f"echo x >> {counter}\nexit 3\n")
+    starts = tmp_root / "crashes"
+    prog = script(tmp_root, "crasher.sh", f"{uptime_stamp(starts)}\nexit 3\n")
     pmond.cli("exec", prog, "--name", "crasher")
-    wait_for(lambda: counter.exists() and len(counter.read_text().split()) >= 4, timeout=10, what="4 crashes")
-    # Delays double from 100 ms: in 1.5 s at most ~5 attempts, not hundreds.
-    t_end = time.monotonic() + 1.5
-    wait_for(lambda: time.monotonic() > t_end, timeout=3, what="observation window")
-    assert len(counter.read_text().split()) < 12
+    wait_for(lambda: len(stamps(starts)) >= 5, timeout=20, what="5 starts")
+    # Each quick death doubles the delay from 100 ms: the gaps between starts grow as 0.1, 0.2, 0.4, 0.8 s
+    # (lower bounds: a slow machine only makes them longer; /proc/uptime ticks are 10 ms).
+    t = stamps(starts)[:5]
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    for i, gap in enumerate(gaps):
+        assert gap >= 0.1 * 2**i - 0.03, gaps
     p = pmond.get("crasher")
-    assert p["status"] in ("restarting", "running") and p["restart_count"] >= 3
+    assert p["status"] in ("restarting", "running") and p["restart_count"] >= 4
     pmond.cli("stop", "crasher")
     assert pmond.get("crasher")["status"] == "stopped"
 
 
 def test_stop_is_graceful_then_forced(pmond: Pmond, tmp_root):
-    prog = script(tmp_root, "stubborn.sh", "trap '' TERM\nwhile :; do sleep 1; done\n")
+    term = tmp_root / "stubborn.term"
+    prog = script(tmp_root, "stubborn.sh", f"trap '{uptime_stamp(term)}' TERM\nwhile :; do sleep 0.05; done\n")
     p = pmond.json("exec", prog, "--name", "stubborn")
-    t0 = time.monotonic()
-    stopped = pmond.json("stop", "stubborn")
-    elapsed = time.monotonic() - t0
-    assert stopped["status"] == "stopped"
+    stop = subprocess.Popen([str(BIN / "pmon3"), "stop", "stubborn", "--json"], env=pmond.env, stdout=subprocess.PIPE)
+    died = death_time(p["pid"])
+    stopped = json.loads(stop.communicate(timeout=60)[0])
+    assert stopped["status"] == "stopped" and stopped["last_exit_signal"] == signal.SIGKILL
     assert not pid_alive(p["pid"])  # recorded stopped only once really gone
-    assert 1.4 <= elapsed < 6, elapsed  # stop_timeout is 1.5 s in this daemon's config
-    assert stopped["last_exit_signal"] == signal.SIGKILL
+    # TERM first (the trap saw it), SIGKILL stop_timeout later: 1.5 s in this daemon's config (default 10 s).
+    # Both ends by the kernel's clock; the trap runs once the current `sleep 0.05` is over.
+    waited = died - stamps(term)[0]
+    assert 1.4 <= waited < 5, waited
 
 
 def test_stop_force_kills_at_once(pmond: Pmond, tmp_root):
-    prog = script(tmp_root, "stubborn2.sh", "trap '' TERM\nwhile :; do sleep 1; done\n")
-    pmond.cli("exec", prog, "--name", "stubborn2")
-    t0 = time.monotonic()
-    assert pmond.json("stop", "stubborn2", "-f")["status"] == "stopped"
-    assert time.monotonic() - t0 < 1.4
+    term = tmp_root / "stubborn2.term"
+    prog = script(tmp_root, "stubborn2.sh", f"trap '{uptime_stamp(term)}' TERM\nwhile :; do sleep 0.05; done\n")
+    p = pmond.json("exec", prog, "--name", "stubborn2")
+    stopped = pmond.json("stop", "stubborn2", "-f")
+    assert stopped["status"] == "stopped" and stopped["last_exit_signal"] == signal.SIGKILL
+    assert not pid_alive(p["pid"]) and not term.exists()  # SIGKILL at once: the polite signal never came
 
 
 def test_stop_terminates_a_polite_process_quickly(pmond: Pmond):
