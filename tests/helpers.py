@@ -86,10 +86,9 @@ def uptime(pid: int) -> float:
 def wait_uptime(pid: int, seconds: float) -> None:
     """Until `pid` has been up `seconds` (e.g. past min_uptime): one sleep for exactly the time left, a
     property of time that no event announces."""
-    left = seconds - uptime(pid)
-    if left > 0:
-        time.sleep(left)
-    assert uptime(pid) >= seconds and pid_alive(pid)
+    while (left := seconds - uptime(pid)) > 0:
+        time.sleep(left + 0.01)  # both clocks tick in 10 ms
+    assert pid_alive(pid), f"pid {pid} died"
 
 
 def death_time(pid: int, timeout: float = 30) -> float:
