@@ -547,7 +547,7 @@ def make_daemon(root: Path, extra_config: str = "", transport: str = "mq") -> It
 
 
 @contextlib.contextmanager
-def daemon(root: Path, extra_config: str = "", transport: str = "mq") -> Iterator[Pmond]:
+def running_daemon(root: Path, extra_config: str = "", transport: str = "mq") -> Iterator[Pmond]:
     """make_daemon as a `with` block, for a daemon of one test."""
     gen = make_daemon(root, extra_config, transport)
     try:

@@ -136,7 +136,11 @@ def test_restart_counts_and_start_of_running_is_a_noop(pmond: Pmond):
     pmond.cli("stop", "counted")
     started = pmond.json("start", "counted")
     assert started["status"] == "running" and started["restart_count"] == 0  # stop reset it, start does not count
-    pmond.cli("reset", "counted")
+    again = pmond.json("restart", "counted")
+    assert again["restart_count"] == 1
+    reset = {p["name"]: p for p in pmond.json("reset", "counted")}["counted"]
+    assert reset["restart_count"] == 0 and pmond.get("counted")["restart_count"] == 0  # zeroed, and stored
+    assert reset["pid"] == again["pid"] and reset["status"] == "running" and pid_alive(again["pid"])  # not restarted
 
 
 def test_restart_with_bad_flag_leaves_process_untouched(pmond: Pmond):

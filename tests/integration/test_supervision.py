@@ -19,6 +19,7 @@ from helpers import (
     live_copies,
     make_daemon,
     pid_alive,
+    running_daemon,
     script,
     stamps,
     started_at,
@@ -116,16 +117,32 @@ def test_backoff_then_recovery(daemon: Pmond, tmp_root: Path):
     daemon.cli("stop", "flappy")
 
 
-def test_reset_clears_backoff_at_once(daemon: Pmond, tmp_root: Path):
-    prog = script(tmp_root, "flappy2.sh", "exit 1\n")
-    daemon.cli("exec", prog, "--name", "flappy2", "--max-restart-delay", "50ms")
-    daemon.wait_status("flappy2", "backoff", timeout=10)
-    before = daemon.get("flappy2")["restart_count"]
-    daemon.cli("reset", "flappy2")
-    # reset zeroes the counter and retries now: it restarts again (and will back off again)
-    wait_for(lambda: daemon.get("flappy2")["restart_count"] >= 1, timeout=5, what="restart after reset")
-    assert before >= 3
-    daemon.cli("stop", "flappy2")
+def test_reset_clears_backoff_at_once(tmp_path: Path):
+    """reset zeroes the counter, forgets the flap history and retries a backed-off process at once. Here
+    a backoff lasts 30 s and 3 restarts inside 60 s mean backoff: a failing process is started 4 times
+    (exec + 3 restarts) and backs off; after reset, 3 restarts and backoff again. If reset did nothing it
+    would stay backed off for 30 s; had it kept the history, one try would send it back (5 starts); had it
+    kept the counter, that would read 6."""
+    starts = tmp_path / "starts"
+    with running_daemon(
+        tmp_path,
+        "process_monitor_interval: 100\nrestart:\n  restart_delay: 10ms\n  max_restart_delay: 20ms\n"
+        "flap_detection:\n  is_enabled: true\n  threshold_restarted: 3\n  threshold_countdown: 600\n"
+        "  threshold_decrement: 300\n",
+    ) as d:
+        prog = script(tmp_path, "fails.sh", f"echo x >> {starts}\nexit 1\n")
+        d.cli("exec", prog, "--name", "flops")
+        p = d.wait_status("flops", "backoff")
+        assert p["restart_count"] == 3 and len(starts.read_text().split()) == 4
+        reset = {q["name"]: q for q in d.json("reset", "flops")}["flops"]
+        assert reset["restart_count"] == 0 and reset["status"] != "backoff"  # the reply: counter zeroed, retry due
+        # Retried at once (well inside the 30 s backoff), with a clean history: 3 more restarts, then backoff.
+        q = wait_for(
+            lambda: (q := d.get("flops"))["status"] == "backoff" and len(starts.read_text().split()) > 4 and q,
+            timeout=15,
+            what="a retry after reset and the next backoff",
+        )
+        assert len(starts.read_text().split()) == 7 and q["restart_count"] == 3
 
 
 def test_stop_signal_and_stop_timeout(daemon: Pmond, tmp_root: Path):
