@@ -113,10 +113,10 @@ class Daemon:
         try:
             errors = await init_handlers.bring_up(ctx, config_only=False, revive=REVIVE_AT_BOOT)
         except CommandError as exc:
-            log.error("boot start: %s", exc.message)
-            return
+            errors = [exc.message]
         for line in errors:
             log.error("boot start: %s", line)
+        log.info("boot start done")
 
     def _reload(self) -> None:
         """SIGHUP: re-read config.yml whether or not it changed."""
