@@ -123,15 +123,13 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
-def live_copies(argv0: str) -> list[int]:
-    """Every live process on the machine whose argv[0] is `argv0` (pmond gives a process its name as
-    argv[0]; tests make names unique with `unique`)."""
+def live_copies(arg: str) -> list[int]:
+    """Every live process on the machine with `arg` in its argv: a name (pmond makes it argv[0] of a
+    binary; `unique` makes it unique to the run) or a script's path (a script's argv[0] is its interpreter)."""
     found = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            args = cmdline(int(entry))
-            if args and args[0] == argv0 and pid_alive(int(entry)):
-                found.append(int(entry))
+        if entry.isdigit() and arg in cmdline(int(entry)) and pid_alive(int(entry)):
+            found.append(int(entry))
     return found
 
 
@@ -584,6 +582,42 @@ def kill_and_reap(pid: int) -> None:
         os.waitpid(pid, 0)
     except ChildProcessError:
         death_time(pid, 10)
+
+
+def reap_orphans() -> None:
+    """Reap the exited processes that were re-parented to us while we were a subreaper."""
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if _stat_field(int(entry), 1) == me and not pid_alive(int(entry)):
+                    os.waitpid(int(entry), os.WNOHANG)
+
+
+def edit_db(d: Pmond, sql: str, *params: Any) -> None:
+    """Change pmond's database while pmond is down (set-up of tests that fake what a previous pmond left)."""
+    import apsw
+
+    assert d.proc is None, "pmond must be down"
+    db = apsw.Connection(str(d.db_path))
+    try:
+        with db:
+            db.execute(sql, params)
+    finally:
+        db.close()
+
+
+def group_script(root: Path, name: str, marker: Path) -> str:
+    """A process that forks a child into its own process group; both write their role to `marker` when
+    they get SIGTERM, and the child its pid to `<marker>.child`."""
+    child = script(
+        root,
+        f"{name}-child.sh",
+        f"trap 'echo child >> {marker}; exit 0' TERM\necho $$ > {marker}.child\nwhile :; do sleep 0.05; done\n",
+    )
+    return script(
+        root, f"{name}.sh", f"trap 'echo parent >> {marker}; exit 0' TERM\n{child} &\nwhile :; do sleep 0.05; done\n"
+    )
 
 
 def mount_tmpfs(where: Path, size: str = "64m") -> None:
