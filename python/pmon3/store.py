@@ -90,6 +90,10 @@ def _copy(p: Process) -> Process:
     )
 
 
+class SchemaError(RuntimeError):
+    """The database was written by a newer pmond: refused, never downgraded."""
+
+
 def now_text() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -116,7 +120,7 @@ class Store:
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchall()[0][0]
         if version > len(MIGRATIONS):
-            raise RuntimeError(f"database schema {version} is newer than this pmond understands")
+            raise SchemaError(f"database schema {version} is newer than this pmond understands")
         for step in range(version, len(MIGRATIONS)):
             with self.db:
                 self.db.execute(MIGRATIONS[step])

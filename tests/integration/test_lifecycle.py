@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
+from pathlib import Path
 
 from helpers import (
     BIN,
@@ -194,3 +196,8 @@ def test_kill_stops_everything_running(pmond: Pmond):
     procs = pmond.json("kill", "-f")
     assert all(p["status"] != "running" for p in procs)
     assert pmond.cli("kill", check=False).stderr.strip() == "could not find running processes"
+
+
+def test_pmonds_database_is_owner_only(pmond: Pmond):
+    for f in (pmond.db_path, Path(f"{pmond.db_path}-wal")):  # it holds env vars
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f

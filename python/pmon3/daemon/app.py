@@ -16,7 +16,7 @@ from .. import config as config_mod
 from ..config import Config, ConfigError
 from ..ipc import protocol, transport
 from ..states import REVIVE_AT_BOOT, Status
-from ..store import Store
+from ..store import SchemaError, Store
 from . import handlers, notify
 from .handlers import CommandError, Context
 from .handlers import init as init_handlers
@@ -273,7 +273,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     setup_logging(cfg, args.foreground)
     try:
         code = asyncio.run(_main(cfg, args.ready_fd))
-    except OSError as exc:
+    except (OSError, SchemaError) as exc:
         print(f"pmond: {exc}", file=sys.stderr)
         code = 1
     sys.exit(code)
