@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Pmond, make_daemon, script, wait_for
+from helpers import BIN, Pmond, make_daemon, mount_tmpfs, running_daemon, script, umount, unique, wait_for
 
 BURSTS, LINES = 5, 400  # 5 x ~10 KB, each burst well over max_size
 
@@ -58,3 +61,46 @@ def test_a_chatty_process_is_rotated_and_log_a_reads_it_in_order(rotd: Pmond, tm
     assert tail[-1] == "done" and len(tail) == 3
     rotd.cli("del", "chatty", "-f")
     assert not list(log.parent.glob("chatty.log*"))  # del removes the rotations pmond made, too
+
+
+@pytest.mark.parametrize("fs", ["collapse", "copytruncate"])
+def test_logf_keeps_following_across_rotations(tmp_path: Path, fs: str):
+    """`pmon3 logf` started before the rotations shows what is written after each of them: the log shrinks
+    under it (collapsed on ext4/xfs, truncated to zero on tmpfs) and it starts again from the beginning."""
+    logs = tmp_path / "logs"
+    if fs == "copytruncate":
+        mount_tmpfs(logs)  # a real tmpfs: no COLLAPSE_RANGE there
+    try:
+        with running_daemon(tmp_path, f"logs:\n  directory: {logs}\n  max_size: 2K\n  retain: 2\n") as d:
+            go = tmp_path / "go"
+            prog = script(
+                tmp_path,
+                "rotating.sh",
+                f"echo ready\nwhile [ ! -f {go} ]; do sleep 0.05; done\n"
+                "for b in 1 2 3; do\n"
+                '  for j in $(seq 1 200); do echo "burst $b line $j padding-padding-padding"; done\n'
+                "  s0=$(stat -L -c %s /proc/$$/fd/1)\n"
+                '  while [ "$(stat -L -c %s /proc/$$/fd/1)" -ge "$s0" ]; do sleep 0.05; done\n'  # until rotated
+                '  echo "after rotation $b"\n'
+                "done\nexec sleep 300\n",
+            )
+            name = unique("rotating")
+            d.cli("exec", prog, "--name", name)
+            logf = subprocess.Popen([BIN / "pmon3", "logf", name], env=d.env, stdout=subprocess.PIPE, text=True)
+            seen: list[str] = []
+            reader = threading.Thread(target=lambda: seen.extend(logf.stdout or []), daemon=True)
+            reader.start()
+            try:
+                wait_for(lambda: "ready\n" in seen, timeout=15, what="logf to show the log")
+                go.touch()
+                wait_for(lambda: "after rotation 3\n" in seen, timeout=30, what="logf to show the third rotation")
+                after = [line for line in seen if line.startswith("after rotation")]
+                assert after == ["after rotation 1\n", "after rotation 2\n", "after rotation 3\n"], "".join(seen)
+            finally:
+                logf.send_signal(signal.SIGINT)
+                assert logf.wait(10) == 0
+            assert d.cli("log", name, "-a").stdout.count("after rotation") == 3  # (the rotation itself happened)
+            assert list(logs.glob(f"{name}.log.1*"))
+    finally:
+        if fs == "copytruncate":
+            umount(logs)
