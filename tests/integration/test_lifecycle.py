@@ -11,9 +11,11 @@ from pathlib import Path
 
 from helpers import (
     BIN,
+    SHARED_USERS,
     Pmond,
     boot_seconds,
     death_time,
+    group_script,
     pid_alive,
     script,
     stamps,
@@ -201,3 +203,42 @@ def test_kill_stops_everything_running(pmond: Pmond):
 def test_pmonds_database_is_owner_only(pmond: Pmond):
     for f in (pmond.db_path, Path(f"{pmond.db_path}-wal")):  # it holds env vars
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_stop_signal_reaches_the_whole_process_group(pmond: Pmond, tmp_root):
+    marker = tmp_root / "group-term"
+    p = pmond.json("exec", group_script(tmp_root, "grouped", marker), "--name", "grouped")
+    child = int(wait_for(lambda: Path(f"{marker}.child").exists() and Path(f"{marker}.child").read_text()))
+    assert os.getpgid(child) == p["pid"]  # the forked child is in the process's group
+    try:
+        stopped = pmond.json("stop", "grouped")
+        assert stopped["status"] == "stopped" and stopped["last_exit_signal"] is None  # it exited on its trap
+        wait_for(lambda: sorted(marker.read_text().split()) == ["child", "parent"], what="TERM for both")
+        wait_for(lambda: not pid_alive(child), what="the child to end")
+    finally:
+        if pid_alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_symlink_at_the_log_path_is_refused(pmond: Pmond, tmp_root):
+    """Logs are opened with O_NOFOLLOW: by pmond in its own log directory (then handed to the run user, so
+    following the link would give the target away: run as another user where we can), by the child, as
+    the run user, elsewhere (as root there, so that only O_NOFOLLOW stands in the way)."""
+    target = tmp_root / "precious"
+    target.write_text("precious\n")
+    target.chmod(0o600)
+    elsewhere = tmp_root / "elsewhere"
+    elsewhere.mkdir()
+    as_user = ["-u", SHARED_USERS[0]] if os.geteuid() == 0 else []
+    cases = [
+        ("linked", pmond.logs / "linked.log", as_user),
+        ("linked2", elsewhere / "linked2.log", ["--log", str(elsewhere / "linked2.log")]),
+    ]
+    for name, log, extra in cases:
+        log.symlink_to(target)
+        res = pmond.cli("exec", "/bin/sleep", "--name", name, "-a", "300", *extra, check=False)
+        assert res.returncode == 1 and res.stdout == "", res
+        assert f"log {log}" in res.stderr and "symbolic links" in res.stderr and len(res.stderr.splitlines()) == 1
+        assert name not in {p["name"] for p in pmond.json("ls")}  # a failed start leaves no row
+        assert target.read_text() == "precious\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+        assert target.stat().st_uid == os.geteuid() and log.is_symlink()
