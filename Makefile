@@ -38,11 +38,8 @@ wheel-smoke: wheel ## build the wheel, install it in a fresh venv without cargo 
 $(VENV)/bin/maturin: $(PY)
 	$(PY) -m pip install -q 'maturin>=1.7,<2' ziglang
 
-completions: dev ## regenerate completions/ from `pmon3 completion bash|zsh|fish`
-	$(VENV)/bin/pmon3 completion bash > completions/pmon3.bash
-	$(VENV)/bin/pmon3 completion zsh > completions/_pmon3
-	$(VENV)/bin/pmon3 completion fish > completions/pmon3.fish
-	$(PY) -c "import importlib.metadata as m; print(m.version('click'))" > completions/.click-version
+completions: dev ## regenerate completions/: the scripts, what they complete (cli-surface.txt), the click used
+	$(PY) scripts/completions.py completions
 
 install-systemd: ## install unit, default config (never overwritten), logrotate, completions; enable + start
 	PMOND="$(PMOND)" DESTDIR="$(DESTDIR)" scripts/systemd.sh install
