@@ -8,20 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import (  # noqa: F401 - re-exported for tests that still import them from conftest
-    BIN,
+from helpers import (
     REGISTRY,
     RUN,
     Pmond,
-    cli_command_for_others,
     ensure_shared_users,
     make_daemon,
-    pid_alive,
+    pid_alive,  # noqa: F401 - test_privileges.py still imports it (and Pmond, make_daemon) from here
     reap_dead_runs,
-    script,
     temp_dir,
-    uptime,
-    wait_for,
 )
 
 
