@@ -64,14 +64,18 @@ def test_kill9_of_pmond_then_adoption_without_duplicates(daemon: Pmond):
 
 
 def test_graceful_shutdown_records_closed_and_boot_brings_them_back(daemon: Pmond):
-    before = daemon.get(SURVIVOR)
+    closed, parked = unique("closed"), unique("parked2")
+    before = daemon.json("exec", "/bin/sleep", "--name", closed, "-a", "300")
+    daemon.cli("exec", "/bin/sleep", "--name", parked, "-a", "300")
+    daemon.cli("stop", parked)
     assert daemon.stop(signal.SIGTERM) == 0
     assert not pid_alive(before["pid"])  # handle_interrupts: true stops children
     daemon.start()
-    after = daemon.wait_status(SURVIVOR, "running")  # boot brings closed rows back in the background
+    after = daemon.wait_status(closed, "running")  # boot brings closed rows back in the background
     assert after["pid"] != before["pid"] and pid_alive(after["pid"])
     daemon.wait_booted()
-    assert live_copies(SURVIVOR) == [after["pid"]] and daemon.get(PARKED)["status"] == "stopped"
+    assert live_copies(closed) == [after["pid"]]
+    assert daemon.get(parked)["status"] == "stopped" and live_copies(parked) == []
 
 
 def test_handle_interrupts_false_leaves_children_for_the_next_pmond(tmp_path: Path):
