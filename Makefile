@@ -7,6 +7,8 @@ WHEEL_DIR ?= dist
 DESTDIR ?=
 # The pmond that the unit runs; default: `command -v pmond` at install time.
 PMOND ?=
+# The interpreters `make wheel-smoke` installs the wheel into (X.Y: pythonX.Y on PATH, or pyenv's).
+WHEEL_PYTHONS ?= $(PYTHON) 3.9 3.13
 # Leave empty for this machine's architecture, e.g. aarch64-unknown-linux-gnu to cross-build with zig.
 TARGET ?=
 
@@ -32,17 +34,14 @@ wheel: $(VENV)/bin/maturin ## one abi3 manylinux2014 (glibc >= 2.17) wheel into 
 sdist: $(VENV)/bin/maturin ## the source distribution into $(WHEEL_DIR)
 	$(VENV)/bin/maturin sdist -o $(WHEEL_DIR)
 
-wheel-smoke: wheel ## build the wheel, install it in a fresh venv without cargo on PATH, run pmon3 and pmond
-	PYTHON=$(PYTHON) WHEEL_DIR=$(WHEEL_DIR) scripts/wheel-smoke.sh
+wheel-smoke: wheel ## build the wheel; in a fresh venv without cargo per Python of WHEEL_PYTHONS, run pmon3 and pmond
+	PYTHONS="$(WHEEL_PYTHONS)" WHEEL_DIR=$(WHEEL_DIR) scripts/wheel-smoke.sh
 
 $(VENV)/bin/maturin: $(PY)
 	$(PY) -m pip install -q 'maturin>=1.7,<2' ziglang
 
-completions: dev ## regenerate completions/ from `pmon3 completion bash|zsh|fish`
-	$(VENV)/bin/pmon3 completion bash > completions/pmon3.bash
-	$(VENV)/bin/pmon3 completion zsh > completions/_pmon3
-	$(VENV)/bin/pmon3 completion fish > completions/pmon3.fish
-	$(PY) -c "import importlib.metadata as m; print(m.version('click'))" > completions/.click-version
+completions: dev ## regenerate completions/: the scripts, what they complete (cli-surface.txt), the click used
+	$(PY) scripts/completions.py completions
 
 install-systemd: ## install unit, default config (never overwritten), logrotate, completions; enable + start
 	PMOND="$(PMOND)" DESTDIR="$(DESTDIR)" scripts/systemd.sh install

@@ -2,7 +2,33 @@
 # Install the newest manylinux wheel of $WHEEL_DIR into a fresh venv, with no Rust toolchain on PATH and
 # only binary packages allowed, then run the CLI offline and a real pmond in a temp dir:
 # --version, completion, exec, ls --json, stop, daemon shutdown. Prints how long it took.
+# PYTHONS="python3 3.9 3.13": once per interpreter (a version is looked up as pythonX.Y on PATH, then in
+# pyenv's versions); one that this machine does not have is reported as SKIPPED, not silently passed.
 set -euo pipefail
+
+resolve() {
+    local spec=$1 candidate
+    for candidate in "$spec" "python$spec" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$spec"*/bin/python"$spec"; do
+        if "$candidate" -c 'import sys' >/dev/null 2>&1; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if [ -n "${PYTHONS:-}" ]; then
+    status=0
+    for spec in $PYTHONS; do
+        if py=$(resolve "$spec"); then
+            PYTHONS='' PYTHON="$py" "$0" || status=1
+        else
+            echo "wheel-smoke: SKIPPED Python $spec: no such interpreter on this machine (PATH or pyenv)" >&2
+        fi
+    done
+    exit $status
+fi
+
 start=$EPOCHREALTIME
 PYTHON=${PYTHON:-python3}
 WHEEL_DIR=${WHEEL_DIR:-dist}

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN
+from helpers import BIN
 from pmon3 import procconfig
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "data" / "import"

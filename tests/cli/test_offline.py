@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BIN
+from helpers import BIN
 from pmon3 import PMON3_COMPAT_VERSION, __version__
 
 

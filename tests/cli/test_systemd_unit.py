@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Pmond
+from helpers import BIN, RUN, Pmond
 from pmon3 import config
 from pmon3.daemon import notify
 
@@ -150,7 +150,7 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path: Path) -> None:
 
 
 def test_notify_abstract_socket_and_no_socket(monkeypatch: pytest.MonkeyPatch) -> None:
-    name = f"pmon3-test-notify-{os.getpid()}"
+    name = f"pmon3-test-notify-{RUN}"
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.bind("\0" + name)
         monkeypatch.setenv("NOTIFY_SOCKET", "@" + name)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BIN, Pmond, make_daemon, pid_alive, wait_for
+from helpers import BIN, Pmond, make_daemon, pid_alive, wait_for
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "data" / "import"
 USER = "pmon3test"

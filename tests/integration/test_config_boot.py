@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive, script, wait_for
+from helpers import Pmond, make_daemon, pid_alive, script, wait_for
 
 
 def _proc_env(pid: int) -> dict[str, str]:
@@ -28,7 +28,11 @@ def daemon(tmp_root: Path) -> Iterator[Pmond]:
         "  - file: /bin/sleep\n    name: db\n    args: '300'\n    env_vars: 'MODE=\"read write\" LEVEL=3'\n"
         "  - file: /bin/sleep\n    name: loner\n    args: '300'\n    no_auto_restart: true\n"
     )
-    yield from make_daemon(tmp_root, f"process_config_file: {pconf}\nwait:\n  dependent_process_enqueued: 200\n")
+    gen = make_daemon(tmp_root, f"process_config_file: {pconf}\nwait:\n  dependent_process_enqueued: 200\n")
+    d = next(gen)
+    d.wait_booted()  # the config's processes are there for every test, also one run alone
+    yield d
+    gen.close()
 
 
 def test_boot_starts_config_entries_in_dependency_order(daemon: Pmond):
@@ -200,7 +204,7 @@ def test_topn_shows_the_live_processes_and_quits_on_q(daemon: Pmond):
     import select
     import subprocess
 
-    from conftest import BIN
+    from helpers import BIN
 
     web = daemon.wait_status("web", "running", timeout=15)
     main, sub = pty.openpty()

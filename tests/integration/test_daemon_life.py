@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import BIN, Pmond, make_daemon, pid_alive, script, wait_for
+from helpers import BIN, Pmond, make_daemon, pid_alive, script, wait_for
 from test_privileges import USER, ensure_user
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user")

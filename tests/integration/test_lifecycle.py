@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
-import time
+import stat
+import subprocess
+from pathlib import Path
 
-from conftest import Pmond, pid_alive, script, uptime, wait_for
+from helpers import (
+    BIN,
+    SHARED_USERS,
+    Pmond,
+    boot_seconds,
+    death_time,
+    group_script,
+    pid_alive,
+    script,
+    stamps,
+    started_at,
+    uptime_stamp,
+    wait_for,
+    wait_uptime,
+)
 
 
 def test_exec_returns_a_running_process(pmond: Pmond):
@@ -45,49 +62,56 @@ def test_log_file_gets_output_and_log_command_reads_it(pmond: Pmond, tmp_root):
 def test_killed_process_is_restarted_at_once(pmond: Pmond):
     p = pmond.json("exec", "/bin/sleep", "--name", "victim", "-a", "300")
     old = p["pid"]
-    # Let it be up for min_uptime so the restart is immediate rather than delayed.
-    wait_for(lambda: uptime(old) >= 1.1, timeout=5, what="min_uptime")
-    t0 = time.monotonic()
+    wait_uptime(old, 1.1)  # up for min_uptime, so the restart is immediate rather than delayed
+    killed_at = boot_seconds()
     os.kill(old, signal.SIGKILL)
     new = pmond.wait_restarted("victim", old)
-    elapsed = time.monotonic() - t0
     assert pid_alive(new["pid"]) and new["restart_count"] == 1
-    assert elapsed < 2.0, elapsed
+    # From the kill to the new process's start, both by the kernel's clock: no CLI start-up in it. About 2 ms
+    # (benches/ measures it); a second is a margin for a loaded machine, still 10x the first quick-death delay.
+    latency = started_at(new["pid"]) - killed_at
+    assert latency < 1.0, latency
 
 
 def test_crash_loop_is_damped(pmond: Pmond, tmp_root):
-    counter = tmp_root / "crashes"
-    prog = script(tmp_root, "crasher.sh", f"echo x >> {counter}\nexit 3\n")
+    starts = tmp_root / "crashes"
+    prog = script(tmp_root, "crasher.sh", f"{uptime_stamp(starts)}\nexit 3\n")
     pmond.cli("exec", prog, "--name", "crasher")
-    wait_for(lambda: counter.exists() and len(counter.read_text().split()) >= 4, timeout=10, what="4 crashes")
-    # Delays double from 100 ms: in 1.5 s at most ~5 attempts, not hundreds.
-    t_end = time.monotonic() + 1.5
-    wait_for(lambda: time.monotonic() > t_end, timeout=3, what="observation window")
-    assert len(counter.read_text().split()) < 12
+    wait_for(lambda: len(stamps(starts)) >= 5, timeout=20, what="5 starts")
+    # Each quick death doubles the delay from 100 ms: the gaps between starts grow as 0.1, 0.2, 0.4, 0.8 s
+    # (lower bounds: a slow machine only makes them longer; /proc/uptime ticks are 10 ms).
+    t = stamps(starts)[:5]
+    gaps = [b - a for a, b in zip(t, t[1:])]
+    for i, gap in enumerate(gaps):
+        assert gap >= 0.1 * 2**i - 0.03, gaps
     p = pmond.get("crasher")
-    assert p["status"] in ("restarting", "running") and p["restart_count"] >= 3
+    assert p["status"] in ("restarting", "running") and p["restart_count"] >= 4
     pmond.cli("stop", "crasher")
     assert pmond.get("crasher")["status"] == "stopped"
 
 
 def test_stop_is_graceful_then_forced(pmond: Pmond, tmp_root):
-    prog = script(tmp_root, "stubborn.sh", "trap '' TERM\nwhile :; do sleep 1; done\n")
+    term = tmp_root / "stubborn.term"
+    prog = script(tmp_root, "stubborn.sh", f"trap '{uptime_stamp(term)}' TERM\nwhile :; do sleep 0.05; done\n")
     p = pmond.json("exec", prog, "--name", "stubborn")
-    t0 = time.monotonic()
-    stopped = pmond.json("stop", "stubborn")
-    elapsed = time.monotonic() - t0
-    assert stopped["status"] == "stopped"
+    stop = subprocess.Popen([str(BIN / "pmon3"), "stop", "stubborn", "--json"], env=pmond.env, stdout=subprocess.PIPE)
+    died = death_time(p["pid"])
+    stopped = json.loads(stop.communicate(timeout=60)[0])
+    assert stopped["status"] == "stopped" and stopped["last_exit_signal"] == signal.SIGKILL
     assert not pid_alive(p["pid"])  # recorded stopped only once really gone
-    assert 1.4 <= elapsed < 6, elapsed  # stop_timeout is 1.5 s in this daemon's config
-    assert stopped["last_exit_signal"] == signal.SIGKILL
+    # TERM first (the trap saw it), SIGKILL stop_timeout later: 1.5 s in this daemon's config (default 10 s).
+    # Both ends by the kernel's clock; the trap runs once the current `sleep 0.05` is over.
+    waited = died - stamps(term)[0]
+    assert 1.4 <= waited < 5, waited
 
 
 def test_stop_force_kills_at_once(pmond: Pmond, tmp_root):
-    prog = script(tmp_root, "stubborn2.sh", "trap '' TERM\nwhile :; do sleep 1; done\n")
-    pmond.cli("exec", prog, "--name", "stubborn2")
-    t0 = time.monotonic()
-    assert pmond.json("stop", "stubborn2", "-f")["status"] == "stopped"
-    assert time.monotonic() - t0 < 1.4
+    term = tmp_root / "stubborn2.term"
+    prog = script(tmp_root, "stubborn2.sh", f"trap '{uptime_stamp(term)}' TERM\nwhile :; do sleep 0.05; done\n")
+    p = pmond.json("exec", prog, "--name", "stubborn2")
+    stopped = pmond.json("stop", "stubborn2", "-f")
+    assert stopped["status"] == "stopped" and stopped["last_exit_signal"] == signal.SIGKILL
+    assert not pid_alive(p["pid"]) and not term.exists()  # SIGKILL at once: the polite signal never came
 
 
 def test_stop_terminates_a_polite_process_quickly(pmond: Pmond):
@@ -116,7 +140,11 @@ def test_restart_counts_and_start_of_running_is_a_noop(pmond: Pmond):
     pmond.cli("stop", "counted")
     started = pmond.json("start", "counted")
     assert started["status"] == "running" and started["restart_count"] == 0  # stop reset it, start does not count
-    pmond.cli("reset", "counted")
+    again = pmond.json("restart", "counted")
+    assert again["restart_count"] == 1
+    reset = {p["name"]: p for p in pmond.json("reset", "counted")}["counted"]
+    assert reset["restart_count"] == 0 and pmond.get("counted")["restart_count"] == 0  # zeroed, and stored
+    assert reset["pid"] == again["pid"] and reset["status"] == "running" and pid_alive(again["pid"])  # not restarted
 
 
 def test_restart_with_bad_flag_leaves_process_untouched(pmond: Pmond):
@@ -142,7 +170,8 @@ def test_unknown_ids_give_pmon3_errors(pmond: Pmond):
 
 
 def test_bad_exec_input_is_refused_and_nothing_is_stored(pmond: Pmond, tmp_root):
-    before = pmond.json("ls")
+    pmond.cli("exec", "/bin/sleep", "--name", "taken", "-a", "300")
+    before = {p["name"]: p["pid"] for p in pmond.json("ls")}
     res = pmond.cli("exec", "/no/such/binary", check=False)
     assert res.returncode == 1
     assert "does not exist" in res.stderr and len(res.stderr.strip().splitlines()) == 1
@@ -151,9 +180,9 @@ def test_bad_exec_input_is_refused_and_nothing_is_stored(pmond: Pmond, tmp_root)
     assert "not executable" in pmond.cli("exec", str(notexec), check=False).stderr
     assert "invalid process name" in pmond.cli("exec", "/bin/sleep", "--name", "../evil", check=False).stderr
     assert "unknown user" in pmond.cli("exec", "/bin/sleep", "-u", "no-such-user-xyz", check=False).stderr
-    dup = pmond.cli("exec", "/bin/sleep", "--name", "sleeper", "-a", "1", check=False)
-    assert "process already running with the name provided: sleeper" in dup.stderr
-    assert pmond.json("ls") == before or [p["name"] for p in pmond.json("ls")] == [p["name"] for p in before]
+    dup = pmond.cli("exec", "/bin/sleep", "--name", "taken", "-a", "1", check=False)
+    assert "process already running with the name provided: taken" in dup.stderr
+    assert {p["name"]: p["pid"] for p in pmond.json("ls")} == before  # nothing stored, nothing restarted
 
 
 def test_delete_removes_process_and_its_log(pmond: Pmond):
@@ -170,3 +199,47 @@ def test_kill_stops_everything_running(pmond: Pmond):
     procs = pmond.json("kill", "-f")
     assert all(p["status"] != "running" for p in procs)
     assert pmond.cli("kill", check=False).stderr.strip() == "could not find running processes"
+
+
+def test_pmonds_database_is_owner_only(pmond: Pmond):
+    for f in (pmond.db_path, Path(f"{pmond.db_path}-wal")):  # it holds env vars
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_stop_signal_reaches_the_whole_process_group(pmond: Pmond, tmp_root):
+    marker = tmp_root / "group-term"
+    p = pmond.json("exec", group_script(tmp_root, "grouped", marker), "--name", "grouped")
+    child = int(wait_for(lambda: Path(f"{marker}.child").exists() and Path(f"{marker}.child").read_text()))
+    assert os.getpgid(child) == p["pid"]  # the forked child is in the process's group
+    try:
+        stopped = pmond.json("stop", "grouped")
+        assert stopped["status"] == "stopped" and stopped["last_exit_signal"] is None  # it exited on its trap
+        wait_for(lambda: sorted(marker.read_text().split()) == ["child", "parent"], what="TERM for both")
+        wait_for(lambda: not pid_alive(child), what="the child to end")
+    finally:
+        if pid_alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def test_a_symlink_at_the_log_path_is_refused(pmond: Pmond, tmp_root):
+    """Logs are opened with O_NOFOLLOW: by pmond in its own log directory (then handed to the run user, so
+    following the link would give the target away: run as another user where we can), by the child, as
+    the run user, elsewhere (as root there, so that only O_NOFOLLOW stands in the way)."""
+    target = tmp_root / "precious"
+    target.write_text("precious\n")
+    target.chmod(0o600)
+    elsewhere = tmp_root / "elsewhere"
+    elsewhere.mkdir()
+    as_user = ["-u", SHARED_USERS[0]] if os.geteuid() == 0 else []
+    cases = [
+        ("linked", pmond.logs / "linked.log", as_user),
+        ("linked2", elsewhere / "linked2.log", ["--log", str(elsewhere / "linked2.log")]),
+    ]
+    for name, log, extra in cases:
+        log.symlink_to(target)
+        res = pmond.cli("exec", "/bin/sleep", "--name", name, "-a", "300", *extra, check=False)
+        assert res.returncode == 1 and res.stdout == "", res
+        assert f"log {log}" in res.stderr and "symbolic links" in res.stderr and len(res.stderr.splitlines()) == 1
+        assert name not in {p["name"] for p in pmond.json("ls")}  # a failed start leaves no row
+        assert target.read_text() == "precious\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
+        assert target.stat().st_uid == os.geteuid() and log.is_symlink()

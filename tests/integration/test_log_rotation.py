@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import signal
+import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, script, wait_for
+from helpers import BIN, Pmond, make_daemon, mount_tmpfs, running_daemon, script, umount, unique, wait_for
 
 BURSTS, LINES = 5, 400  # 5 x ~10 KB, each burst well over max_size
 
@@ -58,3 +61,53 @@ def test_a_chatty_process_is_rotated_and_log_a_reads_it_in_order(rotd: Pmond, tm
     assert tail[-1] == "done" and len(tail) == 3
     rotd.cli("del", "chatty", "-f")
     assert not list(log.parent.glob("chatty.log*"))  # del removes the rotations pmond made, too
+
+
+@pytest.mark.parametrize("fs", ["collapse", "copytruncate"])
+def test_logf_keeps_following_across_rotations(tmp_path: Path, fs: str):
+    """`pmon3 logf` shows what is written after a rotation: the log shrinks under it (collapsed on ext4/xfs,
+    truncated to zero on tmpfs) and it starts again from the beginning, even when the log has grown past
+    its position again before it looked (logf paused here while that happens, as a slow terminal would)."""
+    logs = tmp_path / "logs"
+    if fs == "copytruncate":
+        mount_tmpfs(logs)  # a real tmpfs: no COLLAPSE_RANGE there
+    try:
+        with running_daemon(tmp_path, f"logs:\n  directory: {logs}\n  max_size: 2K\n  retain: 2\n") as d:
+            name = unique("rotating")
+            log = Path(d.json("exec", "/bin/sleep", "--name", name, "-a", "300")["log"])
+
+            def append(text: str) -> None:  # the test writes the log itself, like the process would (O_APPEND)
+                with open(log, "a") as fh:
+                    fh.write(text)
+
+            def burst(n: int, lines: int) -> str:
+                return "".join(f"burst {n} line {j} padding-padding-padding\n" for j in range(lines))
+
+            logf = subprocess.Popen([BIN / "pmon3", "logf", name], env=d.env, stdout=subprocess.PIPE, text=True)
+            seen: list[str] = []
+            reader = threading.Thread(target=lambda: seen.extend(logf.stdout or []), daemon=True)
+            reader.start()
+            try:
+                append("ready\n")
+                wait_for(lambda: "ready\n" in seen, timeout=15, what="logf to follow the log")
+                for n in (1, 2):
+                    append(burst(n, 200))  # ~9 KB, over max_size
+                    last = f"burst {n} line 199 padding-padding-padding\n"
+                    wait_for(lambda last=last: last in seen, timeout=15, what=f"logf to show burst {n}")
+                    size = log.stat().st_size
+                    logf.send_signal(signal.SIGSTOP)
+                    try:
+                        wait_for(
+                            lambda size=size: log.stat().st_size < size, timeout=15, what="pmond to rotate the log"
+                        )
+                        append(f"after rotation {n}\n" + burst(n + 10, 400))  # past logf's position again
+                    finally:
+                        logf.send_signal(signal.SIGCONT)
+                    wait_for(lambda n=n: f"after rotation {n}\n" in seen, timeout=15, what=f"logf to show rotation {n}")
+            finally:
+                logf.terminate()  # (not SIGINT: a run started in the background of a shell inherits it ignored)
+                logf.wait(10)
+            assert list(logs.glob(f"{name}.log.1*"))  # rotated by pmond indeed
+    finally:
+        if fs == "copytruncate":
+            umount(logs)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive
+from helpers import Pmond, make_daemon, pid_alive
 from pmon3 import _native
 from pmon3.ipc import protocol
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Pmond, make_daemon, pid_alive, script, wait_for
+from helpers import Pmond, make_daemon, pid_alive, script, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and other users need root")
 

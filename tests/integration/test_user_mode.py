@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import pwd
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import cli_command_for_others, pid_alive, wait_for
-from test_privileges import USER, ensure_user
+from helpers import cli_command_for_others, pid_alive, run_user, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a user")
 
@@ -26,7 +24,10 @@ def system_daemon_listening() -> bool:
 def test_cli_autostarts_a_user_daemon_in_xdg_paths(tmp_root: Path):
     if system_daemon_listening():
         pytest.skip("a system pmond is running on this machine: users talk to it, not to their own")
-    pw = ensure_user(USER)
+    # A user of this run only: a user daemon's IPC names come from its uid (/pmon3_u<uid>), so two runs
+    # sharing one user would share one daemon's endpoints.
+    pw = run_user("u")
+    user = pw.pw_name
     tmp_path = tmp_root / "usermode"
     tmp_path.mkdir()
     home = tmp_path / "home"
@@ -34,17 +35,17 @@ def test_cli_autostarts_a_user_daemon_in_xdg_paths(tmp_root: Path):
     os.chown(home, pw.pw_uid, pw.pw_gid)
     cmd, extra = cli_command_for_others()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMON3_", "XDG_"))}
-    env.update(extra, HOME=str(home), USER=USER, LOGNAME=USER)
+    env.update(extra, HOME=str(home), USER=user, LOGNAME=user)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*cmd, *args], env=env, user=USER, capture_output=True, text=True, timeout=60, cwd=home)
+        return subprocess.run([*cmd, *args], env=env, user=user, capture_output=True, text=True, timeout=60, cwd=home)
 
     state = home / ".local" / "state" / "pmon3"
     res = cli("exec", "/bin/sleep", "--name", "mine", "-a", "300", "--json")
     assert res.returncode == 0, res.stderr
     p = json.loads(res.stdout)
     try:
-        assert p["status"] == "running" and p["username"] == USER and p["uid"] == pw.pw_uid
+        assert p["status"] == "running" and p["username"] == user and p["uid"] == pw.pw_uid
         assert p["log"] == str(state / "logs" / "mine.log")
         assert (state / "data.db").exists()
         lock = state / "pmond.lock"
@@ -59,4 +60,3 @@ def test_cli_autostarts_a_user_daemon_in_xdg_paths(tmp_root: Path):
             os.kill(daemon_pid, signal.SIGTERM)
             wait_for(lambda: not pid_alive(daemon_pid), timeout=30, what="user pmond to exit")
     assert not pid_alive(p["pid"])  # handle_interrupts stopped its child
-    assert pwd.getpwnam(USER).pw_uid == pw.pw_uid

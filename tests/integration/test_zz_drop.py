@@ -1,6 +1,6 @@
 """drop empties the table and ids start again at 1, as pmon3."""
 
-from conftest import Pmond
+from helpers import Pmond
 
 
 def test_drop_then_ids_restart_at_one(pmond: Pmond):

@@ -19,7 +19,7 @@ from ..config import Config
 from ..errors import ConfigError, ErrorCode, Pmon3Error
 from ..ipc import protocol, transport
 from ..states import REVIVE_AT_BOOT
-from ..store import Store
+from ..store import SchemaError, Store
 from ..text import escape
 from . import handlers, notify
 from .apply import Applier
@@ -367,7 +367,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     setup_logging(cfg, args.foreground)
     try:
         code, daemon = asyncio.run(_main(cfg, args.ready_fd, args.lock_fd))
-    except OSError as exc:
+    except (OSError, SchemaError) as exc:
         print(f"pmond: {exc}", file=sys.stderr)
         code, daemon = 1, None
     if daemon is not None and daemon.restart_requested:

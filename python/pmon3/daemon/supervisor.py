@@ -403,6 +403,8 @@ class Supervisor:
         lang = os.environ.get("LANG")
         if lang:
             env["LANG"] = lang
+        # who it is, for the process itself (and for finding it in /proc): its name and id
+        env["PMON3_NAME"], env["PMON3_ID"] = p.name, str(p.id)
         if "instance" in p.options:
             env["PMON3_INSTANCE"] = str(p.options["instance"])
         for item in p.env_vars:

@@ -100,14 +100,22 @@ def logf_cmd(id: str, lines: int) -> None:
         out.write(line)
     out.flush()
     fh = _open(path)
-    fh.seek(0, os.SEEK_END)
+    end = fh.seek(0, os.SEEK_END)
     ino = os.fstat(fh.fileno()).st_ino
+    # The last bytes read: still just before our position unless the file was truncated (copytruncate) or
+    # collapsed (pmond's rotation) meanwhile, even if it has grown past our position again since.
+    seen = os.pread(fh.fileno(), 64, max(0, end - 64))
     try:
         while True:
+            pos = fh.tell()
+            if os.fstat(fh.fileno()).st_size < pos or os.pread(fh.fileno(), len(seen), pos - len(seen)) != seen:
+                fh.seek(0)  # emptied under us: what is there now came after
+                seen = b""
             chunk = fh.read(65536)
             if chunk:
                 out.write(chunk)
                 out.flush()
+                seen = (seen + chunk)[-64:]
                 continue
             try:
                 st = os.stat(path)
@@ -117,8 +125,7 @@ def logf_cmd(id: str, lines: int) -> None:
                 fh.close()
                 fh = _open(path)
                 ino = os.fstat(fh.fileno()).st_ino
-            elif st is not None and st.st_size < fh.tell():  # copytruncate
-                fh.seek(0)
+                seen = b""
             time.sleep(0.1)
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,120 @@
+"""The database: migrations of an existing file, refusal of a newer schema, owner-only permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import apsw
+import pytest
+from helpers import RUN
+from pmon3 import store
+from pmon3.store import MIGRATIONS, Store
+
+
+def user_version(path: Path) -> int:
+    db = apsw.Connection(str(path))
+    try:
+        return db.execute("PRAGMA user_version").fetchall()[0][0]
+    finally:
+        db.close()
+
+
+def test_a_v1_database_is_migrated_and_keeps_its_rows(tmp_path: Path):
+    path = tmp_path / "data.db"
+    db = apsw.Connection(str(path))
+    with db:
+        db.execute(MIGRATIONS[0])  # the schema as the first release created it
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO processes (id, name, process_file, argv, username, pid, status, restart_count, "
+            "created_at, updated_at) VALUES (7, 'old', '/bin/sleep', '[\"300\"]', 'root', 4242, 2, 3, 'c', 'u')"
+        )
+        db.execute("INSERT INTO meta (key, value) VALUES ('boot_id', 'b')")
+        # v3 split a group per owner of its members: root's `web` must not hold a user's process any more
+        db.execute(
+            "INSERT INTO processes (id, name, process_file, username, uid, created_at, updated_at) "
+            "VALUES (8, 'theirs', '/bin/sleep', 'u', 1000, 'c', 'u')"
+        )
+        db.execute("INSERT INTO groups (id, name, created_at, updated_at) VALUES (1, 'web', 'c', 'u')")
+        db.execute("INSERT INTO process_groups (process_id, group_id) VALUES (7, 1), (8, 1)")
+    db.close()
+    s = Store(str(path), default_owner=0)
+    try:
+        p = s.get_by_name(0, "old")
+        assert p is not None and (p.id, p.process_file, p.argv, p.pid, p.restart_count) == (
+            7,
+            "/bin/sleep",
+            ["300"],
+            4242,
+            3,
+        )
+        assert p.policy == {} and p.flap == {}  # the columns of later migrations, with their defaults
+        assert s.get_meta("boot_id") == "b"
+        theirs = s.get_by_name(1000, "theirs")
+        assert p.owner == 0 and theirs is not None and theirs.owner == 1000
+        groups = {(g.owner, g.name): s.group_members(g.id) for g in s.list_groups()}
+        assert groups == {(0, "web"): [7], (1000, "web"): [8]}
+        assert p.groups == ["web"] and theirs.groups == ["web"]
+    finally:
+        s.close()
+    assert user_version(path) == len(MIGRATIONS)
+
+
+def test_a_fresh_database_is_at_the_current_version(tmp_path: Path):
+    Store(str(tmp_path / "data.db")).close()
+    assert user_version(tmp_path / "data.db") == len(MIGRATIONS)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path):
+    path = tmp_path / "data.db"
+    db = apsw.Connection(str(path))
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    with pytest.raises(store.SchemaError, match=f"database schema {len(MIGRATIONS) + 1} is newer than this pmond"):
+        Store(str(path))
+    assert user_version(path) == len(MIGRATIONS) + 1  # left as it was
+
+
+def test_pmond_refuses_to_start_on_a_newer_schema_with_one_line(tmp_path: Path):
+    data = tmp_path / "data"
+    data.mkdir()
+    db = apsw.Connection(str(data / "data.db"))
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    conf = tmp_path / "config.yml"
+    conf.write_text(
+        f"data:\n  directory: {data}\nlogs:\n  directory: {tmp_path / 'logs'}\n"
+        f"message_queue:\n  name_suffix: t{RUN}schema\ndaemon:\n  autostart: false\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "pmon3.daemon", "--foreground"],
+        env={**os.environ, "PMON3_CONF": str(conf)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 1
+    newer, known = len(MIGRATIONS) + 1, len(MIGRATIONS)
+    assert res.stderr.splitlines() == [
+        f"pmond: database schema {newer} is newer than this pmond understands ({known}): "
+        "upgrade pmon3, or move the data directory away"
+    ], res.stderr
+
+
+def test_the_database_is_owner_only(tmp_path: Path):
+    path = tmp_path / "data.db"
+    old = os.umask(0o022)  # a permissive umask must not leak into the file's mode
+    try:
+        s = Store(str(path))
+        s.set_meta("k", "v")  # a write: the WAL and shared-memory files exist now too
+    finally:
+        os.umask(old)
+    try:
+        for f in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    finally:
+        s.close()
