@@ -3,6 +3,7 @@
 //! Policy lives in Python; only `py_api` knows PyO3, so `cargo test --no-default-features`
 //! exercises everything else without Python.
 
+pub mod clone3;
 pub mod error;
 pub mod files;
 pub mod fsas;

@@ -38,7 +38,7 @@ fn rlimit_value(v: i128) -> Result<u64, Error> {
 #[pyfunction]
 #[pyo3(signature = (
     file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None,
-    log_fd=None, *, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
+    log_fd=None, *, cgroup_fd=None, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn spawn(
@@ -53,6 +53,7 @@ fn spawn(
     log_path: Option<PathBuf>,
     umask: Option<u32>,
     log_fd: Option<i32>,
+    cgroup_fd: Option<i32>,
     cgroup_procs_fd: Option<i32>,
     rlimits: Option<Vec<(i32, i128, i128)>>,
     pass_fds: Option<Vec<i32>>,
@@ -80,6 +81,7 @@ fn spawn(
         log_path,
         log_fd,
         umask,
+        cgroup_fd,
         cgroup_procs_fd,
         rlimits,
         pass_fds: pass_fds.unwrap_or_default(),
