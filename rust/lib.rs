@@ -9,6 +9,7 @@ pub mod files;
 pub mod fsas;
 pub mod inotify;
 pub mod mq;
+pub mod mqlist;
 pub mod preexec;
 pub mod reaper;
 pub mod sockets;

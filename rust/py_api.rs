@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::fsas::{self, Creds};
 use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{files, reaper, sockets, spawn as sp};
+use crate::{files, mqlist, reaper, sockets, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -358,6 +358,12 @@ impl PyMessageQueue {
 }
 
 #[pyfunction]
+fn mq_list(py: Python<'_>) -> PyResult<Vec<OsString>> {
+    // Forks a helper and reads its pipe: let other threads run meanwhile.
+    Ok(py.detach(mqlist::list)?)
+}
+
+#[pyfunction]
 fn fallocate(py: Python<'_>, fd: i32, mode: i32, offset: i64, length: i64) -> PyResult<()> {
     // Collapsing a range of a large file takes a while: let other threads run.
     Ok(py.detach(|| files::fallocate(fd, mode, offset, length))?)
@@ -424,6 +430,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bind_unix, m)?)?;
     m.add_function(wrap_pyfunction!(pidfd_getfd, m)?)?;
     m.add_class::<PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(mq_list, m)?)?;
     m.add_function(wrap_pyfunction!(fallocate, m)?)?;
     for (name, value) in [
         ("FALLOC_FL_KEEP_SIZE", files::FALLOC_FL_KEEP_SIZE),

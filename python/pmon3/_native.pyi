@@ -23,6 +23,7 @@ __all__ = [
     "bind_unix",
     "pidfd_getfd",
     "MessageQueue",
+    "mq_list",
     "fallocate",
     "FALLOC_FL_KEEP_SIZE",
     "FALLOC_FL_PUNCH_HOLE",
@@ -186,6 +187,15 @@ class MessageQueue:
     def close(self) -> None: ...
     @staticmethod
     def unlink(name: str) -> None: ...
+
+def mq_list() -> list[str]:
+    """Names (without the leading '/') of every POSIX message queue of this IPC namespace.
+
+    /dev/mqueue need not be mounted: a forked helper mounts mqueue in a private mount namespace
+    of its own and reads the directory, so nothing changes where the caller lives. Needs
+    CAP_SYS_ADMIN (PermissionError otherwise). The GIL is released; the helper is collected with
+    wait4(pid, __WCLONE) and never shows up in reap().
+    """
 
 def fallocate(fd: int, mode: int, offset: int, length: int) -> None:
     """fallocate(2) itself (no posix_fallocate emulation): OSError(EOPNOTSUPP) where the filesystem
