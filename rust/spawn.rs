@@ -284,7 +284,7 @@ fn failure_context(stage: Stage, detail: usize, spec: &SpawnSpec) -> String {
 }
 
 /// Run `f` with every signal blocked in this thread, so that no signal handler of ours runs in
-/// a child that shares our memory.
+/// a child that shares our memory or our descriptors.
 pub(crate) fn signals_blocked<T>(f: impl FnOnce() -> T) -> T {
     // SAFETY: sigset_t is plain old data, filled by sigfillset; the old mask is restored below.
     unsafe {
