@@ -1124,13 +1124,17 @@ pub(crate) mod tests {
         assert!(no_children_left());
     }
 
-    /// The environment of a running child. The vfork parent resumes once the exec has replaced
-    /// the memory, a moment before the new image has its environment: wait for it.
+    /// The environment of a running child. The vfork parent resumes in exec a moment before the
+    /// child drops our memory (so /proc/<pid>/environ may still show ours) and before the new
+    /// image has its environment: wait for it.
     fn environ(pid: i32) -> Vec<String> {
+        let ours = std::fs::read("/proc/self/environ").unwrap();
         let read = || -> Vec<String> {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .unwrap()
-                .split(|&b| b == 0)
+            let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+            if raw == ours {
+                return Vec::new();
+            }
+            raw.split(|&b| b == 0)
                 .filter(|s| !s.is_empty())
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect()

@@ -65,10 +65,14 @@ def kill(pid: int, pidfd: int) -> None:
 
 
 def environ(pid: int) -> list[str]:
-    # The vfork parent resumes once exec replaced the memory, a moment before the new image has
-    # its environment in place: wait for it.
+    # The vfork parent resumes in exec a moment before the child drops our memory (so
+    # /proc/<pid>/environ may still show ours) and before the new image has its environment in
+    # place: wait for it.
+    ours = Path("/proc/self/environ").read_bytes()
+
     def read() -> list[str]:
-        return [e for e in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if e]
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        return [e for e in raw.decode().split("\0") if e] if raw != ours else []
 
     return wait_for(read, f"the environment of {pid}")
 
