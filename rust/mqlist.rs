@@ -317,6 +317,17 @@ mod tests {
         unsafe { libc::geteuid() == 0 }
     }
 
+    /// Unlinks its queues when dropped, so a failing test leaves none behind.
+    struct Unlink(Vec<String>);
+
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            for n in &self.0 {
+                let _ = MessageQueue::unlink(n);
+            }
+        }
+    }
+
     fn names() -> Vec<String> {
         list()
             .unwrap()
@@ -332,7 +343,8 @@ mod tests {
             return;
         }
         let name = format!("/pmon3-test-{}-mqlist", std::process::id());
-        let _ = MessageQueue::unlink(&name);
+        let cleanup = Unlink(vec![name.clone()]);
+        drop(Unlink(vec![name.clone()])); // a leftover of an earlier run
         let mountinfo = || std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let before = mountinfo();
         let opts = OpenOptions {
@@ -343,7 +355,7 @@ mod tests {
         let q = MessageQueue::open(&name, &opts).unwrap();
         let listed = names();
         MessageQueue::unlink(&name).unwrap();
-        drop(q);
+        drop((q, cleanup));
         assert!(listed.contains(&name[1..].to_string()), "{listed:?}");
         assert!(!listed
             .iter()
@@ -367,6 +379,7 @@ mod tests {
                 format!("/{stem}{}", "x".repeat(250 - stem.len()))
             })
             .collect();
+        let cleanup = Unlink(names_made.clone());
         let opts = OpenOptions {
             create: true,
             maxmsg: 1,
@@ -378,10 +391,7 @@ mod tests {
             .map(|n| MessageQueue::open(n, &opts).unwrap())
             .collect();
         let listed = names();
-        for n in &names_made {
-            let _ = MessageQueue::unlink(n);
-        }
-        drop(queues);
+        drop((queues, cleanup));
         for n in &names_made {
             assert!(listed.contains(&n[1..].to_string()), "{n} missing");
         }
