@@ -3,11 +3,13 @@
 //! Policy lives in Python; only `py_api` knows PyO3, so `cargo test --no-default-features`
 //! exercises everything else without Python.
 
+pub mod clone3;
 pub mod error;
 pub mod files;
 pub mod fsas;
 pub mod inotify;
 pub mod mq;
+pub mod mqlist;
 pub mod preexec;
 pub mod reaper;
 pub mod sockets;

@@ -5,7 +5,8 @@
 //! changes use raw syscalls: glibc's setuid() family would broadcast to the parent's threads.
 //! A failure is written into the shared [`ChildCtx`] and the child exits with 127.
 //!
-//! Order: signal dispositions and mask, setsid, cgroup move and rlimits (while still privileged),
+//! Order: signal dispositions and mask, setsid, cgroup move (the `cgroup.procs` fallback; with
+//! CLONE_INTO_CGROUP the child is born there) and rlimits (while still privileged),
 //! groups/gid/uid, chdir, umask, log and /dev/null (as the target user), pass_fds, stdio,
 //! close_range, LISTEN_PID, execve.
 
@@ -91,7 +92,7 @@ pub struct ChildCtx {
     pub uid: Option<u32>,
     pub umask: Option<u32>,
     /// >= 0: the caller's descriptor on a cgroup v2 `cgroup.procs`; the child writes "0" to it.
-    pub cgroup_fd: c_int,
+    pub cgroup_procs_fd: c_int,
     pub rlimits: *const Rlimit,
     pub nrlimits: usize,
     /// Caller descriptors that become 3, 4, ... in the child, in this order.
@@ -171,8 +172,8 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
 
     // Before the identity switch: the move into the cgroup and raising a hard limit need the
     // caller's privileges. Right after setsid, so that everything the child starts is born there.
-    if ctx.cgroup_fd >= 0 {
-        let r = libc::syscall(libc::SYS_write, ctx.cgroup_fd, c"0".as_ptr(), 1usize);
+    if ctx.cgroup_procs_fd >= 0 {
+        let r = libc::syscall(libc::SYS_write, ctx.cgroup_procs_fd, c"0".as_ptr(), 1usize);
         check(Stage::Cgroup, r)?;
     }
     for i in 0..ctx.nrlimits {

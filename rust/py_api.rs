@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::fsas::{self, Creds};
 use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{files, reaper, sockets, spawn as sp};
+use crate::{files, mqlist, reaper, sockets, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -38,7 +38,7 @@ fn rlimit_value(v: i128) -> Result<u64, Error> {
 #[pyfunction]
 #[pyo3(signature = (
     file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None,
-    log_fd=None, *, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
+    log_fd=None, *, cgroup_fd=None, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn spawn(
@@ -53,6 +53,7 @@ fn spawn(
     log_path: Option<PathBuf>,
     umask: Option<u32>,
     log_fd: Option<i32>,
+    cgroup_fd: Option<i32>,
     cgroup_procs_fd: Option<i32>,
     rlimits: Option<Vec<(i32, i128, i128)>>,
     pass_fds: Option<Vec<i32>>,
@@ -80,6 +81,7 @@ fn spawn(
         log_path,
         log_fd,
         umask,
+        cgroup_fd,
         cgroup_procs_fd,
         rlimits,
         pass_fds: pass_fds.unwrap_or_default(),
@@ -356,6 +358,12 @@ impl PyMessageQueue {
 }
 
 #[pyfunction]
+fn mq_list(py: Python<'_>) -> PyResult<Vec<OsString>> {
+    // Forks a helper and reads its pipe: let other threads run meanwhile.
+    Ok(py.detach(mqlist::list)?)
+}
+
+#[pyfunction]
 fn fallocate(py: Python<'_>, fd: i32, mode: i32, offset: i64, length: i64) -> PyResult<()> {
     // Collapsing a range of a large file takes a while: let other threads run.
     Ok(py.detach(|| files::fallocate(fd, mode, offset, length))?)
@@ -422,6 +430,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bind_unix, m)?)?;
     m.add_function(wrap_pyfunction!(pidfd_getfd, m)?)?;
     m.add_class::<PyMessageQueue>()?;
+    m.add_function(wrap_pyfunction!(mq_list, m)?)?;
     m.add_function(wrap_pyfunction!(fallocate, m)?)?;
     for (name, value) in [
         ("FALLOC_FL_KEEP_SIZE", files::FALLOC_FL_KEEP_SIZE),

@@ -6,6 +6,7 @@
 //! resumes once the child has exec'd or exited. A failure is reported through the shared
 //! [`ChildCtx`] and the failed child is reaped here, so the caller never sees it.
 
+use crate::clone3::{clone3_vm, CloneArgs, CLONE_INTO_CGROUP};
 use crate::error::{errno, Error, Result};
 use crate::preexec::{child_main, ChildCtx, Stage, PID_DIGITS};
 use crate::reaper;
@@ -48,8 +49,12 @@ pub struct SpawnSpec {
     /// A descriptor of the caller's (>= 3) to use as stdout/stderr instead of `log_path`.
     pub log_fd: Option<i32>,
     pub umask: Option<u32>,
-    /// A descriptor of the caller's, opened O_WRONLY on a cgroup v2 `cgroup.procs`: the child
-    /// moves itself there right after setsid, so every descendant is born in that cgroup.
+    /// A descriptor of the caller's on a cgroup v2 directory (O_RDONLY | O_DIRECTORY): the child
+    /// is born there (clone3 with CLONE_INTO_CGROUP, Linux >= 5.7), and so is every descendant.
+    pub cgroup_fd: Option<i32>,
+    /// The slow fallback for `cgroup_fd` (kernels before 5.7, clone3 filtered by seccomp): a
+    /// descriptor of the caller's, opened O_WRONLY on a cgroup v2 `cgroup.procs`, to which the
+    /// child writes "0" right after setsid. That migration can suspend the parent for 10-15 ms.
     pub cgroup_procs_fd: Option<i32>,
     /// Set in the child before the identity switch, so raising a hard limit works as root.
     pub rlimits: Vec<Rlimit>,
@@ -105,6 +110,12 @@ fn validate(spec: &SpawnSpec) -> Result<()> {
     }
     if spec.cgroup_procs_fd.is_some_and(|fd| fd < 0) {
         return Err(Error::invalid("cgroup_procs_fd must be >= 0"));
+    }
+    if spec.cgroup_fd.is_some_and(|fd| fd < 0) {
+        return Err(Error::invalid("cgroup_fd must be >= 0"));
+    }
+    if spec.cgroup_fd.is_some() && spec.cgroup_procs_fd.is_some() {
+        return Err(Error::invalid("cgroup_fd excludes cgroup_procs_fd"));
     }
     if spec.pass_fds.len() > MAX_PASS_FDS || spec.pass_fds.iter().any(|&fd| fd < 0) {
         return Err(Error::invalid(format!(
@@ -166,7 +177,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         gid: spec.gid,
         uid: spec.uid,
         umask: spec.umask,
-        cgroup_fd: spec.cgroup_procs_fd.unwrap_or(-1),
+        cgroup_procs_fd: spec.cgroup_procs_fd.unwrap_or(-1),
         rlimits: spec.rlimits.as_ptr(),
         nrlimits: spec.rlimits.len(),
         pass_fds: spec.pass_fds.as_ptr(),
@@ -183,7 +194,10 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         detail: AtomicI32::new(0),
     };
 
-    let (pid, pidfd) = clone_child(&ctx)?;
+    let (pid, pidfd) = match spec.cgroup_fd {
+        None => clone_child(&ctx)?,
+        Some(fd) => clone3_into_cgroup(&ctx, fd)?,
+    };
     let stage = Stage::from_i32(ctx.stage.load(Ordering::SeqCst));
     if stage != Stage::Ok {
         drop(pidfd);
@@ -269,9 +283,24 @@ fn failure_context(stage: Stage, detail: usize, spec: &SpawnSpec) -> String {
     }
 }
 
-/// clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) with all signals blocked around it, so that no
-/// signal handler of ours runs in the child. CLONE_PIDFD gives the pidfd atomically, before any
-/// other thread could reap the child and let its pid be reused.
+/// Run `f` with every signal blocked in this thread, so that no signal handler of ours runs in
+/// a child that shares our memory or our descriptors.
+pub(crate) fn signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY: sigset_t is plain old data, filled by sigfillset; the old mask is restored below.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+        let r = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
+        r
+    }
+}
+
+/// clone(CLONE_VM | CLONE_VFORK | CLONE_PIDFD) with all signals blocked around it. CLONE_PIDFD
+/// gives the pidfd atomically, before any other thread could reap the child and let its pid be
+/// reused.
 fn clone_child(ctx: &ChildCtx) -> Result<(i32, OwnedFd)> {
     let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
     // Stacks grow down: pass the 16-byte aligned top.
@@ -281,11 +310,7 @@ fn clone_child(ctx: &ChildCtx) -> Result<(i32, OwnedFd)> {
     // SAFETY: plain libc calls on valid local storage. The child only runs child_main, which
     // reads ctx and writes its atomics; ctx and the stack outlive the call since CLONE_VFORK
     // suspends us until the child has exec'd or exited.
-    let (pid, err) = unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    let (pid, err) = signals_blocked(|| unsafe {
         let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
         let mut pid = libc::clone(
             child_main,
@@ -300,9 +325,8 @@ fn clone_child(ctx: &ChildCtx) -> Result<(i32, OwnedFd)> {
             pid = libc::clone(child_main, top, flags, arg);
             err = errno();
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &old, ptr::null_mut());
         (pid, err)
-    };
+    });
     if pid == -1 {
         return Err(Error::new(err, "clone"));
     }
@@ -319,6 +343,53 @@ fn clone_child(ctx: &ChildCtx) -> Result<(i32, OwnedFd)> {
             let _ = reaper::wait_pid(pid, 0);
             Err(e)
         }
+    }
+}
+
+/// As [`clone_child`], but with clone3 and CLONE_INTO_CGROUP: the child is born in the cgroup
+/// behind `cgroup_fd`, so nothing is migrated (no wait for an RCU grace period while we are
+/// suspended). clone3 always has CLONE_PIDFD (both came with 5.2/5.3).
+fn clone3_into_cgroup(ctx: &ChildCtx, cgroup_fd: c_int) -> Result<(i32, OwnedFd)> {
+    let mut stack: Vec<u8> = Vec::with_capacity(CHILD_STACK);
+    let base = stack.as_mut_ptr() as usize;
+    // The kernel starts the child at stack + stack_size: make that end 16-byte aligned.
+    let size = ((base + CHILD_STACK) & !15) - base;
+    let mut pidfd: c_int = -1;
+    let mut args = CloneArgs {
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64 | CLONE_INTO_CGROUP,
+        pidfd: &mut pidfd as *mut c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: base as u64,
+        stack_size: size as u64,
+        cgroup: cgroup_fd as u64,
+        ..Default::default()
+    };
+    let arg = ctx as *const ChildCtx as *mut c_void;
+    // SAFETY: CLONE_VM | CLONE_VFORK with a stack of ours that outlives the call (we are
+    // suspended until the child has exec'd or exited); child_main only makes raw syscalls on ctx
+    // and _exits. Signals are blocked around it.
+    let r = signals_blocked(|| unsafe { clone3_vm(&mut args, child_main, arg) });
+    match r {
+        // SAFETY: the kernel just gave us this fd (CLONE_PIDFD).
+        Ok(pid) => Ok((pid, unsafe { OwnedFd::from_raw_fd(pidfd) })),
+        Err(e) => Err(clone3_error(e, cgroup_fd)),
+    }
+}
+
+/// What a failed clone3 into a cgroup means for the caller. ENOSYS (also for E2BIG: a kernel
+/// before 5.7 does not know the `cgroup` field) tells it to fall back to `cgroup_procs_fd`.
+fn clone3_error(err: c_int, cgroup_fd: c_int) -> Error {
+    let what = format!("clone3 into cgroup {}", fd_path(cgroup_fd));
+    match err {
+        libc::ENOSYS | libc::E2BIG => Error::new(
+            libc::ENOSYS,
+            format!(
+                "{what} (needs Linux >= 5.7 on x86_64 or aarch64 and clone3 not filtered; \
+                 cgroup_procs_fd is the fallback)"
+            ),
+        ),
+        libc::EBADF => Error::new(err, format!("{what} (not an open cgroup v2 directory)")),
+        _ => Error::new(err, what),
     }
 }
 
@@ -600,10 +671,35 @@ pub(crate) mod tests {
     /// A fresh cgroup under the cgroup2 mount, emptied (cgroup.kill) and removed on drop.
     struct TempCgroup(PathBuf);
 
+    /// The first cgroup2 mount in /proc/self/mountinfo (/sys/fs/cgroup/unified on a hybrid
+    /// setup, /sys/fs/cgroup on a unified one).
+    pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        info.lines().find_map(|line| {
+            let (fields, fs) = line.split_once(" - ")?;
+            if fs.split_whitespace().next()? != "cgroup2" {
+                return None;
+            }
+            // Field 5 is the mount point, with space, tab, newline and backslash octal-escaped.
+            let raw = fields.split_whitespace().nth(4)?;
+            let mut out = Vec::new();
+            let mut bytes = raw.bytes();
+            while let Some(b) = bytes.next() {
+                if b == b'\\' {
+                    let code: String = bytes.by_ref().take(3).map(char::from).collect();
+                    out.push(u8::from_str_radix(&code, 8).ok()?);
+                } else {
+                    out.push(b);
+                }
+            }
+            Some(PathBuf::from(OsStr::from_bytes(&out)))
+        })
+    }
+
     impl TempCgroup {
-        /// None (the test skips) unless we are root and cgroup2 at /sys/fs/cgroup/unified is writable.
+        /// None (the test skips) unless we are root and may create a cgroup on the cgroup2 mount.
         fn new(tag: &str) -> Option<TempCgroup> {
-            let base = PathBuf::from("/sys/fs/cgroup/unified");
+            let base = cgroup2_mount()?;
             if !is_root() || !base.join("cgroup.procs").exists() {
                 return None;
             }
@@ -613,6 +709,11 @@ pub(crate) mod tests {
             let dir = base.join(format!("pmon3-test-{}-{tag}-{nanos}", std::process::id()));
             std::fs::create_dir(&dir).ok()?;
             Some(TempCgroup(dir))
+        }
+
+        /// O_RDONLY | O_DIRECTORY, as `cgroup_fd` wants it.
+        fn dir_fd(&self) -> OwnedFd {
+            std::fs::File::open(&self.0).unwrap().into()
         }
 
         fn procs_fd(&self) -> OwnedFd {
@@ -668,7 +769,7 @@ pub(crate) mod tests {
     #[test]
     fn cgroup_procs_fd_holds_child_and_grandchild() {
         let Some(cg) = TempCgroup::new("procs") else {
-            eprintln!("skipped: needs root and a writable cgroup2 at /sys/fs/cgroup/unified");
+            eprintln!("skipped: needs root and a writable cgroup2 mount");
             return;
         };
         let _g = children_lock();
@@ -706,6 +807,179 @@ pub(crate) mod tests {
         spec.cgroup_procs_fd = Some(-1);
         assert_eq!(spawn(&spec).unwrap_err().errno, libc::EINVAL);
         assert!(no_children_left());
+    }
+
+    /// Whether `pidfd` becomes readable (its process exited) within `ms`.
+    fn pidfd_exited(pidfd: &OwnedFd, ms: c_int) -> bool {
+        let mut p = libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one local pollfd.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        r == 1 && p.revents & libc::POLLIN != 0
+    }
+
+    #[test]
+    fn cgroup_fd_holds_child_and_grandchild() {
+        let Some(cg) = TempCgroup::new("clone3") else {
+            eprintln!("skipped: needs root and a writable cgroup2 mount");
+            return;
+        };
+        let _g = children_lock();
+        let dir = cg.dir_fd();
+        let mut spec = SpawnSpec::new("/bin/sh", &["sh", "-c", "sleep 30 & exec sleep 31"]);
+        spec.cgroup_fd = Some(dir.as_raw_fd());
+        (spec.uid, spec.gid) = (Some(65534), Some(65534));
+        let c = spawn(&spec).unwrap();
+        // Born there: in the cgroup as soon as spawn returns (sh may have forked already).
+        assert!(cg.pids().contains(&c.pid));
+        wait_until("child and grandchild in the cgroup", || {
+            cg.pids().len() == 2
+        });
+        let pids = cg.pids();
+        let grandchild = pids.iter().find(|&&p| p != c.pid).copied().unwrap();
+        assert_eq!(ppid(grandchild), Some(c.pid));
+        // The pidfd is the child's: quiet while it runs, readable once SIGKILL through it lands.
+        assert!(!pidfd_exited(&c.pidfd, 0));
+        reaper::pidfd_send_signal(c.pidfd.as_raw_fd(), libc::SIGKILL).unwrap();
+        assert!(pidfd_exited(&c.pidfd, 10_000));
+        let rec = reaper::wait_pid(c.pid, 0).unwrap().unwrap();
+        assert_eq!(rec.signal, Some(libc::SIGKILL));
+        cg.kill();
+        let _ = reaper::reap(); // the orphaned grandchild, when we are a subreaper
+    }
+
+    /// Many clone3 spawns from several threads at once, each checked end to end: a trampoline
+    /// that clobbers a register or the wrong stack shows up here as a crash or a wrong result.
+    #[test]
+    fn cgroup_fd_spawns_from_threads() {
+        let Some(cg) = TempCgroup::new("clone3-threads") else {
+            eprintln!("skipped: needs root and a writable cgroup2 mount");
+            return;
+        };
+        let _g = children_lock();
+        let dir = cg.dir_fd();
+        let fd = dir.as_raw_fd();
+        std::thread::scope(|s| {
+            for t in 0..3 {
+                s.spawn(move || {
+                    for i in 0..40 {
+                        let code = (t * 40 + i) % 200;
+                        let script = format!("exit {code}");
+                        let mut spec = SpawnSpec::new("/bin/sh", &["sh", "-c", &script]);
+                        spec.cgroup_fd = Some(fd);
+                        let c = spawn(&spec).unwrap();
+                        let rec = reaper::wait_pid(c.pid, 0).unwrap().unwrap();
+                        assert_eq!((rec.pid, rec.code), (c.pid, Some(code)));
+                    }
+                });
+            }
+        });
+        assert!(cg.pids().is_empty());
+    }
+
+    #[test]
+    fn cgroup_fd_exec_failure_is_reported_and_reaped() {
+        let Some(cg) = TempCgroup::new("clone3-exec") else {
+            eprintln!("skipped: needs root and a writable cgroup2 mount");
+            return;
+        };
+        let _g = children_lock();
+        let dir = cg.dir_fd();
+        let mut spec = SpawnSpec::new("/bin/nope-pmon3", &["nope"]);
+        spec.cgroup_fd = Some(dir.as_raw_fd());
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::ENOENT, "exec /bin/nope-pmon3")
+        );
+        // A stage before exec, as the target user.
+        let mut spec = SpawnSpec::new("/bin/true", &["true"]);
+        spec.cgroup_fd = Some(dir.as_raw_fd());
+        spec.cwd = Some("/nonexistent-pmon3".into());
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::ENOENT, "chdir /nonexistent-pmon3")
+        );
+        assert!(no_children_left());
+        assert!(cg.pids().is_empty());
+    }
+
+    #[test]
+    fn bad_cgroup_fd_is_a_clear_error() {
+        let _g = children_lock();
+        let mut spec = SpawnSpec::new("/bin/true", &["true"]);
+        // A directory, but not a cgroup.
+        let tmp = temp_dir("not-a-cgroup");
+        let dir = std::fs::File::open(&tmp).unwrap();
+        spec.cgroup_fd = Some(dir.as_raw_fd());
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(e.errno, libc::EBADF);
+        assert_eq!(
+            e.message(),
+            format!(
+                "clone3 into cgroup {} (not an open cgroup v2 directory): Bad file descriptor",
+                tmp.display()
+            )
+        );
+        // Not open at all.
+        spec.cgroup_fd = Some(999_999);
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (
+                libc::EBADF,
+                "clone3 into cgroup fd 999999 (not an open cgroup v2 directory)"
+            )
+        );
+        // Checked before any clone.
+        spec.cgroup_fd = Some(-1);
+        assert_eq!(spawn(&spec).unwrap_err().errno, libc::EINVAL);
+        spec.cgroup_fd = Some(dir.as_raw_fd());
+        spec.cgroup_procs_fd = Some(dir.as_raw_fd());
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::EINVAL, "cgroup_fd excludes cgroup_procs_fd")
+        );
+        assert!(no_children_left());
+    }
+
+    #[test]
+    fn cgroup_procs_file_is_not_a_cgroup_fd() {
+        let Some(cg) = TempCgroup::new("clone3-procs") else {
+            eprintln!("skipped: needs root and a writable cgroup2 mount");
+            return;
+        };
+        let _g = children_lock();
+        // The fallback's descriptor passed as cgroup_fd: a cgroup file, not its directory.
+        let procs = cg.procs_fd();
+        let mut spec = SpawnSpec::new("/bin/true", &["true"]);
+        spec.cgroup_fd = Some(procs.as_raw_fd());
+        let e = spawn(&spec).unwrap_err();
+        assert_eq!(e.errno, libc::EBADF);
+        assert!(e
+            .context
+            .ends_with("/cgroup.procs (not an open cgroup v2 directory)"));
+        assert!(no_children_left());
+    }
+
+    #[test]
+    fn clone3_error_tells_the_caller_to_fall_back() {
+        // An old kernel (ENOSYS, or E2BIG for an unknown `cgroup` field) reads as ENOSYS.
+        for err in [libc::ENOSYS, libc::E2BIG] {
+            let e = clone3_error(err, 999_999);
+            assert_eq!(e.errno, libc::ENOSYS);
+            assert!(e.context.contains("cgroup_procs_fd is the fallback"), "{e}");
+        }
+        let e = clone3_error(libc::EBUSY, 999_999);
+        assert_eq!(
+            (e.errno, e.context.as_str()),
+            (libc::EBUSY, "clone3 into cgroup fd 999999")
+        );
     }
 
     /// (soft, hard) of a /proc/<pid>/limits row, "unlimited" as RLIM_INFINITY.
@@ -850,13 +1124,17 @@ pub(crate) mod tests {
         assert!(no_children_left());
     }
 
-    /// The environment of a running child. The vfork parent resumes once the exec has replaced
-    /// the memory, a moment before the new image has its environment: wait for it.
+    /// The environment of a running child. The vfork parent resumes in exec a moment before the
+    /// child drops our memory (so /proc/<pid>/environ may still show ours) and before the new
+    /// image has its environment: wait for it.
     fn environ(pid: i32) -> Vec<String> {
+        let ours = std::fs::read("/proc/self/environ").unwrap();
         let read = || -> Vec<String> {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .unwrap()
-                .split(|&b| b == 0)
+            let raw = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+            if raw == ours {
+                return Vec::new();
+            }
+            raw.split(|&b| b == 0)
                 .filter(|s| !s.is_empty())
                 .map(|s| String::from_utf8_lossy(s).into_owned())
                 .collect()

@@ -1,4 +1,4 @@
-"""_native.spawn's cgroup_procs_fd, rlimits, pass_fds and listen_pid, with real processes."""
+"""_native.spawn's cgroup_fd, cgroup_procs_fd, rlimits, pass_fds and listen_pid, with real processes."""
 
 from __future__ import annotations
 
@@ -15,13 +15,25 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Optional, TypeVar
 
 import pytest
 from pmon3 import _native
 
 T = TypeVar("T")
-CGROUP2 = Path("/sys/fs/cgroup/unified")
+
+
+def cgroup2_mount() -> Optional[Path]:
+    """The first cgroup2 mount (/sys/fs/cgroup/unified here, /sys/fs/cgroup on unified hosts)."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, fs = line.partition(" - ")
+        if fs.split()[:1] == ["cgroup2"]:
+            # Octal escapes (\040 for a space) in the mount point.
+            return Path(fields.split()[4].encode().decode("unicode_escape"))
+    return None
+
+
+CGROUP2 = cgroup2_mount()
 
 
 def wait_for(cond: Callable[[], T], what: str, timeout: float = 10.0) -> T:
@@ -53,10 +65,14 @@ def kill(pid: int, pidfd: int) -> None:
 
 
 def environ(pid: int) -> list[str]:
-    # The vfork parent resumes once exec replaced the memory, a moment before the new image has
-    # its environment in place: wait for it.
+    # The vfork parent resumes in exec a moment before the child drops our memory (so
+    # /proc/<pid>/environ may still show ours) and before the new image has its environment in
+    # place: wait for it.
+    ours = Path("/proc/self/environ").read_bytes()
+
     def read() -> list[str]:
-        return [e for e in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if e]
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        return [e for e in raw.decode().split("\0") if e] if raw != ours else []
 
     return wait_for(read, f"the environment of {pid}")
 
@@ -67,8 +83,8 @@ def environ(pid: int) -> list[str]:
 @pytest.fixture
 def cgroup() -> Iterator[Path]:
     """A fresh cgroup v2 directory, emptied (cgroup.kill) and removed afterwards."""
-    if os.geteuid() != 0 or not (CGROUP2 / "cgroup.procs").exists():
-        pytest.skip(f"needs root and cgroup2 at {CGROUP2}")
+    if os.geteuid() != 0 or CGROUP2 is None or not (CGROUP2 / "cgroup.procs").exists():
+        pytest.skip(f"needs root and a cgroup2 mount (found: {CGROUP2})")
     path = CGROUP2 / f"pmon3-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         path.mkdir()
@@ -119,6 +135,99 @@ def test_cgroup_write_failure_names_the_stage():
         os.close(ro)
     assert exc.value.errno == errno.EBADF
     assert exc.value.strerror.startswith("cgroup /dev/null: ")
+
+
+def open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def test_cgroup_fd_child_and_grandchild_are_born_in_the_cgroup(cgroup: Path):
+    fd = open_dir(cgroup)
+    try:
+        pid, pidfd = _native.spawn(
+            "/bin/sh", ["sh", "-c", "sleep 30 & exec sleep 31"], [], uid=65534, gid=65534, cgroup_fd=fd
+        )
+    finally:
+        os.close(fd)
+    try:
+        assert pid in cgroup_members(cgroup)  # at once: no migration to wait for
+        wait_for(lambda: len(cgroup_members(cgroup)) == 2, "child and grandchild in the cgroup")
+        (grandchild,) = [p for p in cgroup_members(cgroup) if p != pid]
+        ppid = int(Path(f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert ppid == pid
+        # The pidfd is the child's: not readable while it runs, readable once killed through it.
+        assert not select.select([pidfd], [], [], 0)[0]
+        _native.pidfd_send_signal(pidfd, signal.SIGKILL)
+        assert select.select([pidfd], [], [], 10)[0]
+        assert os.waitpid(pid, 0) == (pid, signal.SIGKILL)
+    finally:
+        try:
+            os.close(pidfd)
+        except OSError:
+            pass
+
+
+def own_children() -> set[int]:
+    """Our children, zombies included (read from /proc: a wait would reap them)."""
+    me, found = os.getpid(), set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass  # gone meanwhile
+    return found
+
+
+def test_cgroup_fd_exec_failure_names_the_stage(cgroup: Path):
+    fd = open_dir(cgroup)
+    before = own_children()
+    try:
+        with pytest.raises(OSError) as exc:
+            _native.spawn("/nonexistent/pmon3-nope", ["nope"], [], cgroup_fd=fd)
+        with pytest.raises(OSError) as chdir_exc:
+            _native.spawn("/bin/true", ["true"], [], cwd="/nonexistent-pmon3", cgroup_fd=fd)
+    finally:
+        os.close(fd)
+    assert exc.value.errno == errno.ENOENT
+    assert exc.value.strerror == "exec /nonexistent/pmon3-nope: No such file or directory"
+    assert chdir_exc.value.errno == errno.ENOENT
+    assert chdir_exc.value.strerror.startswith("chdir /nonexistent-pmon3: ")
+    assert cgroup_members(cgroup) == []
+    assert own_children() == before  # the failed children were reaped
+
+
+def test_bad_cgroup_fd_is_a_clear_error(tmp_path: Path):
+    fd = open_dir(tmp_path)  # a directory, not a cgroup
+    try:
+        with pytest.raises(OSError) as exc:
+            _native.spawn("/bin/true", ["true"], [], cgroup_fd=fd)
+        with pytest.raises(OSError) as both:
+            _native.spawn("/bin/true", ["true"], [], cgroup_fd=fd, cgroup_procs_fd=fd)
+    finally:
+        os.close(fd)
+    assert exc.value.errno == errno.EBADF
+    assert exc.value.strerror == f"clone3 into cgroup {tmp_path} (not an open cgroup v2 directory): Bad file descriptor"
+    assert both.value.errno == errno.EINVAL
+    assert both.value.strerror == "cgroup_fd excludes cgroup_procs_fd: Invalid argument"
+    with pytest.raises(OSError) as closed:
+        _native.spawn("/bin/true", ["true"], [], cgroup_fd=987654)
+    assert closed.value.errno == errno.EBADF
+    assert closed.value.strerror.startswith("clone3 into cgroup fd 987654 ")
+    with pytest.raises(OSError) as negative:
+        _native.spawn("/bin/true", ["true"], [], cgroup_fd=-1)
+    assert negative.value.errno == errno.EINVAL
+
+
+def test_cgroup_fd_rejects_the_cgroup_procs_file(cgroup: Path):
+    procs = os.open(cgroup / "cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        with pytest.raises(OSError) as exc:
+            _native.spawn("/bin/true", ["true"], [], cgroup_fd=procs)
+    finally:
+        os.close(procs)
+    assert exc.value.errno == errno.EBADF
+    assert exc.value.strerror.startswith(f"clone3 into cgroup {cgroup}/cgroup.procs (not an open cgroup v2 directory)")
 
 
 # ---------------------------------------------------------------------------------------------- rlimits
