@@ -121,3 +121,60 @@ def test_autostart_replaces_a_crashed_pmond(tmp_path: Path):
         wait_for(lambda: not pid_alive(status["pid"]), what="the autostarted pmond to stop")
     finally:
         gen.close()
+
+
+def _queues(d: Pmond) -> set[str]:
+    from pmon3 import _native
+
+    return {n for n in _native.mq_list() if n.startswith(f"pmon3_{d.suffix}.r.")}
+
+
+def test_reply_queues_of_dead_clients_are_reclaimed(daemon: Pmond):
+    if daemon.transport != "mq":
+        pytest.skip("reply queues exist on the mq transport only")
+    from pmon3 import _native
+
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()  # a pid that no longer runs: a client SIGKILLed before pmond saw its request
+    name = f"/pmon3_{daemon.suffix}.r.0.{gone.pid}.deadbeef"
+    _native.MessageQueue(name, create=True, exclusive=True, mode=0o600, maxmsg=4, msgsize=4096).close()
+    live = f"/pmon3_{daemon.suffix}.r.0.{os.getpid()}.cafecafe"  # a client still alive: kept
+    _native.MessageQueue(live, create=True, exclusive=True, mode=0o600, maxmsg=4, msgsize=4096).close()
+    try:
+        assert {name[1:], live[1:]} <= _queues(daemon)
+        daemon.cli("daemon", "restart")  # pmond looks at start, then every few minutes
+        assert name[1:] not in _queues(daemon) and live[1:] in _queues(daemon)
+    finally:
+        for n in (name, live):
+            try:
+                _native.MessageQueue.unlink(n)
+            except OSError:
+                pass
+
+
+def test_a_cli_stopped_by_sigterm_leaves_no_reply_queue(daemon: Pmond):
+    if daemon.transport != "mq":
+        pytest.skip("reply queues exist on the mq transport only")
+    stubborn = script(daemon.root, "stubborn2.sh", "trap '' TERM\nwhile :; do sleep 0.05; done\n")
+    daemon.cli("exec", stubborn, "--name", "stubborn2")
+    before = _queues(daemon)
+    proc = subprocess.Popen([str(BIN / "pmon3"), "stop", "stubborn2"], env=daemon.env, stderr=subprocess.PIPE)
+    pid = daemon.get("stubborn2")["pid"]
+    log = daemon.root / "pmond.stderr"
+    wait_for(lambda: f"stopping pid {pid}: SIGTERM" in log.read_text(), what="pmond to be inside the stop")
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(10)
+    assert _queues(daemon) <= before  # pmond dropped the name as soon as it held the queue
+    # pmond frozen: nobody takes the request, so the CLI itself must remove its queue when told to stop
+    assert daemon.proc is not None
+    daemon.proc.send_signal(signal.SIGSTOP)
+    try:
+        proc = subprocess.Popen([str(BIN / "pmon3"), "ls"], env=daemon.env, stderr=subprocess.PIPE)
+        wait_for(lambda: len(_queues(daemon)) > len(before), what="the CLI's reply queue")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        assert _queues(daemon) <= before
+    finally:
+        daemon.proc.send_signal(signal.SIGCONT)
+    os.kill(pid, signal.SIGKILL)  # ends the first stop, still waiting inside pmond
+    daemon.cli("del", "stubborn2", "-f")

@@ -523,6 +523,14 @@ class Supervisor:
         try:
             pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options)
         except OSError as exc:
+            if exc.errno == errno.ENOSYS and "cgroup_fd" in launch.options:
+                self.trees.no_clone3()
+                kept = [(launch, (process_id, leaf))]
+                kept += [(r.launch, r.copy) for r in self.by_pid.values() if r.launch is not None]
+                for each, copy in kept:  # every kept Launch: their cgroup fds were closed
+                    if each.options.pop("cgroup_fd", None) is not None:
+                        each.options.update(self.trees.spawn_options(copy))
+                return self._launch(process_id, leaf, launch, policy_inputs, role)
             raise SpawnError(str(exc.args[1]) if len(exc.args) > 1 else str(exc)) from None
         rt = Runtime(
             process_id, leaf, pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs

@@ -32,7 +32,6 @@ log = logging.getLogger("pmond.trees")
 # A copy of a process: its row id and which of its two copy cgroups (a reload starts the new one in the other).
 Copy = tuple[int, str]
 LEAVES = ("a", "b")
-_BORN_IN_CGROUP = "cgroup_fd" in (getattr(_native.spawn, "__text_signature__", None) or "")
 
 
 def cgroup2_mount() -> Optional[str]:
@@ -119,6 +118,10 @@ class Trees:
             if self.base is None and cfg.trees == "cgroup":
                 log.error("trees: cgroup requested but pmond cannot create cgroups here; using sessions")
         self.mode = "cgroup" if self.base is not None else "session"
+        # clone3(CLONE_INTO_CGROUP): the child is born in its cgroup. Where the kernel or a seccomp filter
+        # refuses clone3, the child moves itself in before exec instead, which can cost the kernel an RCU grace
+        # period (~10 ms) per start on an idle machine.
+        self.born_in_cgroup = True
         log.info("process trees: %s%s", self.mode, f" under {self.base}" if self.base else "")
 
     @staticmethod
@@ -171,15 +174,24 @@ class Trees:
                 os.mkdir(path, 0o755)
             except FileExistsError:
                 pass
-            if _BORN_IN_CGROUP:
+            if self.born_in_cgroup:
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             else:
                 fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
             self.dir_fds[copy] = fd
             self.events_fds[copy] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
-        # clone3(CLONE_INTO_CGROUP) where the native layer has it; else the child moves itself in before exec
-        # (which can cost the kernel an RCU grace period, ~10 ms, on an idle machine).
-        return {"cgroup_fd": fd} if _BORN_IN_CGROUP else {"cgroup_procs_fd": fd}
+        return {"cgroup_fd": fd} if self.born_in_cgroup else {"cgroup_procs_fd": fd}
+
+    def no_clone3(self) -> None:
+        """clone3 is refused here (ENOSYS): from now on children move themselves into their cgroup."""
+        log.warning("clone3 into a cgroup is not available: children enter their cgroup before exec instead")
+        self.born_in_cgroup = False
+        for fd in self.dir_fds.values():
+            os.close(fd)
+        self.dir_fds.clear()
+        for fd in self.events_fds.values():
+            os.close(fd)
+        self.events_fds.clear()
 
     # -- state -------------------------------------------------------------------------------------------
     def populated(self, copy: Copy, leader: int) -> bool:

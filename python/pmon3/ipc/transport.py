@@ -65,6 +65,7 @@ MAX_CONNECTIONS = 256  # root always gets one more
 IDLE_TIMEOUT = 60.0  # a connection with no request in this long is closed
 BODY_TIMEOUT = 10.0  # a message's bytes must arrive within this once its length did
 ABUSE_LOG_INTERVAL = 60.0
+RECLAIM_INTERVAL = 300.0  # seconds between looks for reply queues of dead clients
 PID_FILE = "pmond.pid"
 
 
@@ -230,6 +231,7 @@ class MQServer:
         self.remember_uid = remember_uid
         self.abuse = AbuseLog()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.reclaim_handle: Optional[asyncio.TimerHandle] = None
 
     def _create(self, name: str, mode: int, maxmsg: int = MQ_MAXMSG, msgsize: int = MQ_MSGSIZE) -> _native.MessageQueue:
         try:  # whatever has this name (a dead pmond's queue, a squatter's) is replaced: we hold the instance lock
@@ -251,6 +253,39 @@ class MQServer:
                 self._queue_for(uid, fresh=True)
             except OSError as exc:
                 _log().error("could not recreate the request queue of uid %d: %s", uid, exc)
+        self.reclaim_reply_queues()
+
+    def reclaim_reply_queues(self) -> int:
+        """Remove reply queues whose client died before pmond saw its request (a CLI killed by SIGKILL at the
+        wrong moment): found by listing the queues (root only), judged by whether the client's pid lives.
+        Repeated every RECLAIM_INTERVAL; returns how many went."""
+        if self.reclaim_handle is not None:
+            self.reclaim_handle.cancel()
+        self.reclaim_handle = self.loop.call_later(RECLAIM_INTERVAL, self.reclaim_reply_queues)
+        try:
+            names = _native.mq_list()
+        except OSError:
+            return 0  # not root: each client removes its own (and SIGTERM/SIGINT/SIGHUP still do)
+        prefix = self.base.lstrip("/") + ".r."
+        gone = 0
+        for name in names:
+            if not name.startswith(prefix):
+                continue
+            parts = name[len(prefix) :].split(".")
+            if len(parts) != 3 or not parts[1].isdigit():
+                continue
+            try:
+                os.kill(int(parts[1]), 0)
+                continue  # its client lives (or the pid is someone else's now: taken next time)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+            _unlink("/" + name)
+            gone += 1
+        if gone:
+            _log().info("removed %d reply queues of clients that died", gone)
+        return gone
 
     def _still_ours(self, uid: int) -> bool:
         """Whether the name still leads to the queue we hold (nobody unlinked it and put another there)."""
@@ -295,6 +330,8 @@ class MQServer:
             await asyncio.wait(pending, timeout=timeout)
 
     def close(self) -> None:
+        if self.reclaim_handle is not None:
+            self.reclaim_handle.cancel()
         for q in [self.lobby, *self.queues.values()]:
             if q is None:
                 continue
