@@ -185,6 +185,11 @@ class Client:
         stop_signal: Optional[Union[str, int]] = None,
         stop_timeout: Optional[Union[str, int]] = None,
         strict_modes: Optional[bool] = None,
+        listen: Optional[Sequence[str]] = None,
+        ready: Optional[str] = None,
+        ready_timeout: Optional[Union[str, int]] = None,
+        watchdog: Optional[Union[str, int]] = None,
+        instances: Optional[int] = None,
     ) -> m.ProcessInfo:
         """Start `file` (relative paths are taken from this process's working directory). An env file is read
         here, with the caller's own rights; `env` values win over it."""
@@ -220,6 +225,11 @@ class Client:
             stop_signal=stop_signal,
             stop_timeout=stop_timeout,
             strict_modes=strict_modes,
+            listen=list(listen or []),
+            ready=ready,
+            ready_timeout=ready_timeout,
+            watchdog=watchdog,
+            instances=instances,
         )
         p: m.ProcessInfo = self.call(req)
         return p
@@ -274,6 +284,29 @@ class Client:
         flags = self._restart_flags(no_auto_restart, user, log, log_dir, args, dependencies)
         p: m.ProcessInfo = self.call(m.RestartRequest(str(key), "start", flags), self.stop_timeout())
         return p
+
+    def reload(
+        self,
+        key: Key,
+        *,
+        user: str = "",
+        log: str = "",
+        log_dir: str = "",
+        args: Optional[Words] = None,
+        dependencies: Optional[Words] = None,
+    ) -> Processes:
+        """Zero-downtime restart (instances one at a time); the old copy keeps serving if the new one fails."""
+        flags = self._restart_flags(False, user, log, log_dir, args, dependencies)
+        procs: Processes = self.call(m.ReloadRequest(str(key), flags), self.stop_timeout() + 120)
+        return procs
+
+    def scale(self, key: Key, instances: int) -> Processes:
+        procs: Processes = self.call(m.ScaleRequest(str(key), instances), self.stop_timeout() * 2)
+        return procs
+
+    def group_reload(self, key: Key) -> m.GroupWithProcesses:
+        g: m.GroupWithProcesses = self.call(m.GroupReloadRequest(str(key)), self.stop_timeout() * 4 + 120)
+        return g
 
     def delete(self, key: Key, force: bool = False) -> m.ProcessInfo:
         p: m.ProcessInfo = self.call(m.DeleteRequest(str(key), force), self.stop_timeout())

@@ -46,6 +46,12 @@ _TOML_KEYS = {
     "stop_timeout": "stop_timeout",
     "strictmodes": "strict_modes",
     "strict_modes": "strict_modes",
+    "listen": "listen",
+    "ready": "ready",
+    "readytimeout": "ready_timeout",
+    "ready_timeout": "ready_timeout",
+    "watchdog": "watchdog",
+    "instances": "instances",
 }
 
 
@@ -276,6 +282,11 @@ _TOML_OUT = {
     "stop_signal": "StopSignal",
     "stop_timeout": "StopTimeout",
     "strict_modes": "StrictModes",
+    "listen": "Listen",
+    "ready": "Ready",
+    "ready_timeout": "ReadyTimeout",
+    "watchdog": "Watchdog",
+    "instances": "Instances",
 }
 
 

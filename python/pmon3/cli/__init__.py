@@ -39,13 +39,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "completion": ("completion", "completion_cmd"),
     "import": ("import_", "import_cmd"),
     "daemon": ("daemon", "daemon_cmd"),
+    "reload": ("reload", "reload_cmd"),
+    "scale": ("reload", "scale_cmd"),
     "apply": ("apply", "apply_cmd"),
 }
 # The names listed in help; the others are aliases, shown beside them.
 PRIMARY = sorted(
     (
-        "apply completion daemon del desc dgraph drop exec export group import init kill log logf ls reset restart "
-        "start stop topn version"
+        "apply completion daemon del desc dgraph drop exec export group import init kill log logf ls reload reset "
+        "restart scale start stop topn version"
     ).split()
 )
 

@@ -122,6 +122,13 @@ class Authz:
             return None, name
         return owner, name
 
+    def family(self, p: Process) -> list[Process]:
+        """A process and its instances (NAME, NAME@1, ...): what stop, restart, reload and del of NAME act on."""
+        if p.options.get("family") != p.name:
+            return [p]
+        members = [q for q in self.store.list_processes(p.owner) if q.options.get("family") == p.name and q.id != p.id]
+        return [p, *sorted(members, key=lambda q: int(q.options.get("instance", 0)))]
+
     def display_name(self, caller: Caller, p: Process) -> str:
         """How this caller names `p`: plain when it is the caller's own, else `owner/name`."""
         return p.name if p.owner == caller.uid else f"{self.owner_name(p.owner)}/{p.name}"

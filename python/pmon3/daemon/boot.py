@@ -20,6 +20,7 @@ from ..states import REVIVE_AT_BOOT, Status
 from ..store import Store
 from . import spec
 from .authz import Authz, Caller
+from .readiness import NotReady
 from .supervisor import Supervisor
 
 log = logging.getLogger("pmond.boot")
@@ -100,8 +101,9 @@ class Boot:
     async def bring_up(
         self, caller: Caller, config_only: bool, revive: Optional[frozenset[Status]] = None
     ) -> list[str]:
-        """Start every candidate that is not alive (user-stopped rows stay stopped), dependencies first with
-        `wait.dependent_process_enqueued` between them. Returns the errors, one line each."""
+        """Start every candidate that is not alive (user-stopped rows stay stopped), dependencies first. A
+        dependency with a readiness check is waited for until it is ready; one without gets pmon3's fixed
+        `wait.dependent_process_enqueued`. Returns the errors, one line each."""
         plan = self.plan(caller, config_only, revive)
         errors: list[str] = []
         pause = self.cfg.wait_dependent_ms / 1000
@@ -112,8 +114,15 @@ class Boot:
                 errors.append(f"{name}: {exc.message}")
                 log.error("could not start %r: %s", name, exc.message)
                 started = False
-            if started and name in plan.ordered and pause:
-                await asyncio.sleep(pause)  # pmon3's grace period for a dependency to come up
+            if started and name in plan.ordered:
+                p = self.store.get_by_name(caller.uid, name)
+                if p is not None and p.options.get("ready"):
+                    try:
+                        await self.supervisor.wait_ready(p.id)
+                    except NotReady as exc:
+                        log.error("%r, a dependency, is not ready: %s", name, exc)
+                elif pause:
+                    await asyncio.sleep(pause)  # pmon3's grace period for a dependency to come up
         return errors
 
     async def _bring_one(self, caller: Caller, name: str, plan: Plan) -> bool:
@@ -124,7 +133,10 @@ class Boot:
             if p is not None and (sup.is_alive(p.id) or p.status == Status.STOPPED):
                 return False  # never a second copy; a user stop is respected
             new = self.build_entry(caller, entry)
-            await sup.upsert(new, exec_semantics=False, groups_given=bool(entry.get("groups")))
+            p = await sup.upsert(new, exec_semantics=False, groups_given=bool(entry.get("groups")))
+            instances = entry.get("instances")
+            if isinstance(instances, int) and (instances > 1 or p.options.get("family")):
+                await sup.scale(p.id, instances)
             return True
         if p is None:
             return False

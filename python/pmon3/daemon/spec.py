@@ -9,10 +9,11 @@ import shlex
 from typing import Any
 
 from .. import procconfig
+from ..config import parse_duration_ms
 from ..errors import ConfigError, InvalidRequestError, Pmon3Error, ProcessConfigError
 from ..ipc.messages import ExecRequest, RestartFlags
 from ..models import Process
-from . import policy
+from . import policy, readiness, sockets
 from .authz import Authz, Caller, check_group_name, check_name
 
 _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -105,11 +106,42 @@ def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "", *,
         p.cwd = authz.cwd(caller, req.cwd)
         if req.strict_modes is False:
             p.options["strict_modes"] = False
+        key = "listen"
+        listen = split_words(req.listen, "listen") if isinstance(req.listen, str) else list(req.listen)
+        if listen:
+            p.options["listen"] = [s.text() for s in sockets.parse_all(listen)]
+        key = "ready"
+        if req.ready not in (None, "", "none"):
+            p.options["ready"] = readiness.parse(str(req.ready)).text()
+        key = "ready_timeout"
+        if req.ready_timeout is not None:
+            p.options["ready_timeout"] = _duration(req.ready_timeout, "ready_timeout")
+        key = "watchdog"
+        if req.watchdog is not None:
+            if p.options.get("ready") != "notify":
+                raise InvalidRequestError("watchdog needs ready: notify (the process pings with WATCHDOG=1)")
+            p.options["watchdog"] = _duration(req.watchdog, "watchdog")
+        key = "instances"
+        if req.instances is not None and not 1 <= req.instances <= MAX_INSTANCES:
+            raise InvalidRequestError(f"instances: expected 1 to {MAX_INSTANCES}, got {req.instances}")
     except Pmon3Error as exc:
         if exc.field is None:
             exc.field = key
         raise
     return p
+
+
+MAX_INSTANCES = 256
+
+
+def _duration(value: Any, key: str) -> int:
+    try:
+        ms = parse_duration_ms(value, key)
+    except ConfigError as exc:
+        raise InvalidRequestError(str(exc)) from None
+    if ms <= 0:
+        raise InvalidRequestError(f"{key}: must be more than 0")
+    return ms
 
 
 def restart_changes(authz: Authz, caller: Caller, p: Process, flags: RestartFlags) -> dict[str, Any]:

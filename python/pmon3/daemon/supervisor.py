@@ -257,7 +257,8 @@ class Supervisor:
             try:
                 await self._await_ready(new, target, ready)
             except readiness.NotReady as exc:
-                await self._terminate_copy(new, force=True)
+                # gracefully: sharing the held sockets, it may be answering requests it has accepted
+                await self._terminate_copy(new, force=False)
                 self._close_notifier(new.copy)
                 raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
             # The new copy serves: it becomes the process, then the old one is stopped gracefully.
@@ -274,6 +275,69 @@ class Supervisor:
             self._close_notifier(old.copy)
             log.info("reloaded %s: pid %d replaced pid %d", p.name, new.pid, old.pid)
             return self._get(process_id), note
+
+    async def scale(self, head_id: int, n: int) -> list[Process]:
+        """Make the process `head_id` run as `n` instances: NAME (instance 0), NAME@1 ... NAME@n-1, sharing its
+        held sockets, each with PMON3_INSTANCE. New instances take the head's spec (and start if it runs); the
+        ones past n are stopped and removed. Existing instances get the head's spec for their next start."""
+        async with self.lock(head_id):
+            head = self._get(head_id)
+            family = str(head.options.get("family") or head.name)
+            if family != head.name:
+                raise InvalidRequestError(f"{head.name} is an instance of {family}: scale {family}")
+            members = {
+                int(q.options.get("instance", 0)): q
+                for q in self.store.list_processes(head.owner)
+                if q.options.get("family") == family and q.id != head.id
+            }
+            head.options.update(family=family, instance=0)
+            self.store.update(head)
+            running = self.is_alive(head.id)
+            created: list[Process] = []
+            for k in range(1, n):
+                name = f"{head.name}@{k}"
+                existing = members.get(k)
+                log_path = (
+                    self.authz.default_log_path(head.owner, name) if self.authz.is_managed_log(head) else head.log
+                )
+                if existing is None:
+                    if self.store.get_by_name(head.owner, name) is not None:
+                        raise ConflictError(f"cannot scale {head.name}: a process named {name} already exists")
+                    twin = dataclasses.replace(
+                        head,
+                        id=0,
+                        name=name,
+                        log=log_path,
+                        pid=0,
+                        pid_start_time=0,
+                        status=Status.QUEUED,
+                        restart_count=0,
+                        flap={},
+                        last_exit_code=None,
+                        last_exit_signal=None,
+                        argv=list(head.argv),
+                        env_vars=list(head.env_vars),
+                        dependencies=list(head.dependencies),
+                        groups=list(head.groups),
+                        policy=dict(head.policy),
+                        options={**head.options, "instance": k},
+                    )
+                    created.append(self.store.insert(twin))
+                else:
+                    synced = spec.merge(existing, head, groups_given=True)
+                    synced.log, synced.options = log_path, {**head.options, "instance": k}
+                    self.store.update(synced)
+        for p in created:
+            if running:
+                async with self.lock(p.id):
+                    try:
+                        self.start(p)
+                    except SpawnError as exc:
+                        log.error("instance %s could not start: %s", p.name, exc)
+        for k, q in sorted(members.items()):
+            if k >= n:
+                await self.remove(q.id, force=False)
+        return self.authz.family(self._get(head_id))
 
     async def update_spec(
         self, process_id: int, new: Process, *, restart: bool, groups_given: bool

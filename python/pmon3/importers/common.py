@@ -30,6 +30,11 @@ KEY_ORDER = (
     "env_file",
     *POLICY_KEYS,
     "strict_modes",
+    "listen",
+    "ready",
+    "ready_timeout",
+    "watchdog",
+    "instances",
 )
 # What pmond accepts as a process or group name (daemon/authz.py NAME_RE; a test keeps the two equal).
 NAME_RE = re.compile(r"[A-Za-z0-9_@+:][A-Za-z0-9_.@+:-]{0,127}")

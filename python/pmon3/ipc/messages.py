@@ -263,6 +263,15 @@ class ExecRequest(Request):
     stop_timeout: Union[None, str, int, float] = None
     # False: run the executable even if a user other than the run user (and root) can modify it.
     strict_modes: Optional[bool] = None
+    # Listening sockets held by pmond and passed as LISTEN_FDS (tcp:HOST:PORT, tcp6:[HOST]:PORT, unix:PATH).
+    listen: Union[str, list[str]] = ""
+    # Readiness: none, notify, tcp[:PORT], http:PATH, log:REGEX, delay:DURATION; and its timeout.
+    ready: Optional[str] = None
+    ready_timeout: Union[None, str, int, float] = None
+    # With ready notify: restarted when it sends no WATCHDOG=1 for this long.
+    watchdog: Union[None, str, int, float] = None
+    # Copies of the process sharing its sockets: NAME, NAME@1, ... NAME@N-1.
+    instances: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -494,6 +503,38 @@ class ApplyRequest(Request):
     source: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class ReloadRequest(Request):
+    CMD = "reload"
+    DOC = (
+        "Zero-downtime restart: a new copy (with the flags applied) is started beside the serving one and the old "
+        "one is stopped once the new one is ready; instances one at a time. On failure the old copy keeps running."
+    )
+    REPLY = "list[ProcessInfo] (with `message` when the reload had no readiness check)"
+    id: str
+    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def restart_flags(self) -> RestartFlags:
+        return RestartFlags.parse(self.flags)
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupReloadRequest(Request):
+    CMD = "group_reload"
+    DOC = "Reload every process of a group, one at a time."
+    REPLY = "GroupWithProcesses"
+    id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleRequest(Request):
+    CMD = "scale"
+    DOC = "Change the number of instances of a process live: NAME, NAME@1, ... NAME@N-1 (they share its sockets)."
+    REPLY = "list[ProcessInfo]"
+    id: str
+    instances: int
+
+
 REQUESTS: tuple[type[Request], ...] = (
     Hello,
     Version,
@@ -522,6 +563,9 @@ REQUESTS: tuple[type[Request], ...] = (
     DaemonStatusRequest,
     DaemonStopRequest,
     DaemonRestartRequest,
+    ReloadRequest,
+    GroupReloadRequest,
+    ScaleRequest,
     ApplyRequest,
 )
 BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}

@@ -56,6 +56,16 @@ def user_flag_check(user: Optional[str]) -> None:
 @click.option("--stop-signal", help="signal for a graceful stop (e.g. SIGINT, TERM, 15)")
 @click.option("--stop-timeout", help="SIGKILL after this long (e.g. 10s)")
 @click.option(
+    "--listen",
+    multiple=True,
+    help="a listening socket pmond holds and passes as LISTEN_FDS: tcp:HOST:PORT, tcp6:[HOST]:PORT, unix:PATH "
+    "(options ,name= ,backlog= ,mode= ,owner=); repeatable",
+)
+@click.option("--ready", help="when it is ready: none, notify, tcp[:PORT], http:PATH, log:REGEX, delay:DURATION")
+@click.option("--ready-timeout", help="stopped (as a crash) when not ready by then (default 60s)")
+@click.option("--watchdog", help="with --ready notify: restarted when it sends no WATCHDOG=1 for this long")
+@click.option("-i", "--instances", type=click.IntRange(1, 256), help="run N copies sharing its sockets (NAME@1 ...)")
+@click.option(
     "--no-strict-modes",
     is_flag=True,
     help="run it even if a user other than the run user (and root) can modify the executable or a directory above it",
@@ -83,6 +93,11 @@ def exec_cmd(
     max_restart_delay: Optional[str],
     stop_signal: Optional[str],
     stop_timeout: Optional[str],
+    listen: tuple[str, ...],
+    ready: Optional[str],
+    ready_timeout: Optional[str],
+    watchdog: Optional[str],
+    instances: Optional[int],
     no_strict_modes: bool,
     as_json: bool,
 ) -> None:
@@ -113,5 +128,10 @@ def exec_cmd(
             stop_signal=stop_signal or None,
             stop_timeout=stop_timeout or None,
             strict_modes=False if no_strict_modes else None,
+            listen=list(listen),
+            ready=ready,
+            ready_timeout=ready_timeout,
+            watchdog=watchdog,
+            instances=instances,
         )
     show_process(dict(p), as_json)

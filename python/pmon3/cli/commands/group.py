@@ -169,6 +169,16 @@ def restart(
     show_group(dict(data), as_json)
 
 
+@group_cmd.command("reload")
+@group_argument
+@json_option
+@handle_errors
+def reload(group: str, as_json: bool) -> None:
+    """Reload every process of a group without downtime, one at a time."""
+    with session() as c:
+        show_group(dict(c.group_reload(group)), as_json)
+
+
 @group_cmd.command("drop")
 @group_argument
 @click.option("-f", "--force", is_flag=True, help="force kill before deleting processes")

@@ -53,7 +53,20 @@ class Context:
 Q = TypeVar("Q", bound=Request)
 HandlerFn = Callable[[Context, Any], Awaitable[Any]]
 REGISTRY: dict[str, tuple[type[Request], HandlerFn]] = {}
-MODULES = ("exec", "listing", "stop", "restart", "delete", "init", "misc", "group", "export", "daemon", "apply")
+MODULES = (
+    "exec",
+    "listing",
+    "stop",
+    "restart",
+    "delete",
+    "init",
+    "misc",
+    "group",
+    "export",
+    "daemon",
+    "apply",
+    "reload",
+)
 
 
 def handles(

@@ -12,6 +12,9 @@ from . import Context, handles
 @handles(DeleteRequest)
 async def delete(ctx: Context, req: DeleteRequest) -> dict[str, Any]:
     p = ctx.find(req.id)
+    family = ctx.authz.family(p)  # NAME goes with its instances
+    if len(family) > 1:
+        await ctx.supervisor.remove_many([q.id for q in family[1:]], req.force)
     return ctx.record(await ctx.supervisor.remove(p.id, req.force))
 
 

@@ -25,8 +25,11 @@ async def restart(ctx: Context, req: RestartRequest) -> dict[str, Any]:
             )
         new = ctx.boot.build_entry(ctx.caller, entry)
         return ctx.record(await ctx.supervisor.upsert(new, exec_semantics=False, groups_given=bool(new.groups)))
-    changes = spec.restart_changes(ctx.authz, ctx.caller, p, flags)  # all validated before the process is touched
-    p, started = await ctx.supervisor.restart(p.id, changes, req.verb)
+    family = ctx.authz.family(p)  # NAME restarts its instances too
+    changes = [(q, spec.restart_changes(ctx.authz, ctx.caller, q, flags)) for q in family]  # validated first
+    for q, change in changes[1:]:
+        await ctx.supervisor.restart(q.id, change, req.verb)
+    p, started = await ctx.supervisor.restart(p.id, changes[0][1], req.verb)
     data = ctx.record(p)
     if not started:
         data["message"] = f"process ({p.name}) is already running"

@@ -13,6 +13,9 @@ from . import Context, handles
 @handles(StopRequest)
 async def stop(ctx: Context, req: StopRequest) -> dict[str, Any]:
     p = ctx.find(req.id)
+    family = ctx.authz.family(p)  # NAME stops its instances too
+    if len(family) > 1:
+        await ctx.supervisor.stop_many([q.id for q in family[1:]], req.force)
     return ctx.record(await ctx.supervisor.stop(p.id, req.force))
 
 
