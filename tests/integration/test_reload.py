@@ -242,3 +242,86 @@ def test_boot_waits_for_a_dependencys_readiness(tmp_path: Path):
         assert d.get("dep")["status"] == "running"
     finally:
         gen.close()
+
+
+NOTIFIER = """#!/usr/bin/python3
+import os, socket, sys, time
+where = os.environ["NOTIFY_SOCKET"]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+def say(text):
+    s.sendto(text.encode(), "\\0" + where[1:])
+say("READY=1\\nSTATUS=up")
+pings = int(sys.argv[1])
+for _ in range(pings):
+    time.sleep(0.1)
+    say("WATCHDOG=1")
+time.sleep(100000)  # then it hangs: no more pings
+"""
+
+
+def test_a_process_that_stops_pinging_the_watchdog_is_restarted(daemon: Pmond):
+    prog = daemon.root / "pinger.py"
+    prog.write_text(NOTIFIER)
+    prog.chmod(0o755)
+    p = daemon.json("exec", str(prog), "--name", "pinger", "-a", "10", "--ready", "notify", "--watchdog", "500ms")
+    first = wait_for(lambda: (q := daemon.get("pinger"))["status"] == "running" and q, what="READY=1")
+    env = open(f"/proc/{p['pid']}/environ", "rb").read().split(b"\0")
+    assert b"WATCHDOG_USEC=500000" in env
+    # ten pings 0.1 s apart keep it alive past several watchdog periods; then it hangs and is restarted
+    again = daemon.wait_restarted("pinger", first["pid"], timeout=15)
+    assert again["last_exit_signal"] == signal.SIGKILL
+    assert not pid_alive(first["pid"])
+    daemon.cli("del", "pinger")
+
+
+def test_mainpid_moves_supervision_to_the_named_process(daemon: Pmond):
+    """A program that re-execs into a child (the child says MAINPID=) keeps running when its first process
+    exits: supervision follows the named one, no restart."""
+    prog = daemon.root / "handover.py"
+    prog.write_text(
+        "#!/usr/bin/python3\nimport os, socket, time\n"
+        "where = os.environ['NOTIFY_SOCKET']\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    s.sendto(f'MAINPID={os.getpid()}\\nREADY=1'.encode(), '\\0' + where[1:])\n"
+        "    time.sleep(100000)\n"
+        "time.sleep(1)\n"
+        "os._exit(0)\n"
+    )
+    prog.chmod(0o755)
+    p = daemon.json("exec", str(prog), "--name", "handover", "--ready", "notify")
+    first = p["pid"]
+    moved = wait_for(lambda: (q := daemon.get("handover"))["pid"] != first and q, what="the named main pid")
+    assert moved["status"] == "running" and moved["restart_count"] == 0 and pid_alive(moved["pid"])
+    assert not pid_alive(first)
+    daemon.cli("stop", "handover")
+    assert not pid_alive(moved["pid"])
+    daemon.cli("del", "handover")
+
+
+def test_a_unix_socket_with_a_mode(daemon: Pmond):
+    path = daemon.root / "web.sock"
+    daemon.cli("exec", SERVER, "--name", "unixweb", "--listen", f"unix:{path},mode=0660,name=api", "--ready", "notify")
+    wait_for(lambda: daemon.get("unixweb")["status"] == "running", what="READY=1")
+    assert oct(path.stat().st_mode & 0o777) == "0o660"
+    env = open(f"/proc/{daemon.get('unixweb')['pid']}/environ", "rb").read().split(b"\0")
+    assert b"LISTEN_FDNAMES=api" in env
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(path))
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.0 200")
+    daemon.cli("del", "unixweb")
+
+
+def test_a_port_in_use_is_refused_at_exec_and_nothing_is_stored(daemon: Pmond):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = daemon.cli("exec", SERVER, "--name", "clash", "--listen", f"tcp:127.0.0.1:{port}", check=False)
+        assert res.returncode == 1 and "address already in use" in res.stderr, res.stderr
+    assert "clash" not in {p["name"] for p in daemon.json("ls")}
+    for bad in ("tcp:127.0.0.1", "udp:1.2.3.4:5", "tcp:nohost:80", "unix:relative.sock", "tcp6:::1:80"):
+        res = daemon.cli("exec", SERVER, "--name", "clash", "--listen", bad, check=False)
+        assert res.returncode == 1 and "listen" in res.stderr and len(res.stderr.splitlines()) == 1, bad

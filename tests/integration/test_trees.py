@@ -120,3 +120,20 @@ def test_session_trees_when_no_cgroup(sess: Pmond):
     assert sess.get("sforker")["tree"].startswith("session")
     sess.cli("stop", "sforker")
     assert tagged(tag) == set()
+
+
+def test_a_process_force_stopped_starts_again(cg: Pmond):
+    """`stop -f` ends the tree with cgroup.kill; the kernel would then kill whatever is born into that cgroup,
+    so pmond renews it: the next start runs."""
+    p = cg.json("exec", "/bin/sleep", "--name", "forced", "-a", "300")
+    cg.cli("stop", "forced", "-f")
+    assert not pid_alive(p["pid"])
+    again = cg.json("start", "forced")
+    wait_for(lambda: pid_alive(again["pid"]), what="the new copy")
+    cg.cli("exec", "/bin/true", "--name", "probe", "--restart", "never")  # some loop turns later
+    assert pid_alive(again["pid"]) and cg.get("forced")["status"] == "running"
+    os.kill(again["pid"], signal.SIGKILL)  # and a crash restart after that works too
+    third = cg.wait_restarted("forced", again["pid"])
+    cg.cli("exec", "/bin/true", "--name", "probe2", "--restart", "never")
+    assert pid_alive(third["pid"])
+    cg.cli("del", "forced")

@@ -897,8 +897,8 @@ class Supervisor:
         """The hot path: a long-enough run that died is respawned from its Launch before anything else is
         looked up or written. Anything less simple (flap detection, a delay, no restart, a failed spawn)
         goes the general way."""
-        if rt.launch is None or rt.policy_inputs is None or self.cfg.flap.enabled:
-            return False
+        if rt.launch is None or rt.policy_inputs is None or self.cfg.flap.enabled or rt.copy in self.trees.killed:
+            return False  # (a cgroup ended by cgroup.kill needs renewing first: the general way does it)
         settings = policy.effective(self.cfg, *rt.policy_inputs)
         decision = policy.after_exit(
             settings=settings, uptime=uptime, quick_deaths=0, code=info.code, signal=info.signal

@@ -113,6 +113,9 @@ class Trees:
         # session mode: members seen when signalling, held by pidfd (no pid reuse) so that one whose parent
         # died meanwhile is still found
         self.seen: dict[Copy, dict[int, int]] = {}
+        # Copy cgroups ended with cgroup.kill. The kernel (seen on 6.18) then kills every child later born into
+        # that cgroup with clone3(CLONE_INTO_CGROUP): such a cgroup is replaced by a fresh one before reuse.
+        self.killed: set[Copy] = set()
         if cfg.trees in ("auto", "cgroup"):
             self.base = self._cgroup_base(cfg)
             if self.base is None and cfg.trees == "cgroup":
@@ -165,6 +168,15 @@ class Trees:
         """What spawn needs so that the child is born in its tree."""
         if self.base is None:
             return {}
+        if copy in self.killed:
+            self._renew(copy)
+            if copy in self.killed:  # could not be renewed: enter it before exec (cgroup.kill spares that)
+                path = self.path(copy)
+                assert path is not None
+                procs = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+                self.dir_fds[copy] = procs
+                self.events_fds[copy] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+                return {"cgroup_procs_fd": procs}
         fd = self.dir_fds.get(copy)
         if fd is None:
             path = self.path(copy)
@@ -181,6 +193,22 @@ class Trees:
             self.dir_fds[copy] = fd
             self.events_fds[copy] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         return {"cgroup_fd": fd} if self.born_in_cgroup else {"cgroup_procs_fd": fd}
+
+    def _renew(self, copy: Copy) -> None:
+        """A fresh cgroup in place of one that cgroup.kill ended (empty by now: a restart waits for that)."""
+        for fds in (self.dir_fds, self.events_fds):
+            fd = fds.pop(copy, None)
+            if fd is not None:
+                os.close(fd)
+        path = self.path(copy)
+        assert path is not None
+        try:
+            os.rmdir(path)
+            self.killed.discard(copy)
+        except FileNotFoundError:
+            self.killed.discard(copy)
+        except OSError as exc:  # still populated: this start enters it the slow way, which is not affected
+            log.warning("cannot renew %s (%s): the child enters it before exec", path, exc)
 
     def no_clone3(self) -> None:
         """clone3 is refused here (ENOSYS): from now on children move themselves into their cgroup."""
@@ -248,6 +276,7 @@ class Trees:
             try:
                 with open(os.path.join(path, "cgroup.kill"), "w") as fh:
                     fh.write("1")
+                self.killed.add(copy)
                 return
             except FileNotFoundError:
                 return
