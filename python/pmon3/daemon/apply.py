@@ -231,7 +231,7 @@ def compute(desired: list[Desired], stored: list[Process], alive: Container[int]
 # -- validation and execution ------------------------------------------------------------------------------------
 
 
-_ENTRY_KEYS = frozenset(ExecRequest.__dataclass_fields__) - {"argv"}
+_ENTRY_KEYS = ExecRequest.field_names() - {"argv"}
 
 
 def place(source: str, index: int, name: Any, key: Optional[str], message: str) -> str:
@@ -286,7 +286,7 @@ class Applier:
                     raise InvalidRequestError(place(source, index, name, key, message)) from None
         assert req is not None
         if not req.user:
-            req = dataclasses.replace(req, user=caller.name)
+            req = req.replace(user=caller.name)
         env_file = str(entry.get("env_file") or "")
         try:
             p = spec.build(self.authz, caller, req, env_file, create_dirs=create_dirs)

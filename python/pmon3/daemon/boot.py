@@ -78,7 +78,7 @@ class Boot:
         """A process config entry as a validated spec of the caller's; no user means pmond's own, as pmon3."""
         req, env_file = spec.from_entry(entry)
         if not req.user:
-            req = dataclasses.replace(req, user=caller.name)
+            req = req.replace(user=caller.name)
         return spec.build(self.authz, caller, req, env_file)
 
     def plan(self, caller: Caller, config_only: bool, revive: Optional[frozenset[Status]] = None) -> Plan:

@@ -164,7 +164,7 @@ def restart_changes(authz: Authz, caller: Caller, p: Process, flags: RestartFlag
 
 def from_entry(entry: dict[str, Any]) -> tuple[ExecRequest, str]:
     """A process config entry as an exec request (and its env file, read by pmond for root's config)."""
-    fields = {k: v for k, v in entry.items() if k in ExecRequest.__dataclass_fields__}
+    fields = {k: v for k, v in entry.items() if k in ExecRequest.field_names()}
     try:
         req = ExecRequest.parse(fields)
     except InvalidRequestError as exc:

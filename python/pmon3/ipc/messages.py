@@ -9,30 +9,101 @@ the caller gets an `invalid` error naming the field. docs/protocol.md is generat
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import typing
-from typing import Any, ClassVar, Optional, TypedDict, TypeVar, Union
+from typing import Any, Callable, ClassVar, Optional, TypedDict, TypeVar, Union
 
 from ..errors import InvalidRequestError
 
 R = TypeVar("R", bound="Request")
 
 
-@dataclasses.dataclass(frozen=True)
+class _Factory:
+    """A default made fresh for each request (a list or a dict), like dataclasses' default_factory."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def factory(make: Callable[[], Any]) -> Any:
+    return _Factory(make)
+
+
+_MISSING = object()
+
+
+class Field:
+    __slots__ = ("name", "default")
+
+    def __init__(self, name: str, default: Any) -> None:
+        self.name = name
+        self.default = default
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def make_default(self) -> Any:
+        return self.default.make() if isinstance(self.default, _Factory) else self.default
+
+
 class Request:
+    """A request type: its annotated attributes are its fields, in order, with their defaults. Built by hand
+    rather than with dataclasses: generating ~30 dataclasses costs the CLI tens of milliseconds at start-up."""
+
     CMD: ClassVar[str] = ""
     DOC: ClassVar[str] = ""
     REPLY: ClassVar[str] = "null"
+    FIELDS: ClassVar[tuple[Field, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("__annotations__", {})
+        fields = list(cls.FIELDS)
+        for name in own:
+            default = cls.__dict__.get(name, _MISSING)
+            fields.append(Field(name, default))
+            if default is not _MISSING:
+                delattr(cls, name)  # instances carry the value; the class keeps none
+        cls.FIELDS = tuple(fields)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self.FIELDS):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self.FIELDS)} arguments")
+        for f, value in zip(self.FIELDS, args):
+            kwargs[f.name] = value
+        for f in self.FIELDS:
+            if f.name in kwargs:
+                object.__setattr__(self, f.name, kwargs.pop(f.name))
+            elif f.required:
+                raise TypeError(f"missing field {f.name!r}")
+            else:
+                object.__setattr__(self, f.name, f.make_default())
+        if kwargs:
+            raise TypeError(f"unknown field {next(iter(kwargs))!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Request) and type(other) is type(self) and self.to_args() == other.to_args()
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in self.FIELDS)
+        return f"{type(self).__name__}({inner})"
+
+    @classmethod
+    def field_names(cls) -> frozenset[str]:
+        return frozenset(f.name for f in cls.FIELDS)
+
+    def replace(self: R, **changes: Any) -> R:
+        return type(self)(**{**self.to_args(), **changes})
 
     def to_args(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {f.name: getattr(self, f.name) for f in self.FIELDS}
 
     @classmethod
     def parse(cls: type[R], args: dict[str, Any]) -> R:
         hints = _hints(cls)
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        for f in cls.FIELDS:
             if f.name not in args:
                 continue
             value = args[f.name]
@@ -52,10 +123,11 @@ _HINTS: dict[type, dict[str, Any]] = {}
 
 
 def _hints(cls: type) -> dict[str, Any]:
+    """The fields' types (evaluated on first use: the daemon parses, the CLI only builds)."""
     hints = _HINTS.get(cls)
     if hints is None:
-        hints = _HINTS[cls] = typing.get_type_hints(cls, vars(sys.modules[__name__]))
-        hints.pop("CMD", None), hints.pop("DOC", None), hints.pop("REPLY", None)
+        hints = typing.get_type_hints(cls, vars(sys.modules[__name__]))
+        hints = _HINTS[cls] = {k: v for k, v in hints.items() if k not in ("CMD", "DOC", "REPLY", "FIELDS")}
     return hints
 
 
@@ -220,21 +292,18 @@ class ApplyPlan(TypedDict):
 # -- requests ------------------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
 class Hello(Request):
     CMD = "hello"
     DOC = "Lobby only: ask for the caller's own request queue."
     REPLY = '{"queue": string}'
 
 
-@dataclasses.dataclass(frozen=True)
 class Version(Request):
     CMD = "version"
     DOC = "pmond's version, pid and uid."
     REPLY = "VersionInfo"
 
 
-@dataclasses.dataclass(frozen=True)
 class ExecRequest(Request):
     """exec|run: a new process (or a stopped one of the same name re-created) started now."""
 
@@ -274,14 +343,12 @@ class ExecRequest(Request):
     instances: Optional[int] = None
 
 
-@dataclasses.dataclass(frozen=True)
 class ListRequest(Request):
     CMD = "list"
     DOC = "The caller's processes (root: everyone's), with CPU and memory of the live ones."
     REPLY = "list[ProcessInfo]"
 
 
-@dataclasses.dataclass(frozen=True)
 class DescRequest(Request):
     CMD = "desc"
     DOC = "One process by id or name."
@@ -289,7 +356,6 @@ class DescRequest(Request):
     id: str
 
 
-@dataclasses.dataclass(frozen=True)
 class StopRequest(Request):
     CMD = "stop"
     DOC = "Stop one process gracefully (force: SIGKILL at once); answered once it is gone."
@@ -298,7 +364,6 @@ class StopRequest(Request):
     force: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class KillRequest(Request):
     CMD = "kill"
     DOC = "Stop every running process of the caller."
@@ -306,7 +371,6 @@ class KillRequest(Request):
     force: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class RestartFlags(Request):
     CMD = "(restart flags)"
     no_auto_restart: bool = False
@@ -317,20 +381,18 @@ class RestartFlags(Request):
     dependencies: Union[str, list[str]] = ""
 
 
-@dataclasses.dataclass(frozen=True)
 class RestartRequest(Request):
     CMD = "restart"
     DOC = "Restart (verb restart) or start when not running (verb start); flags change the spec first."
     REPLY = "ProcessInfo (with `message` when start found it running)"
     id: str
     verb: str = "restart"
-    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    flags: dict[str, Any] = factory(dict)
 
     def restart_flags(self) -> RestartFlags:
         return RestartFlags.parse(self.flags)
 
 
-@dataclasses.dataclass(frozen=True)
 class DeleteRequest(Request):
     CMD = "del"
     DOC = "Stop and remove one process; the log pmond created for it goes too."
@@ -339,7 +401,6 @@ class DeleteRequest(Request):
     force: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class DropRequest(Request):
     CMD = "drop"
     DOC = "Stop and remove every process of the caller."
@@ -347,7 +408,6 @@ class DropRequest(Request):
     force: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class InitRequest(Request):
     CMD = "init"
     DOC = "Start the process config's entries and every stored process that is not alive (not user-stopped)."
@@ -356,7 +416,6 @@ class InitRequest(Request):
     blocking: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class DgraphRequest(Request):
     CMD = "dgraph"
     DOC = "The start order: dependency layers, then the rest."
@@ -364,7 +423,6 @@ class DgraphRequest(Request):
     process_config_only: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class ResetRequest(Request):
     CMD = "reset"
     DOC = "Zero the restart counter and leave backoff (one process, or all of the caller's)."
@@ -372,7 +430,6 @@ class ResetRequest(Request):
     id: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
 class ExportRequest(Request):
     CMD = "export"
     DOC = "The caller's processes as process config entries, ordered by id or name."
@@ -380,21 +437,18 @@ class ExportRequest(Request):
     order: str = "id"
 
 
-@dataclasses.dataclass(frozen=True)
 class TopRequest(Request):
     CMD = "top"
     DOC = "The pids of the caller's live processes (for topn)."
     REPLY = '{"pids": list[int], "daemon": int}'
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupListRequest(Request):
     CMD = "group_list"
     DOC = "The caller's groups (root: everyone's)."
     REPLY = "list[GroupInfo]"
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupCreateRequest(Request):
     CMD = "group_create"
     DOC = "A new empty group of the caller's."
@@ -402,7 +456,6 @@ class GroupCreateRequest(Request):
     name: str
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupDeleteRequest(Request):
     CMD = "group_del"
     DOC = "Delete a group and its memberships; the processes stay."
@@ -410,7 +463,6 @@ class GroupDeleteRequest(Request):
     id: str
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupDescRequest(Request):
     CMD = "group_desc"
     DOC = "A group and its processes."
@@ -418,7 +470,6 @@ class GroupDescRequest(Request):
     id: str
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupAssignRequest(Request):
     CMD = "group_assign"
     DOC = "Put processes into groups (comma lists of ids or names), all or nothing."
@@ -427,7 +478,6 @@ class GroupAssignRequest(Request):
     processes: str
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupRemoveRequest(Request):
     CMD = "group_remove"
     DOC = "Take processes out of groups, all or nothing."
@@ -436,7 +486,6 @@ class GroupRemoveRequest(Request):
     processes: str
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupStopRequest(Request):
     CMD = "group_stop"
     DOC = "Stop every process of a group."
@@ -445,19 +494,17 @@ class GroupStopRequest(Request):
     force: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupRestartRequest(Request):
     CMD = "group_restart"
     DOC = "Restart every process of a group, with the restart flags applied to each."
     REPLY = "GroupWithProcesses"
     id: str
-    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    flags: dict[str, Any] = factory(dict)
 
     def restart_flags(self) -> RestartFlags:
         return RestartFlags.parse(self.flags)
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupDropRequest(Request):
     CMD = "group_drop"
     DOC = "Delete every process of a group (the group stays)."
@@ -466,28 +513,24 @@ class GroupDropRequest(Request):
     force: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
 class DaemonStatusRequest(Request):
     CMD = "daemon_status"
     DOC = "pmond's pid, version, uptime, mode, transport, paths and process counts (the caller's)."
     REPLY = "DaemonStatus"
 
 
-@dataclasses.dataclass(frozen=True)
 class DaemonStopRequest(Request):
     CMD = "daemon_stop"
     DOC = "Stop pmond (root, or the user of a user daemon); with handle_interrupts its processes stop too."
     REPLY = "DaemonStatus"
 
 
-@dataclasses.dataclass(frozen=True)
 class DaemonRestartRequest(Request):
     CMD = "daemon_restart"
     DOC = "Replace pmond by a new one (the installed version) while every process keeps running."
     REPLY = "DaemonStatus"
 
 
-@dataclasses.dataclass(frozen=True)
 class ApplyRequest(Request):
     CMD = "apply"
     DOC = (
@@ -496,14 +539,13 @@ class ApplyRequest(Request):
         "others with prune; all entries are validated first; dry_run only plans."
     )
     REPLY = "ApplyPlan"
-    entries: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    entries: list[dict[str, Any]] = factory(list)
     dry_run: bool = False
     prune: bool = False
     # the file the entries come from, for messages only (pmond never opens it)
     source: str = ""
 
 
-@dataclasses.dataclass(frozen=True)
 class ReloadRequest(Request):
     CMD = "reload"
     DOC = (
@@ -512,13 +554,12 @@ class ReloadRequest(Request):
     )
     REPLY = "list[ProcessInfo] (with `message` when the reload had no readiness check)"
     id: str
-    flags: dict[str, Any] = dataclasses.field(default_factory=dict)
+    flags: dict[str, Any] = factory(dict)
 
     def restart_flags(self) -> RestartFlags:
         return RestartFlags.parse(self.flags)
 
 
-@dataclasses.dataclass(frozen=True)
 class GroupReloadRequest(Request):
     CMD = "group_reload"
     DOC = "Reload every process of a group, one at a time."
@@ -526,7 +567,6 @@ class GroupReloadRequest(Request):
     id: str
 
 
-@dataclasses.dataclass(frozen=True)
 class ScaleRequest(Request):
     CMD = "scale"
     DOC = "Change the number of instances of a process live: NAME, NAME@1, ... NAME@N-1 (they share its sockets)."
@@ -577,16 +617,11 @@ def describe() -> str:
     for req in REQUESTS:
         hints = _hints(req)
         fields = []
-        for f in dataclasses.fields(req):
-            if f.default is not dataclasses.MISSING:
-                default = f" = {f.default!r}"
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f" = {f.default_factory()!r}"
-            else:
-                default = ""
+        for f in req.FIELDS:
+            default = "" if f.required else f" = {f.make_default()!r}"
             fields.append(f"`{f.name}`: {_describe(hints[f.name])}{default}")
         lines.append(f"| `{req.CMD}` | {'<br>'.join(fields) or '—'} | {req.REPLY} | {req.DOC} |")
-    flags = [f"`{f.name}`: {_describe(_hints(RestartFlags)[f.name])}" for f in dataclasses.fields(RestartFlags)]
+    flags = [f"`{f.name}`: {_describe(_hints(RestartFlags)[f.name])}" for f in RestartFlags.FIELDS]
     lines += ["", f"Restart flags (`flags` of `restart` and `group_restart`): {', '.join(flags)}."]
     return "\n".join(lines) + "\n"
 
