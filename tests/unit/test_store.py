@@ -118,3 +118,47 @@ def test_the_database_is_owner_only(tmp_path: Path):
             assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     finally:
         s.close()
+
+
+def test_the_row_cache_stays_exact_through_every_write(tmp_path: Path):
+    """`ls` is served from the cache once it holds every row: every write must keep it equal to the database."""
+    from pmon3.models import Process
+
+    s = Store(str(tmp_path / "data.db"), default_owner=0)
+
+    def fresh() -> list[tuple]:
+        other = Store(str(tmp_path / "data.db"), default_owner=0)  # what a new reader of the file sees
+        try:
+            return [(p.id, p.name, p.argv, p.groups, p.status, p.pid) for p in other.list_processes()]
+        finally:
+            other.close()
+
+    def cached() -> list[tuple]:
+        return [(p.id, p.name, p.argv, p.groups, p.status, p.pid) for p in s.list_processes()]
+
+    try:
+        a = s.insert(Process(id=0, name="a", process_file="/bin/true", groups=["web", "api"]))
+        s.insert(Process(id=0, name="b", process_file="/bin/true"))
+        assert cached() == fresh()  # first full listing fills the cache
+        a.argv = ["x"]
+        s.update(a)
+        assert cached() == fresh()
+        a.pid = 42
+        s.update_runtime(a)
+        assert cached() == fresh()
+        a.groups = ["zzz"]
+        s.set_groups(a)
+        assert cached() == fresh()
+        g = s.get_group_by_name(0, "zzz")
+        assert g is not None
+        s.change_membership([g.id], [a.id], add=False)
+        assert cached() == fresh()
+        s.delete_group(g.id)
+        assert cached() == fresh()
+        s.delete(a.id)
+        assert cached() == fresh()
+        listed = s.list_processes()
+        listed[0].argv.append("mutated")  # callers get copies
+        assert cached() == fresh()
+    finally:
+        s.close()
