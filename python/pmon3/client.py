@@ -122,7 +122,7 @@ class Client:
         try:
             self._conn.connect(5.0)
         except (DaemonUnavailableError, DaemonTimeoutError) as exc:
-            where = self.cfg.daemon_log or os.path.join(self.cfg.logs_directory, "pmond.log")
+            where = self.cfg.daemon_log or os.path.join(self.cfg.logs.directory, "pmond.log")
             raise DaemonUnavailableError(str(exc) if started else f"pmond did not start; see {where}") from None
 
     def call(self, request: m.Request, timeout: Optional[float] = None) -> Any:
@@ -146,7 +146,7 @@ class Client:
 
     def stop_timeout(self) -> float:
         """Long enough for a graceful stop that escalates to SIGKILL."""
-        return self.cfg.restart.stop_timeout_ms / 1000 * 2 + 15
+        return self.cfg.restart.stop_timeout * 2 + 15
 
     # -- one method per command ------------------------------------------------------------------------------
     def version(self) -> m.VersionInfo:
@@ -457,7 +457,7 @@ def start_daemon(cfg: Config) -> bool:
         cmd += ["--config", cfg.path]
     err: Any = subprocess.DEVNULL
     # The daemon's own log: user mode names a file; a system daemon started by hand logs beside its processes.
-    log_file = cfg.daemon_log or os.path.join(cfg.logs_directory, "pmond.log")
+    log_file = cfg.daemon_log or os.path.join(cfg.logs.directory, "pmond.log")
     try:
         os.makedirs(os.path.dirname(log_file), mode=0o755 if cfg.mode == "system" else 0o700, exist_ok=True)
         err = open(log_file, "ab")  # noqa: SIM115

@@ -1,6 +1,17 @@
 """config.yml: loading, defaults, validation, environment overrides and the paths of each mode.
 
-Keys are pmon3 1.18's (reference §7.1) plus our own sections `ipc`, `daemon` and `restart`.
+Keys are pmon3 1.18's (reference §7.1) plus our own sections `ipc`, `daemon` and `restart`, and `logs`'s
+rotation keys. Every key is checked for its type and range; a bad one is a ConfigError naming the file, the
+dotted key and what was expected (`/etc/pmon3/config/config.yml: restart.stop_timeout: invalid duration
+'soon' ...`). An empty value (`key:` or `key: ""`) means the default, as in pmon3. An unknown key is ignored,
+as pmon3 does, but reported: `Config.warnings` (pmond logs them at start and on a reload).
+
+One small parser per section (`_restart`, `_logs`, ...) reads its keys through a `_Section`, which knows the
+file and the dotted prefix for the messages and which keys were read. Each field of `Config` says whether a
+reload may change it (field metadata, see `Config.apply_reload`): paths and IPC endpoints are fixed until
+pmond restarts.
+
+Imported by every CLI command: nothing heavy at import time (PyYAML and signal are imported on use).
 """
 
 from __future__ import annotations
@@ -18,48 +29,243 @@ BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 SYSTEM_DATA_DIR = "/etc/pmon3/data"
 SYSTEM_LOG_DIR = "/var/log/pmond"
 LOG_LEVELS = ("debug", "info", "warn", "error")
+RESTART_MODES = ("always", "on-failure", "never")
+TRANSPORTS = ("mq", "unix")
+PROCESS_TREES = ("auto", "cgroup", "session")
+MAX_RETAIN = 1000
+# The JSON cache of the CLI (read_yaml_cached) is only valid for the loader of this version.
+CACHE_FORMAT = 2
+
+
+# -- values -------------------------------------------------------------------------------------------------
+# Each parser takes the value and its label (`<file>: <dotted key>`, or a flag name) and raises ConfigError.
+
+
+def _show(value: Any) -> str:
+    """A short repr for a message: `['should', 'not', 'be', ...]`."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlist = r.maxtuple = r.maxdict = r.maxset = 3
+    r.maxstring = r.maxother = 60
+    return r.repr(value)
+
+
+def _expected(key: str, what: str, value: Any) -> ConfigError:
+    return ConfigError(f"{key}: expected {what}, got {_show(value)}")
+
+
+def parse_bool(value: Any, key: str, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return value.lower() in ("true", "yes", "on", "1")
+    raise _expected(key, "true or false", value)
+
+
+def parse_int(
+    value: Any, key: str, default: int, low: Optional[int] = None, high: Optional[int] = None, unit: str = ""
+) -> int:
+    """An integer (or its digits as a string) in [low, high]; empty: `default`."""
+    if value is None or value == "":
+        return default
+    if low is not None and high is not None:
+        what = f"an integer from {low} to {high}"
+    elif low is not None:
+        what = f"an integer >= {low}"
+    else:
+        what = "an integer"
+    what += f" ({unit})" if unit else ""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _expected(key, what, value)
+    try:
+        number = int(value)
+    except ValueError:
+        raise _expected(key, what, value) from None
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise _expected(key, what, value)
+    return number
+
+
+def parse_str(value: Any, key: str, default: str) -> str:
+    """A scalar as text (YAML may have made `name_suffix: 123` a number); empty: `default`."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _expected(key, "a string", value)
+    return str(value)
+
+
+def parse_choice(value: Any, key: str, default: str, choices: tuple[str, ...]) -> str:
+    if value is None or value == "":
+        return default
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in choices:
+        raise _expected(key, f"one of {', '.join(choices)}", value)
+    return text
+
+
+def parse_path(value: Any, key: str, default: str) -> str:
+    """An absolute path, normalised; empty: `default` (which may be "")."""
+    text = parse_str(value, key, default)
+    if not text:
+        return text
+    if not os.path.isabs(text):
+        raise _expected(key, "an absolute path", value)
+    return os.path.normpath(text)
+
+
+def parse_octal(value: Any, key: str, default: int) -> int:
+    """A permission mode written in octal, as pmon3 reads it: `0770`, `770` or `"0o770"`; empty: `default`.
+    (read_yaml keeps a leading-zero number as its text, so `0770` is not YAML 1.1's decimal 504.)"""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise _expected(key, "an octal mode such as 0755", value)
+    text = str(value).strip().lower().removeprefix("0o") if isinstance(value, str) else str(value)
+    if not re.fullmatch(r"[0-7]{1,5}", text) or int(text, 8) > 0o7777:
+        raise _expected(key, "an octal mode such as 0755", value)
+    return int(text, 8)
 
 
 def parse_duration_ms(value: Any, key: str) -> int:
     """Milliseconds from an int (ms, as pmon3) or a string such as `250ms`, `1.5s`, `2m`."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{key}: expected a duration, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _expected(key, "a duration such as 500, 500ms or 2s", value)
     if isinstance(value, (int, float)):
         ms = float(value)
     else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(value))
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", value)
         if not m:
-            raise ConfigError(f"{key}: invalid duration {value!r} (use e.g. 500, 500ms, 2s)")
+            raise ConfigError(f"{key}: invalid duration {_show(value)} (use e.g. 500, 500ms, 2s)")
         ms = float(m.group(1)) * {"ms": 1, None: 1, "s": 1000, "m": 60000, "h": 3600000}[m.group(2)]
     if ms < 0:
-        raise ConfigError(f"{key}: duration must not be negative")
+        raise ConfigError(f"{key}: duration must not be negative, got {_show(value)}")
     return int(ms)
 
 
-def _octal(value: Any, default: int) -> int:
-    if value in (None, ""):
-        return default
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Bytes from an int or a string such as `10M`, `512K`, `1.5G`, `2048` (K/M/G are powers of 1024,
+    an optional `B`/`iB` is accepted); empty: 0."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _expected(key, "a size in bytes or with K, M or G (e.g. 10M)", value)
+    if isinstance(value, (int, float)):
+        size = float(value)
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*", value.upper())
+        if not m:
+            raise ConfigError(f"{key}: invalid size {_show(value)} (use bytes or a number with K, M or G, e.g. 10M)")
+        size = float(m.group(1)) * _UNITS[m.group(2)]
+    if size < 0:
+        raise ConfigError(f"{key}: size must not be negative, got {_show(value)}")
+    return int(size)
+
+
+def check_mode(value: Any, key: str) -> str:
+    """A restart mode (config.yml's restart.mode, a process's `restart`)."""
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text not in RESTART_MODES:
+        raise _expected(key, f"one of {', '.join(RESTART_MODES)}", value)
+    return text
+
+
+def check_signal(value: Any, key: str) -> str:
+    """The one signal parser: a signal as given (SIGTERM, TERM, term, 15) -> its canonical text (SIGTERM, or the
+    number)."""
+    import signal
+
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"{key}: unknown signal {_show(value)}")
+    text = str(value).strip().upper()
+    if text.isdigit() and 0 < int(text) < signal.NSIG:
+        return text
+    name = text if text.startswith("SIG") else "SIG" + text
+    if name not in signal.Signals.__members__:
+        raise ConfigError(f"{key}: unknown signal {_show(value)}")
+    return name
+
+
+def signal_number(value: Any) -> int:
+    """The number of a signal in any form check_signal accepts."""
+    import signal
+
+    text = check_signal(value, "signal")
+    return int(text) if text.isdigit() else int(signal.Signals[text])
+
+
+def signal_name(value: Any, key: str) -> str:
+    """check_signal, with a number given as the name it has (`15` -> `SIGTERM`) when it has one."""
+    import signal
+
+    text = check_signal(value, key)
+    if text.isdigit():
+        try:
+            return signal.Signals(int(text)).name
+        except ValueError:
+            pass
+    return text
+
+
+def check_exit_codes(value: Any, key: str) -> tuple[int, ...]:
+    """Exit codes: a list, or text such as `0,2` or `0 2`."""
+    if isinstance(value, (list, tuple)):
+        items: list[Any] = list(value)
+    elif isinstance(value, (str, int)) and not isinstance(value, bool):
+        items = str(value).replace(",", " ").split()
+    else:
+        raise _expected(key, "exit codes such as 0,2", value)
+    if not items or any(isinstance(v, bool) or not isinstance(v, (int, str)) for v in items):
+        raise _expected(key, "exit codes such as 0,2", value)
     try:
-        return int(str(value), 8)
+        codes = tuple(int(v) for v in items)
     except ValueError:
-        return default
+        raise _expected(key, "exit codes such as 0,2", value) from None
+    if any(not 0 <= c <= 255 for c in codes):
+        raise ConfigError(f"{key}: exit codes are 0 to 255, got {_show(value)}")
+    return codes
 
 
-RESTART_MODES = ("always", "on-failure", "never")
+# -- settings -----------------------------------------------------------------------------------------------
+# Field metadata `reload`: True: a reload takes the new value; False: fixed until pmond restarts, `key` names
+# it in the message; with `nested`, a settings class whose own fields say which of them are fixed. A field
+# without it is not a setting (the file's path, the mode, ...).
 
 
-@dataclasses.dataclass
-class RestartDefaults:
+def _reloadable(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    return dataclasses.field(default=default, metadata={"reload": True}, **kw)
+
+
+def _partly_reloadable(kind: type) -> Any:
+    """Nested settings with fixed fields: a reload takes only the others."""
+    return dataclasses.field(default_factory=kind, metadata={"reload": True, "nested": kind})
+
+
+def _fixed(key: str, default: Any = dataclasses.MISSING) -> Any:
+    return dataclasses.field(default=default, metadata={"reload": False, "key": key})
+
+
+@dataclasses.dataclass(frozen=True)
+class RestartSettings:
+    """A restart policy: config.yml's `restart:` section gives the defaults, policy.effective applies a
+    process's own keys to them. Durations in seconds."""
+
     mode: str = "always"
     success_exit_codes: tuple[int, ...] = (0,)
-    min_uptime_ms: int = 1000
-    restart_delay_ms: int = 100
-    max_restart_delay_ms: int = 30000
-    stop_timeout_ms: int = 10000
+    min_uptime: float = 1.0
+    restart_delay: float = 0.1
+    max_restart_delay: float = 30.0
     stop_signal: str = "SIGTERM"
+    stop_timeout: float = 10.0
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FlapDetection:
     enabled: bool = False
     threshold_restarted: int = 5
@@ -67,32 +273,49 @@ class FlapDetection:
     threshold_decrement: int = 60
 
 
+@dataclasses.dataclass(frozen=True)
+class LogSettings:
+    """config.yml's `logs:`: where pmond's own process logs go, and the built-in rotation (docs/logs.md)."""
+
+    directory: str = _fixed("logs.directory", SYSTEM_LOG_DIR)
+    directory_mode: int = _fixed("logs.directory_mode", 0o755)
+    max_size: int = _reloadable(0)  # bytes; 0: no rotation
+    retain: int = _reloadable(5)  # rotated files kept; 0: what is over max_size is dropped
+    compress: bool = _reloadable(False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_size > 0
+
+
 @dataclasses.dataclass
 class Config:
     path: str
     mode: str  # "system" or "user"
     exists: bool = False
-    log_level: str = "info"
-    handle_interrupts: bool = True
-    disable_reloads: bool = False
-    process_monitor_interval_ms: int = 500
-    initialization_period_s: int = 30
-    process_config_file: str = ""
-    data_directory: str = ""
-    logs_directory: str = ""
-    logs_directory_mode: int = 0o755
-    name_suffix: str = ""
-    transport: str = "mq"
-    trees: str = "auto"  # auto | cgroup | session: how a process's whole tree is tracked (daemon/trees.py)
-    socket_path: str = ""
-    autostart: bool = True
-    daemon_log: str = ""
-    wait_dependent_ms: int = 1000
-    restart: RestartDefaults = dataclasses.field(default_factory=RestartDefaults)
-    flap: FlapDetection = dataclasses.field(default_factory=FlapDetection)
+    log_level: str = _reloadable("info")
+    handle_interrupts: bool = _reloadable(True)
+    disable_reloads: bool = _reloadable(False)
+    process_monitor_interval_ms: int = _reloadable(500)
+    initialization_period_s: int = _reloadable(30)
+    process_config_file: str = _reloadable("")
+    data_directory: str = _fixed("data.directory", "")
+    logs: LogSettings = _partly_reloadable(LogSettings)  # its directory fields are fixed
+    name_suffix: str = _fixed("message_queue.name_suffix", "")
+    transport: str = _fixed("ipc.transport", "mq")
+    # auto | cgroup | session: how a process's whole tree is tracked (daemon/trees.py)
+    trees: str = _fixed("process_trees", "auto")
+    socket_path: str = _fixed("ipc.socket", "")
+    autostart: bool = _reloadable(True)  # the CLI's, read by each command
+    daemon_log: str = _fixed("daemon.log", "")
+    wait_dependent_ms: int = _reloadable(1000)
+    restart: RestartSettings = _reloadable(default_factory=RestartSettings)
+    flap: FlapDetection = _reloadable(default_factory=FlapDetection)
     # event name (restart|failure|backoff) -> command line, run without a shell
-    hooks: dict[str, str] = dataclasses.field(default_factory=dict)
-    hook_timeout_ms: int = 30000
+    hooks: dict[str, str] = _reloadable(default_factory=dict)
+    hook_timeout_ms: int = _reloadable(30000)
+    # Unknown keys, ignored: one line each, naming the file and the key.
+    warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
@@ -108,10 +331,118 @@ class Config:
         """POSIX MQ names are /pmon3 or /pmon3_<suffix>; every daemon queue starts with this."""
         return "/pmon3" + (f"_{self.name_suffix}" if self.name_suffix else "")
 
+    @classmethod
+    def fixed_keys(cls) -> list[str]:
+        """The keys of config.yml that a reload never changes (paths and IPC endpoints)."""
+        return _fixed_keys(cls)
+
+    def apply_reload(self, fresh: Config) -> list[str]:
+        """Take over from `fresh` (the same file read again) what a reload may change, in place: the daemon's
+        parts share this object. Returns the keys whose new value waits for the next pmond start."""
+        take, pending = _merge(self, fresh)
+        for name, value in take.items():
+            setattr(self, name, value)
+        self.exists, self.raw, self.warnings = fresh.exists, fresh.raw, fresh.warnings
+        return pending
+
+
+def _fixed_keys(cls: Any) -> list[str]:
+    keys: list[str] = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("reload") is False:
+            keys.append(f.metadata["key"])
+        elif "nested" in f.metadata:
+            keys += _fixed_keys(f.metadata["nested"])
+    return keys
+
+
+def _merge(current: Any, fresh: Any) -> tuple[dict[str, Any], list[str]]:
+    """The settings to take from `fresh` (a nested one with fixed fields is rebuilt with those kept), and the
+    keys of the fixed settings that differ."""
+    take: dict[str, Any] = {}
+    pending: list[str] = []
+    for f in dataclasses.fields(current):
+        if "reload" not in f.metadata:
+            continue
+        old, new = getattr(current, f.name), getattr(fresh, f.name)
+        if not f.metadata["reload"]:
+            if old != new:
+                pending.append(f.metadata["key"])
+        elif "nested" in f.metadata:
+            inner, more = _merge(old, new)
+            take[f.name] = dataclasses.replace(old, **inner)
+            pending += more
+        else:
+            take[f.name] = new
+    return take, pending
+
+
+# -- reading config.yml -------------------------------------------------------------------------------------
+
+
+class _Section:
+    """One mapping of config.yml: typed getters whose errors name `<file>: <dotted key>`, and the keys read,
+    so that `done` can report the others as unknown."""
+
+    def __init__(self, path: str, prefix: str, data: dict[str, Any], warnings: list[str]) -> None:
+        self.path, self.prefix, self.data, self.warnings = path, prefix, data, warnings
+        self.seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}: {self.prefix}{name}"
+
+    def get(self, name: str) -> Any:
+        self.seen.add(name)
+        return self.data.get(name)
+
+    def section(self, name: str) -> _Section:
+        value = self.get(name)
+        if value is None or value == "":
+            value = {}
+        if not isinstance(value, dict):
+            raise _expected(self.key(name), "a mapping", value)
+        return _Section(self.path, f"{self.prefix}{name}.", value, self.warnings)
+
+    def done(self) -> None:
+        for name in self.data:
+            if name not in self.seen:
+                self.warnings.append(f"{self.path}: {self.prefix}{name}: unknown key, ignored")
+
+    # typed getters: an empty value means the default
+    def boolean(self, name: str, default: bool) -> bool:
+        return parse_bool(self.get(name), self.key(name), default)
+
+    def integer(self, name: str, default: int, low: Optional[int], high: Optional[int] = None, unit: str = "") -> int:
+        return parse_int(self.get(name), self.key(name), default, low, high, unit)
+
+    def text(self, name: str, default: str = "") -> str:
+        return parse_str(self.get(name), self.key(name), default)
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        return parse_choice(self.get(name), self.key(name), default, choices)
+
+    def abspath(self, name: str, default: str) -> str:
+        return parse_path(self.get(name), self.key(name), default)
+
+    def octal(self, name: str, default: int) -> int:
+        return parse_octal(self.get(name), self.key(name), default)
+
+    def seconds(self, name: str, default: float) -> float:
+        value = self.get(name)
+        return default if value is None or value == "" else parse_duration_ms(value, self.key(name)) / 1000
+
+    def ms(self, name: str, default: int) -> int:
+        value = self.get(name)
+        return default if value is None or value == "" else parse_duration_ms(value, self.key(name))
+
 
 def _xdg(var: str, fallback: str) -> str:
     value = os.environ.get(var, "")
     return value if os.path.isabs(value) else os.path.join(os.path.expanduser("~"), fallback)
+
+
+def _state_dir() -> str:
+    return os.path.join(_xdg("XDG_STATE_HOME", ".local/state"), "pmon3")
 
 
 def default_config_path(mode: str) -> str:
@@ -124,42 +455,199 @@ def current_mode() -> str:
     return "system" if os.geteuid() == 0 else "user"
 
 
-def _section(raw: dict[str, Any], key: str, path: str) -> dict[str, Any]:
-    value = raw.get(key) or {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{path}: `{key}` must be a mapping")
-    return value
+def _log_level(s: _Section) -> str:
+    level = s.choice("log_level", "info", LOG_LEVELS)
+    debug = os.environ.get("PMON3_DEBUG", "")
+    if debug:  # pmon3: `true` is debug, a level name that level, anything else info
+        return "debug" if debug.lower() == "true" else (debug if debug in LOG_LEVELS else "info")
+    return level
 
 
-def parse_bool(value: Any, key: str, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-        return value.lower() in ("true", "yes", "on", "1")
-    raise ConfigError(f"{key}: expected true or false, got {value!r}")
+def _top_level(s: _Section, cfg: Config) -> None:
+    cfg.log_level = _log_level(s)
+    cfg.handle_interrupts = s.boolean("handle_interrupts", True)
+    cfg.disable_reloads = s.boolean("disable_reloads", False)
+    cfg.process_monitor_interval_ms = s.integer("process_monitor_interval", 500, 1, 3_600_000, "ms")
+    # pmon3 replaced a value under 5 by 30 (with a message) and panicked at an interval <= 0: refused here.
+    cfg.initialization_period_s = s.integer("initialization_period", 30, 5, None, "seconds")
+    cfg.process_config_file = s.text("process_config_file")
+    cfg.trees = s.choice("process_trees", "auto", PROCESS_TREES)
 
 
-def parse_int(value: Any, key: str, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"{key}: expected an integer, got {value!r}") from None
+def _ownership(s: _Section) -> None:
+    """pmon3's user/group/modes of a directory: accepted and checked, not used (pmond never chowns or
+    chmods an existing directory, README "Security")."""
+    s.text("user")
+    s.text("group")
+    s.octal("directory_mode", 0o770)
+    s.octal("file_mode", 0o660)
+
+
+def _data(s: _Section, mode: str, state: str) -> str:
+    directory = s.abspath("directory", SYSTEM_DATA_DIR if mode == "system" else state)
+    _ownership(s)
+    s.done()
+    return directory
+
+
+def _logs(s: _Section, mode: str, state: str) -> LogSettings:
+    settings = LogSettings(
+        directory=s.abspath("directory", SYSTEM_LOG_DIR if mode == "system" else os.path.join(state, "logs")),
+        directory_mode=s.octal("directory_mode", 0o755),
+        max_size=parse_size(s.get("max_size"), s.key("max_size")),
+        retain=s.integer("retain", 5, 0, MAX_RETAIN, "rotated files"),
+        compress=s.boolean("compress", False),
+    )
+    s.text("user")
+    s.text("group")
+    s.octal("file_mode", 0o660)
+    s.done()
+    return settings
+
+
+def _message_queue(s: _Section, mode: str) -> str:
+    suffix = s.text("name_suffix")
+    if suffix and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", suffix):
+        raise _expected(s.key("name_suffix"), "up to 64 letters, digits, '_', '.' or '-'", suffix)
+    directory = s.section("directory")  # pmon3's shared memory / mqueue mount points: not used
+    directory.text("shmem")
+    directory.text("posix_mq")
+    directory.done()
+    _ownership(s)
+    s.done()
+    return suffix or (f"u{os.geteuid()}" if mode == "user" else "")
+
+
+def _ipc(s: _Section, cfg: Config) -> None:
+    cfg.transport = s.choice("transport", "mq", TRANSPORTS)
+    suffix = cfg.name_suffix
+    default = (
+        f"/run/pmon3{'_' + suffix if suffix else ''}.sock"
+        if cfg.mode == "system"
+        else os.path.join(cfg.data_directory, "pmond.sock")
+    )
+    cfg.socket_path = s.abspath("socket", default)
+    s.done()
+
+
+def _daemon(s: _Section, cfg: Config, state: str) -> None:
+    cfg.autostart = s.boolean("autostart", True)
+    cfg.daemon_log = s.abspath("log", "" if cfg.mode == "system" else os.path.join(state, "pmond.log"))
+    s.done()
+
+
+def _wait(s: _Section) -> int:
+    # The CLI's pauses of pmon3 (we need none): checked against pmon3's ranges, not used.
+    s.integer("cmd_exec_response", 1500, 0, 10000, "ms")
+    s.integer("ipc_connection", 0, 0, 5000, "ms")
+    dependent = s.integer("dependent_process_enqueued", 1000, 0, 20000, "ms")
+    s.done()
+    return dependent
+
+
+def _restart(s: _Section) -> RestartSettings:
+    d = RestartSettings()
+    mode = s.get("mode")
+    codes = s.get("success_exit_codes")
+    signal = s.get("stop_signal")
+    settings = RestartSettings(
+        mode=d.mode if mode in (None, "") else check_mode(mode, s.key("mode")),
+        success_exit_codes=(
+            d.success_exit_codes if codes in (None, "") else check_exit_codes(codes, s.key("success_exit_codes"))
+        ),
+        min_uptime=s.seconds("min_uptime", d.min_uptime),
+        restart_delay=s.seconds("restart_delay", d.restart_delay),
+        max_restart_delay=s.seconds("max_restart_delay", d.max_restart_delay),
+        stop_signal=d.stop_signal if signal in (None, "") else check_signal(signal, s.key("stop_signal")),
+        stop_timeout=s.seconds("stop_timeout", d.stop_timeout),
+    )
+    s.done()
+    return settings
+
+
+def _flap(s: _Section) -> FlapDetection:
+    flap = FlapDetection(
+        enabled=s.boolean("is_enabled", False),
+        threshold_restarted=s.integer("threshold_restarted", 5, 1, 32767, "restarts"),
+        threshold_countdown=s.integer("threshold_countdown", 120, 1, None, "monitor intervals"),
+        threshold_decrement=s.integer("threshold_decrement", 60, 0, None, "monitor intervals"),
+    )
+    s.done()
+    return flap
+
+
+def _events(s: _Section, top: _Section, cfg: Config) -> None:
+    # pmon3 1.13/1.14 spelled two of them as top-level keys; the nested ones win.
+    legacy = {
+        "restart": top.text("on_process_restart_exec"),
+        "failure": top.text("on_process_failure_exec"),
+        "backoff": "",
+    }
+    cfg.hooks = {}
+    for event in ("restart", "failure", "backoff"):
+        command = s.text(f"process_{event}").strip() or legacy[event].strip()
+        if command:
+            cfg.hooks[event] = command
+    cfg.hook_timeout_ms = s.ms("timeout", 30000)
+    s.done()
+
+
+def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
+    """Check and apply every key of a parsed config.yml; raises ConfigError on the first bad one."""
+    warnings: list[str] = []
+    top = _Section(path, "", raw, warnings)
+    state = _state_dir()
+    cfg = Config(path=path, mode=mode, exists=exists, raw=raw)
+    _top_level(top, cfg)
+    cfg.data_directory = _data(top.section("data"), mode, state)
+    cfg.logs = _logs(top.section("logs"), mode, state)
+    cfg.name_suffix = _message_queue(top.section("message_queue"), mode)
+    _ipc(top.section("ipc"), cfg)
+    _daemon(top.section("daemon"), cfg, state)
+    cfg.wait_dependent_ms = _wait(top.section("wait"))
+    permissions = top.section("permissions")
+    _ownership(permissions)
+    permissions.done()
+    cfg.restart = _restart(top.section("restart"))
+    cfg.flap = _flap(top.section("flap_detection"))
+    _events(top.section("event_handling"), top, cfg)
+    top.done()
+    cfg.warnings = tuple(warnings)
+    return cfg
+
+
+_LOADER: Any = None
+
+
+def _loader() -> Any:
+    """PyYAML's fastest safe loader, except that a number with a leading zero (`0770`, a mode in pmon3's
+    config.yml) stays text: YAML 1.1 would make it the octal value, which reads back wrong."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml  # lazy: the CLI's start-up time matters
+
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class Loader(base):  # type: ignore[valid-type,misc]
+            pass
+
+        def construct_int(loader: Any, node: Any) -> Any:
+            if re.fullmatch(r"[-+]?0[0-7_]+", node.value):
+                return node.value
+            return loader.construct_yaml_int(node)
+
+        Loader.add_constructor("tag:yaml.org,2002:int", construct_int)
+        _LOADER = Loader
+    return _LOADER
 
 
 def read_yaml(path: str) -> dict[str, Any]:
     """Parse one YAML file into a mapping; a ConfigError names the file on any problem."""
     import yaml  # lazy: the CLI's start-up time matters
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=loader)
+            data = yaml.load(fh, Loader=_loader())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {' '.join(str(exc).split())}") from None
     except OSError as exc:
@@ -195,14 +683,15 @@ def read_yaml_cached(path: str) -> dict[str, Any]:
         try:
             with open(cache, encoding="utf-8") as fh:
                 saved = json.load(fh)
-            if saved.get("path") == path and saved.get("stamp") == stamp and isinstance(saved.get("data"), dict):
+            fresh = saved.get("format") == CACHE_FORMAT and saved.get("path") == path and saved.get("stamp") == stamp
+            if fresh and isinstance(saved.get("data"), dict):
                 return saved["data"]  # type: ignore[no-any-return]
         except (OSError, ValueError):
             pass
     data = read_yaml(path)
     if cache:
         try:
-            text = json.dumps({"path": path, "stamp": stamp, "data": data})
+            text = json.dumps({"format": CACHE_FORMAT, "path": path, "stamp": stamp, "data": data})
             os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
             tmp = f"{cache}.{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as fh:
@@ -220,148 +709,6 @@ def load(path: Optional[str] = None, mode: Optional[str] = None, cached: bool = 
     exists = os.path.isfile(path)
     raw = (read_yaml_cached(path) if cached else read_yaml(path)) if exists else {}
     return from_mapping(raw, path, mode, exists)
-
-
-def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
-    cfg = Config(path=path, mode=mode, exists=exists, raw=raw)
-    level = str(raw.get("log_level") or "info").lower()
-    cfg.log_level = level if level in LOG_LEVELS else "info"
-    debug = os.environ.get("PMON3_DEBUG", "")
-    if debug:
-        cfg.log_level = "debug" if debug.lower() == "true" else (debug if debug in LOG_LEVELS else "info")
-    cfg.handle_interrupts = parse_bool(raw.get("handle_interrupts"), "handle_interrupts", True)
-    cfg.disable_reloads = parse_bool(raw.get("disable_reloads"), "disable_reloads", False)
-    interval = parse_int(raw.get("process_monitor_interval"), "process_monitor_interval", 500)
-    if interval <= 0:
-        raise ConfigError(f"{path}: process_monitor_interval must be greater than 0")
-    cfg.process_monitor_interval_ms = interval
-    period = parse_int(raw.get("initialization_period"), "initialization_period", 30)
-    cfg.initialization_period_s = period if period >= 5 else 30
-    cfg.process_config_file = str(raw.get("process_config_file") or "")
-
-    data = _section(raw, "data", path)
-    logs = _section(raw, "logs", path)
-    mq = _section(raw, "message_queue", path)
-    ipc = _section(raw, "ipc", path)
-    daemon = _section(raw, "daemon", path)
-    wait = _section(raw, "wait", path)
-    restart = _section(raw, "restart", path)
-
-    state = os.path.join(_xdg("XDG_STATE_HOME", ".local/state"), "pmon3")
-    cfg.data_directory = str(data.get("directory") or (SYSTEM_DATA_DIR if mode == "system" else state))
-    cfg.logs_directory = str(
-        logs.get("directory") or (SYSTEM_LOG_DIR if mode == "system" else os.path.join(state, "logs"))
-    )
-    for key in ("data_directory", "logs_directory"):
-        value = getattr(cfg, key)
-        if not os.path.isabs(value):
-            raise ConfigError(f"{path}: {key.replace('_', '.')} must be an absolute path, got {value!r}")
-        setattr(cfg, key, os.path.normpath(value))
-    cfg.logs_directory_mode = _octal(logs.get("directory_mode"), 0o755)
-
-    suffix = str(mq.get("name_suffix") or "")
-    if suffix and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", suffix):
-        raise ConfigError(f"{path}: message_queue.name_suffix may only hold letters, digits, '_', '.', '-'")
-    if not suffix and mode == "user":
-        suffix = f"u{os.geteuid()}"
-    cfg.name_suffix = suffix
-
-    cfg.transport = str(ipc.get("transport") or "mq")
-    if cfg.transport not in ("mq", "unix"):
-        raise ConfigError(f"{path}: ipc.transport must be mq or unix, got {cfg.transport!r}")
-    sock_default = (
-        f"/run/pmon3{'_' + suffix if suffix else ''}.sock"
-        if mode == "system"
-        else os.path.join(cfg.data_directory, "pmond.sock")
-    )
-    cfg.socket_path = str(ipc.get("socket") or sock_default)
-
-    cfg.trees = str(raw.get("process_trees") or "auto")
-    if cfg.trees not in ("auto", "cgroup", "session"):
-        raise ConfigError(f"{path}: process_trees must be auto, cgroup or session, got {cfg.trees!r}")
-    cfg.autostart = parse_bool(daemon.get("autostart"), "daemon.autostart", True)
-    cfg.daemon_log = str(daemon.get("log") or ("" if mode == "system" else os.path.join(state, "pmond.log")))
-    dep_wait = parse_int(wait.get("dependent_process_enqueued"), "wait.dependent_process_enqueued", 1000)
-    cfg.wait_dependent_ms = dep_wait if 0 <= dep_wait <= 20000 else 1000
-
-    rd = RestartDefaults()
-    for key, attr in (
-        ("min_uptime", "min_uptime_ms"),
-        ("restart_delay", "restart_delay_ms"),
-        ("max_restart_delay", "max_restart_delay_ms"),
-        ("stop_timeout", "stop_timeout_ms"),
-    ):
-        if restart.get(key) not in (None, ""):
-            setattr(rd, attr, parse_duration_ms(restart[key], f"{path}: restart.{key}"))
-    if restart.get("stop_signal"):
-        rd.stop_signal = check_signal(restart["stop_signal"], f"{path}: restart.stop_signal")
-    if restart.get("mode"):
-        rd.mode = check_mode(restart["mode"], f"{path}: restart.mode")
-    if restart.get("success_exit_codes") not in (None, ""):
-        rd.success_exit_codes = check_exit_codes(restart["success_exit_codes"], f"{path}: restart.success_exit_codes")
-    cfg.restart = rd
-
-    flap = _section(raw, "flap_detection", path)
-    cfg.flap = FlapDetection(
-        enabled=parse_bool(flap.get("is_enabled"), "flap_detection.is_enabled", False),
-        threshold_restarted=parse_int(flap.get("threshold_restarted"), "flap_detection.threshold_restarted", 5),
-        threshold_countdown=parse_int(flap.get("threshold_countdown"), "flap_detection.threshold_countdown", 120),
-        threshold_decrement=parse_int(flap.get("threshold_decrement"), "flap_detection.threshold_decrement", 60),
-    )
-    if cfg.flap.threshold_restarted < 1 or cfg.flap.threshold_countdown < 1 or cfg.flap.threshold_decrement < 0:
-        raise ConfigError(f"{path}: flap_detection thresholds must be positive (decrement may be 0)")
-
-    events = _section(raw, "event_handling", path)
-    # pmon3 1.13/1.14 spelled two of them as top-level keys; the nested ones win.
-    legacy = {"restart": raw.get("on_process_restart_exec"), "failure": raw.get("on_process_failure_exec")}
-    for event in ("restart", "failure", "backoff"):
-        command = events.get(f"process_{event}") or legacy.get(event) or ""
-        if not isinstance(command, str):
-            raise ConfigError(f"{path}: event_handling.process_{event} must be a command line")
-        if command.strip():
-            cfg.hooks[event] = command.strip()
-    if events.get("timeout") not in (None, ""):
-        cfg.hook_timeout_ms = parse_duration_ms(events["timeout"], f"{path}: event_handling.timeout")
-    return cfg
-
-
-def check_mode(value: Any, key: str) -> str:
-    mode = str(value).strip().lower()
-    if mode not in RESTART_MODES:
-        raise ConfigError(f"{key}: expected one of {', '.join(RESTART_MODES)}, got {value!r}")
-    return mode
-
-
-def check_signal(value: Any, key: str) -> str:
-    """A signal as given (SIGTERM, TERM, term, 15) -> its canonical text (SIGTERM, or the number)."""
-    import signal
-
-    text = str(value).strip().upper()
-    if text.isdigit() and 0 < int(text) < signal.NSIG:
-        return text
-    name = text if text.startswith("SIG") else "SIG" + text
-    if name not in signal.Signals.__members__:
-        raise ConfigError(f"{key}: unknown signal {value!r}")
-    return name
-
-
-def signal_number(value: Any) -> int:
-    """The number of a signal in any form check_signal accepts."""
-    import signal
-
-    text = check_signal(value, "signal")
-    return int(text) if text.isdigit() else int(signal.Signals[text])
-
-
-def check_exit_codes(value: Any, key: str) -> tuple[int, ...]:
-    items = value if isinstance(value, list) else str(value).replace(",", " ").split()
-    try:
-        codes = tuple(int(v) for v in items)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{key}: expected exit codes such as 0,2") from None
-    if not codes or any(not 0 <= c <= 255 for c in codes):
-        raise ConfigError(f"{key}: exit codes are 0 to 255")
-    return codes
 
 
 def ensure_dir(path: str, mode: int) -> None:

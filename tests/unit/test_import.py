@@ -726,7 +726,7 @@ def test_supervisord_autorestart(tmp_path, value, fields):
         ("[program:x]\ncommand=no-such-program-here 1\n", r"\[program:x\]: command: 'no-such-program-here' is not"),
         ("[program:x]\ncommand=/bin/sleep 1\nautorestart=sometimes\n", "invalid autorestart value"),
         ("[program:x]\ncommand=/bin/sleep 1\nnumprocs=2\n", r"%\(process_num\) must be in it"),
-        ("[program:x]\ncommand=/bin/sleep 1\nstopsignal=NOPE\n", "not a valid signal name"),
+        ("[program:x]\ncommand=/bin/sleep 1\nstopsignal=NOPE\n", r"stopsignal: unknown signal .NOPE."),
         (
             "[program:x]\ncommand=/bin/sleep\n[group:g]\nprograms=x,y\n",
             r"\[group:g\]: programs: names unknown program y",

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from helpers import mount_tmpfs, umount
 from pmon3.cli.commands.log import newest_with_lines, tail_lines
-from pmon3.config import ConfigError
+from pmon3.config import LogSettings
 from pmon3.daemon import logrotate
-from pmon3.daemon.logrotate import LogRotator, RotationSettings, parse_settings
+from pmon3.daemon.logrotate import LogRotator
 from pmon3.logfiles import rotated_files
 
 
-def settings(**kw) -> RotationSettings:
-    return RotationSettings(**{"max_size": 100, "retain": 5, "compress": False, **kw})
+def settings(**kw) -> LogSettings:
+    return LogSettings(**{"max_size": 100, "retain": 5, "compress": False, **kw})
 
 
 def content(path: str) -> bytes:
@@ -80,52 +80,6 @@ def fs(request, tmp_path: Path) -> Fs:
         needs_collapse(tmp_path)
         return Fs("collapse", tmp_path)
     return Fs("copytruncate", request.getfixturevalue("tmpfs"))
-
-
-# -- settings ---------------------------------------------------------------------------------------------
-
-
-def test_defaults_mean_no_rotation():
-    assert parse_settings({}) == RotationSettings(max_size=0, retain=5, compress=False)
-    assert not parse_settings({"logs": {"directory": "/x"}}).enabled
-    assert not parse_settings({"logs": None}).enabled
-
-
-@pytest.mark.parametrize(
-    "value,expected",
-    [(2048, 2048), ("2048", 2048), ("2K", 2048), ("10M", 10 << 20), ("1g", 1 << 30), ("1.5K", 1536),
-     ("10MB", 10 << 20), ("4 KiB", 4096), (0, 0), ("", 0), (None, 0)],
-)  # fmt: skip
-def test_max_size_values(value, expected):
-    assert parse_settings({"logs": {"max_size": value}}).max_size == expected
-
-
-@pytest.mark.parametrize("value", ["10X", "M", "-1", -5, "ten", True, [1], "1T"])
-def test_bad_max_size_is_a_config_error(value):
-    with pytest.raises(ConfigError, match="logs.max_size"):
-        parse_settings({"logs": {"max_size": value}})
-
-
-def test_retain_and_compress():
-    s = parse_settings({"logs": {"max_size": "1M", "retain": 3, "compress": True}})
-    assert s == RotationSettings(max_size=1 << 20, retain=3, compress=True) and s.enabled
-    assert parse_settings({"logs": {"retain": "0", "compress": "no"}}) == RotationSettings(0, 0, False)
-
-
-@pytest.mark.parametrize(
-    "logs,key",
-    [({"retain": -1}, "logs.retain"), ({"retain": "many"}, "logs.retain"), ({"retain": 2.5}, "logs.retain"),
-     ({"retain": True}, "logs.retain"), ({"retain": 5000}, "logs.retain"), ({"compress": "maybe"}, "logs.compress"),
-     ({"compress": 3}, "logs.compress")],
-)  # fmt: skip
-def test_bad_retain_or_compress_is_a_config_error(logs, key):
-    with pytest.raises(ConfigError, match=key):
-        parse_settings({"logs": logs})
-
-
-def test_logs_must_be_a_mapping():
-    with pytest.raises(ConfigError, match="logs"):
-        parse_settings({"logs": "big"})
 
 
 # -- rotation of real files -------------------------------------------------------------------------------

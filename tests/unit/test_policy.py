@@ -114,3 +114,14 @@ def test_without_decrement_the_whole_countdown_is_waited_and_the_count_cleared()
 def test_disabled_flap_detection_keeps_no_state():
     off = FlapSettings(enabled=False, threshold=1, window=1.0, decrement=0.0)
     assert policy.flap_check({"restarts": [1.0]}, 1.0, off) == ({}, None)
+
+
+def test_one_restart_settings_type_for_config_and_policy():
+    from pmon3 import config
+
+    assert RestartSettings is config.RestartSettings
+    cfg = from_mapping({"restart": {"stop_timeout": "4s"}}, "c", "system")
+    assert policy.effective(cfg, True, {}) is cfg.restart  # no overrides: the config's own settings
+    assert policy.effective(cfg, True, policy.normalize_overrides({"success_exit_codes": "0,3"})) == (
+        config.RestartSettings(success_exit_codes=(0, 3), stop_timeout=4.0)
+    )

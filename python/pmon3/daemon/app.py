@@ -29,7 +29,6 @@ from .control import Control
 from .groups import Groups
 from .handlers import Context
 from .logrotate import LogRotator
-from .logrotate import parse_settings as parse_rotation
 from .supervisor import Supervisor
 from .trees import Trees
 from .usage import Usage
@@ -58,6 +57,7 @@ class Daemon:
         self.stop_event = asyncio.Event()
         self.background: set[asyncio.Task[Any]] = set()
         self.config_stamp: Optional[tuple[float, int, int]] = None
+        self.reload_error: Optional[str] = None  # why the current config.yml is refused, if it is
         self.restart_requested = False
         self.endpoint = cfg.mq_base if cfg.transport == "mq" else cfg.socket_path
 
@@ -83,13 +83,13 @@ class Daemon:
     async def start(self, lock_fd: Optional[int] = None) -> None:
         cfg = self.cfg
         config_mod.ensure_dir(cfg.data_directory, 0o755 if cfg.mode == "system" else 0o700)
-        config_mod.ensure_dir(cfg.logs_directory, cfg.logs_directory_mode)
+        config_mod.ensure_dir(cfg.logs.directory, cfg.logs.directory_mode)
         self.acquire_lock(lock_fd)
         # From here a client that finds this file waits for `ready` instead of talking to a dead pmond's endpoints.
         transport.write_pid_file(cfg.data_directory, "starting", cfg.transport, self.endpoint)
         _native.set_child_subreaper()
         _raise_mq_limit()
-        self.maybe_reload()  # records the stamp of the file we started with
+        self.maybe_reload()  # records the stamp of the file we started with, and logs its warnings
         self.store = Store(cfg.db_path)
         self.authz = Authz(self.store, cfg)
         self.trees = Trees(cfg, self.loop)
@@ -103,7 +103,7 @@ class Daemon:
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
         self.boot.adopt_survivors()
-        self.rotator = LogRotator(parse_rotation(cfg.raw), self._rotated_logs, self.loop)
+        self.rotator = LogRotator(cfg.logs, self._rotated_logs, self.loop)
         self.rotator.start()
         if cfg.transport == "mq":
             server: Any = transport.MQServer(
@@ -167,50 +167,43 @@ class Daemon:
     def _reload(self) -> None:
         """SIGHUP: re-read config.yml whether or not it changed."""
         self.config_stamp = None
-        problem = self.maybe_reload()
-        if problem is None:
+        self.maybe_reload()
+        if self.reload_error is None:
             log.info("config reloaded from %s", self.cfg.path)
 
-    def maybe_reload(self) -> Optional[str]:
-        """Re-read config.yml when it changed (pmon3 re-reads before every command). A broken file is
-        reported and the last good config stays in force. Paths and IPC endpoints are fixed at start."""
+    def maybe_reload(self) -> list[str]:
+        """Re-read config.yml when it changed (pmon3 re-reads before every command) and take over what Config
+        says a reload may change. Returns what to tell the caller: the file's unknown keys and the keys whose
+        change waits for the next pmond start (once, when the file changed), or, for as long as the file is
+        broken, why it was refused: the last good config stays in force (logged once per problem)."""
         try:
             st = os.stat(self.cfg.path)
             stamp: Optional[tuple[float, int, int]] = (st.st_mtime, st.st_size, st.st_ino)
         except OSError:
             stamp = (0.0, 0, 0)
         if stamp == self.config_stamp:
-            return None
+            return []
         try:
             fresh = config_mod.load(self.cfg.path, self.cfg.mode)
         except ConfigError as exc:
-            log.error("config reload failed, the last good config stays in force: %s", exc)
-            return f"config reload failed, the last good config stays in force: {exc}"
-        try:
-            rotation = parse_rotation(fresh.raw)
-        except ConfigError as exc:
-            log.error("config reload failed, the last good config stays in force: %s", exc)
-            return f"config reload failed, the last good config stays in force: {exc}"
-        self.config_stamp = stamp
+            message = f"config reload failed, the last good config stays in force: {exc}"
+            if message != self.reload_error:
+                log.error("%s", message)
+            self.reload_error = message
+            return [message]
+        self.config_stamp, self.reload_error = stamp, None
+        level = self.cfg.log_level
+        pending = self.cfg.apply_reload(fresh)
         if hasattr(self, "rotator"):
-            self.rotator.settings = rotation
-        for field in (
-            "restart",
-            "flap",
-            "hooks",
-            "hook_timeout_ms",
-            "handle_interrupts",
-            "disable_reloads",
-            "process_config_file",
-            "wait_dependent_ms",
-            "initialization_period_s",
-            "process_monitor_interval_ms",
-        ):
-            setattr(self.cfg, field, getattr(fresh, field))
-        if fresh.log_level != self.cfg.log_level:
-            self.cfg.log_level = fresh.log_level
-            logging.getLogger().setLevel(LEVELS[fresh.log_level])
-        return None
+            self.rotator.settings = self.cfg.logs
+        if self.cfg.log_level != level:
+            logging.getLogger().setLevel(LEVELS[self.cfg.log_level])
+        notes = list(fresh.warnings)
+        if pending:
+            notes.append(f"changes to {', '.join(pending)} take effect at the next pmond start")
+        for note in notes:
+            log.warning("%s", note)
+        return notes
 
     def _on_signal(self, sig: int) -> None:
         log.info("received %s", signal.Signals(sig).name)
@@ -237,7 +230,7 @@ class Daemon:
             return protocol.error(req_id, ErrorCode.UNKNOWN_COMMAND, f"unknown command {msg['cmd']!r}")
         if self.supervisor.shutting_down:
             return protocol.error(req_id, ErrorCode.SHUTTING_DOWN, "pmond is shutting down")
-        warning = None if self.cfg.disable_reloads else self.maybe_reload()
+        warnings = None if self.cfg.disable_reloads else self.maybe_reload()
         request_type, fn = entry
         try:
             request = request_type.parse(msg.get("args") or {})
@@ -247,8 +240,8 @@ class Daemon:
         except Exception as exc:  # one bad request must never take the daemon down
             log.exception("request %s failed", msg["cmd"])
             reply = protocol.error(req_id, ErrorCode.INTERNAL, f"internal error: {exc}")
-        if warning:
-            reply["warnings"] = [warning]
+        if warnings:
+            reply["warnings"] = warnings
         return reply
 
     async def shutdown(self) -> None:
@@ -360,7 +353,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     try:
         cfg = config_mod.load(args.config)
-        parse_rotation(cfg.raw)  # the logs.* rotation keys are checked here too
     except ConfigError as exc:
         print(f"pmond: {exc}", file=sys.stderr)
         sys.exit(1)

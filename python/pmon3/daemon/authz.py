@@ -212,10 +212,10 @@ class Authz:
 
     def log_dir_of(self, owner: int) -> str:
         if owner == self.own_uid:
-            return self.cfg.logs_directory
+            return self.cfg.logs.directory
         name = self.owner_name(owner)
         sub = name if _SAFE_USER_DIR.fullmatch(name) and name not in (".", "..") else f"uid-{owner}"
-        return os.path.join(self.cfg.logs_directory, sub)
+        return os.path.join(self.cfg.logs.directory, sub)
 
     def is_managed_log(self, p: Process) -> bool:
         """Only the file pmond itself made for this row is pmond's to create, chown, rotate and delete."""

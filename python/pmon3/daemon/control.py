@@ -46,7 +46,7 @@ class Control:
             "endpoint": cfg.mq_base if cfg.transport == "mq" else cfg.socket_path,
             "config": cfg.path,
             "data_directory": cfg.data_directory,
-            "logs_directory": cfg.logs_directory,
+            "logs_directory": cfg.logs.directory,
             "process_trees": self.tree_mode,
             "processes": len(procs),
             "alive": sum(1 for p in procs if alive(p.id)),

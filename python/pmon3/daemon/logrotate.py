@@ -30,7 +30,6 @@ cannot be steered into another file.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import errno
 import gzip
 import logging
@@ -39,11 +38,10 @@ import re
 import stat
 import time
 from collections.abc import Iterable
-from typing import IO, Any, Callable, Optional, Union
+from typing import IO, Callable, Optional, Union
 
 from .. import _native
-from ..config import parse_bool, parse_int
-from ..errors import ConfigError
+from ..config import LogSettings
 
 log = logging.getLogger("pmond.logrotate")
 
@@ -57,55 +55,6 @@ TEMP_SUFFIX = ".rotating"
 # faster than the copy is cut off after this long (and then loses what it writes until the truncate).
 CATCH_UP_SECONDS = 2.0
 SETTLE_SECONDS = 0.005
-
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-
-
-@dataclasses.dataclass(frozen=True)
-class RotationSettings:
-    max_size: int = 0  # bytes; 0 = no rotation
-    retain: int = 5  # rotated files kept; 0 = the content over max_size is dropped
-    compress: bool = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.max_size > 0
-
-
-def parse_size(value: Any, key: str = "logs.max_size") -> int:
-    """Bytes from an int or a string such as `10M`, `512K`, `1.5G`, `2048` (K/M/G are powers of 1024,
-    an optional `B`/`iB` is accepted)."""
-    if value is None or value == "":
-        return 0
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ConfigError(f"{key}: expected a size in bytes or with K, M or G (e.g. 10M), got {value!r}")
-    if isinstance(value, (int, float)):
-        size = float(value)
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)(?:I?B)?\s*", value.upper())
-        if not m:
-            raise ConfigError(f"{key}: invalid size {value!r} (use bytes or a number with K, M or G, e.g. 10M)")
-        size = float(m.group(1)) * _UNITS[m.group(2)]
-    if size < 0:
-        raise ConfigError(f"{key}: size must not be negative, got {value!r}")
-    return int(size)
-
-
-def parse_settings(raw: dict[str, Any]) -> RotationSettings:
-    """The rotation keys of config.yml's `logs:` section (`raw` is the whole parsed file)."""
-    logs = raw.get("logs") or {}
-    if not isinstance(logs, dict):
-        raise ConfigError("`logs` must be a mapping")
-    retain = parse_int(logs.get("retain"), "logs.retain", 5)
-    if retain < 0:
-        raise ConfigError(f"logs.retain: must not be negative, got {retain!r}")
-    if retain > 1000:
-        raise ConfigError(f"logs.retain: at most 1000 rotated files, got {retain}")
-    return RotationSettings(
-        max_size=parse_size(logs.get("max_size")),
-        retain=retain,
-        compress=parse_bool(logs.get("compress"), "logs.compress", False),
-    )
 
 
 def _fallocate(fd: int, mode: int, offset: int, length: int) -> int:
@@ -229,7 +178,7 @@ class LogRotator:
 
     def __init__(
         self,
-        settings: RotationSettings,
+        settings: LogSettings,
         paths: Callable[[], PathsResult],
         loop: Optional[asyncio.AbstractEventLoop] = None,
     ) -> None:
@@ -340,7 +289,7 @@ class LogRotator:
             self._problems[path] = message
             log.warning("%s", message)
 
-    def _rotate(self, path: str, uid: Optional[int], settings: RotationSettings) -> bool:
+    def _rotate(self, path: str, uid: Optional[int], settings: LogSettings) -> bool:
         directory, base = os.path.split(path)
         dfd = os.open(directory or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -362,7 +311,7 @@ class LogRotator:
         finally:
             os.close(dfd)
 
-    def _rotate_fd(self, dfd: int, base: str, fd: int, st: os.stat_result, settings: RotationSettings) -> bool:
+    def _rotate_fd(self, dfd: int, base: str, fd: int, st: os.stat_result, settings: LogSettings) -> bool:
         collapse = self._collapse_ok.get(st.st_dev)  # None: not tried yet on this filesystem
         if collapse is False:
             end = st.st_size
@@ -396,7 +345,7 @@ class LogRotator:
                 out.close()
 
     def _bulk_copy(
-        self, dfd: int, base: str, fd: int, st: os.stat_result, end: int, settings: RotationSettings
+        self, dfd: int, base: str, fd: int, st: os.stat_result, end: int, settings: LogSettings
     ) -> Optional[IO[bytes]]:
         """Copy [0, end) to <base>.rotating with the log's owner and mode, shift the old rotations, rename it
         to <base>.1[.gz]; returns the still open (renamed) file for copytruncate's catch-up."""

@@ -17,6 +17,7 @@ import dataclasses
 from typing import Any, Optional
 
 from ..config import Config, check_exit_codes, check_mode, check_signal, parse_duration_ms
+from ..config import RestartSettings as RestartSettings  # the one type, re-exported for the supervisor
 
 # Process-level keys (exec flags, process config fields) and where they land in the effective policy.
 POLICY_KEYS = (
@@ -28,17 +29,7 @@ POLICY_KEYS = (
     "stop_signal",
     "stop_timeout",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class RestartSettings:
-    mode: str = "always"
-    success_exit_codes: tuple[int, ...] = (0,)
-    min_uptime: float = 1.0
-    restart_delay: float = 0.1
-    max_restart_delay: float = 30.0
-    stop_signal: str = "SIGTERM"
-    stop_timeout: float = 10.0
+_DURATIONS = ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,25 +53,26 @@ def normalize_overrides(raw: dict[str, Any], where: str = "") -> dict[str, Any]:
             out[key] = list(check_exit_codes(value, label))
         elif key == "stop_signal":
             out[key] = check_signal(value, label)
-        elif key in ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout"):
+        elif key in _DURATIONS:
             out[key] = parse_duration_ms(value, label)
     return out
 
 
 def effective(cfg: Config, auto_restart: bool, overrides: dict[str, Any]) -> RestartSettings:
-    d = cfg.restart
-    mode = overrides.get("restart", d.mode)
+    """config.yml's restart defaults with a process's own keys (as normalize_overrides stored them) applied."""
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key == "restart":
+            changes["mode"] = value
+        elif key == "success_exit_codes":
+            changes[key] = tuple(value)
+        elif key in _DURATIONS:
+            changes[key] = value / 1000
+        elif key == "stop_signal":
+            changes[key] = value
     if not auto_restart:
-        mode = "never"  # pmon3's --no-autorestart
-    return RestartSettings(
-        mode=mode,
-        success_exit_codes=tuple(overrides.get("success_exit_codes", d.success_exit_codes)),
-        min_uptime=overrides.get("min_uptime", d.min_uptime_ms) / 1000,
-        restart_delay=overrides.get("restart_delay", d.restart_delay_ms) / 1000,
-        max_restart_delay=overrides.get("max_restart_delay", d.max_restart_delay_ms) / 1000,
-        stop_signal=overrides.get("stop_signal", d.stop_signal),
-        stop_timeout=overrides.get("stop_timeout", d.stop_timeout_ms) / 1000,
-    )
+        changes["mode"] = "never"  # pmon3's --no-autorestart
+    return dataclasses.replace(cfg.restart, **changes) if changes else cfg.restart
 
 
 def quick_delay(settings: RestartSettings, streak: int) -> float:

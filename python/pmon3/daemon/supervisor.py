@@ -483,7 +483,7 @@ class Supervisor:
         if not self.authz.is_managed_log(p):
             return
         directory = os.path.dirname(p.log)
-        if directory != self.cfg.logs_directory:
+        if directory != self.cfg.logs.directory:
             _own_directory(directory)
         fd = os.open(p.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
         try:

@@ -674,14 +674,11 @@ def _exit_codes(value: str, where: str) -> list[int]:
 
 
 def _signal(value: str, where: str) -> str:
-    import signal
+    """config's signal parser (the only one), with a number written as its name."""
+    from ..config import signal_name
+    from ..errors import ConfigError
 
-    text = value.strip().upper()
-    if text.isdigit():
-        if int(text) in {s.value for s in signal.Signals}:
-            return signal.Signals(int(text)).name
-        raise ImporterError(f"{where}: {value!r} is not a valid signal number")
-    name = text if text.startswith("SIG") else f"SIG{text}"
-    if name not in signal.Signals.__members__:
-        raise ImporterError(f"{where}: {value!r} is not a valid signal name")
-    return name
+    try:
+        return signal_name(value, where)
+    except ConfigError as exc:
+        raise ImporterError(exc.message) from None
