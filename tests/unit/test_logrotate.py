@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import gzip
 import os
 import signal
@@ -335,7 +336,17 @@ def test_log_n_reads_only_the_newest_files_it_needs(tmp_path):
 # -- the timer --------------------------------------------------------------------------------------------
 
 
-def test_timer_checks_repeatedly_and_lists_once_per_check(tmp_path):
+@pytest.fixture
+def no_inotify(monkeypatch):
+    """A pmond that cannot get an inotify instance: the timer alone must do."""
+
+    def refuse() -> None:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(logrotate._native, "Inotify", refuse)
+
+
+def test_timer_checks_repeatedly_and_lists_once_per_check(tmp_path, no_inotify):
     log = tmp_path / "t.log"
     calls: list[float] = []
 
@@ -406,3 +417,341 @@ def test_timer_compresses_in_the_background(tmp_path):
 
     asyncio.run(main())
     assert not (tmp_path / "c.log.1").exists() and everything(log) == data
+
+
+# -- reacting to growth: inotify --------------------------------------------------------------------------
+
+
+async def until(cond, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+class Listing:
+    """paths() for a LogRotator that counts its calls."""
+
+    def __init__(self, *paths: Path) -> None:
+        self.paths = [str(p) for p in paths]
+        self.calls = 0
+
+    def __call__(self) -> list[str]:
+        self.calls += 1
+        return list(self.paths)
+
+
+def looks(rot: LogRotator) -> list[list[str]]:
+    """Record the logs each check stats (one list per call of _check_items)."""
+    seen: list[list[str]] = []
+    inner = rot._check_items
+
+    def spy(items, settings, watch=False):
+        seen.append(sorted(p for p, _ in items))
+        return inner(items, settings, watch)
+
+    rot._check_items = spy  # type: ignore[method-assign]
+    return seen
+
+
+def test_growth_is_seen_at_once_not_at_the_next_tick(fs: Fs):
+    log = fs.dir / "g.log"
+    log.write_bytes(b"")
+    listing = Listing(log)
+
+    async def main() -> None:
+        rot = LogRotator(settings(max_size=1000, retain=2), listing, asyncio.get_running_loop())
+        rot.interval = 3600  # the timer's first check places the watch, the next one never comes
+        rot.start()
+        await until(lambda: rot.watched() == [str(log)], "the watch")
+        with open(log, "ab") as fh:
+            fh.write(b"g" * 5000)
+        await until(lambda: rot.rotations == 1, "a rotation")
+        rot.stop()
+        assert listing.calls == 1 and rot.wakes >= 1
+
+    asyncio.run(main())
+    assert content(str(fs.dir / "g.log.1")) + log.read_bytes() == b"g" * 5000
+
+
+def test_many_writes_cost_one_look_per_log_and_wake(tmp_path):
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    for p in (a, b):
+        p.write_bytes(b"")
+
+    async def main() -> None:
+        rot = LogRotator(settings(max_size=1 << 30), Listing(a, b), asyncio.get_running_loop())
+        rot.interval = 3600
+        rot.start()
+        await until(lambda: rot.watched() == [str(a), str(b)], "the watches")
+        seen = looks(rot)
+        fa, fb = os.open(a, os.O_WRONLY | os.O_APPEND), os.open(b, os.O_WRONLY | os.O_APPEND)
+        try:
+            for _ in range(2000):  # interleaved, so the kernel cannot merge them: 4000 events queued
+                os.write(fa, b"line\n")
+                os.write(fb, b"line\n")
+            await until(lambda: len(seen) == 1, "the wake-up")
+            os.write(fa, b"one more\n")  # a later write is seen by a later wake-up
+            await until(lambda: len(seen) == 2, "the second wake-up")
+        finally:
+            os.close(fa)
+            os.close(fb)
+        rot.stop()
+        assert seen == [[str(a), str(b)], [str(a)]]
+
+    asyncio.run(main())
+
+
+def test_a_log_that_passed_the_limit_is_looked_at_again_without_a_pause(fs: Fs):
+    fast, slow = fs.dir / "fast.log", fs.dir / "slow.log"
+    for p in (fast, slow):
+        p.write_bytes(b"")
+
+    async def main() -> None:
+        rot = LogRotator(settings(max_size=1000, retain=2), Listing(fast, slow), asyncio.get_running_loop())
+        rot.interval = 3600
+        rot.start()
+        await until(lambda: len(rot.watched()) == 2, "the watches")
+        with open(slow, "ab") as fh:
+            fh.write(b"s\n")
+        await until(lambda: rot.wakes == 1, "the wake-up of a slow log")
+        assert rot.pauses == 1  # far from the limit: a pause
+        with open(fast, "ab") as fh:
+            fh.write(b"f" * 5000)
+        await until(lambda: rot.rotations == 1, "the rotation")
+        # The rotation's own truncate (or collapse) wakes us and shows no growth: still no pause, the
+        # writer is one that passes max_size between two looks.
+        await until(lambda: rot.wakes >= 3, "the wake-up of the rotation itself")
+        assert rot.pauses == 1
+        rot.stop()
+
+    asyncio.run(main())
+
+
+WRITER_SMALL_LINES = r"""
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+end = time.monotonic() + float(sys.argv[2])
+n = 0
+while time.monotonic() < end:
+    os.write(fd, b"%09d a small line\n" % n)
+    n += 1
+print(n)
+"""
+
+
+def test_a_chatty_process_far_below_max_size_does_not_wake_pmond_per_line(tmp_path):
+    log = tmp_path / "chatty.log"
+    log.write_bytes(b"")
+
+    async def main() -> tuple[int, int, float]:
+        rot = LogRotator(settings(max_size=1 << 30), Listing(log), asyncio.get_running_loop())
+        rot.interval = 3600
+        rot.start()
+        await until(lambda: rot.watched() == [str(log)], "the watch")
+        t0 = time.monotonic()
+        writer = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", WRITER_SMALL_LINES, str(log), "0.5", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await writer.communicate()
+        elapsed = time.monotonic() - t0
+        rot.stop()
+        return int(out), rot.wakes, elapsed
+
+    lines, wakes, elapsed = asyncio.run(main())
+    # Each wake-up far from the limit pauses the watch for WAKE_GAP: wake-ups are bounded by time, not lines.
+    assert lines > 5000 and 1 <= wakes <= elapsed / logrotate.WAKE_GAP + 5, (lines, wakes, elapsed)
+
+
+def test_a_lost_event_queue_checks_every_watched_log(tmp_path):
+    limit = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    if limit > 200000:
+        pytest.skip(f"max_queued_events is {limit}")
+    a, b, c = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "c.log"
+    for p in (a, b, c):
+        p.write_bytes(b"")
+
+    async def main() -> LogRotator:
+        rot = LogRotator(settings(max_size=1000), Listing(a, b, c), asyncio.get_running_loop())
+        rot.interval = 3600
+        rot.start()
+        await until(lambda: len(rot.watched()) == 3, "the watches")
+        fa, fb = os.open(a, os.O_WRONLY | os.O_APPEND), os.open(b, os.O_WRONLY | os.O_APPEND)
+        try:
+            for _ in range(limit // 2 + 100):  # interleaved events overflow the queue
+                os.write(fa, b"x")
+                os.write(fb, b"y")
+        finally:
+            os.close(fa)
+            os.close(fb)
+        with open(c, "ab") as fh:  # this event is lost: only IN_Q_OVERFLOW says that something happened
+            fh.write(b"c" * 10000)
+        await until(lambda: rot.rotations >= 1, "the rotation of c.log")
+        rot.stop()
+        return rot
+
+    asyncio.run(main())
+    assert (tmp_path / "c.log.1").exists()
+
+
+def test_a_replaced_log_is_watched_again_and_the_watches_follow_the_list(tmp_path):
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    for p in (a, b):
+        p.write_bytes(b"")
+    listing = Listing(a, b)
+
+    async def main() -> None:
+        rot = LogRotator(settings(max_size=1000, retain=1), listing, asyncio.get_running_loop())
+        rot.interval = 3600
+        rot.start()
+        await until(lambda: rot.watched() == [str(a), str(b)], "the watches")
+        a.unlink()
+        a.write_bytes(b"")  # a new inode at the same path: the old watch sees nothing of it
+        rot.check()
+        with open(a, "ab") as fh:
+            fh.write(b"a" * 10000)
+        await until(lambda: rot.rotations == 1, "a rotation of the new a.log")
+        listing.paths = [str(a)]
+        rot.check()
+        assert rot.watched() == [str(a)]
+        rot.settings = settings(max_size=0)  # rotation switched off by a reload: no watches
+        rot.check()
+        assert rot.watched() == []
+        rot.stop()
+
+    asyncio.run(main())
+
+
+def test_a_started_process_gets_its_watch_soon(tmp_path):
+    log = tmp_path / "new.log"
+    listing = Listing()
+
+    async def main() -> None:
+        rot = LogRotator(settings(max_size=1000), listing, asyncio.get_running_loop())
+        rot.interval = 3600
+        rot.start()
+        await until(lambda: listing.calls == 1, "the first check")
+        log.write_bytes(b"")  # the supervisor started a process with a new log
+        listing.paths = [str(log)]
+        rot.rescan_soon(str(log))
+        rot.rescan_soon(str(log))  # coalesced
+        await until(lambda: rot.watched() == [str(log)], "the watch of the new log")
+        assert listing.calls == 2
+        rot.rescan_soon(str(log))  # restarted (a crash loop): its log is watched already, nothing to list
+        assert rot._rescan is None
+        rot.rescan_soon()  # a start whose log is not known: list them
+        assert rot._rescan is not None
+        rot.stop()
+
+    asyncio.run(main())
+
+
+# -- a full filesystem ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["tmpfs", "ext4"])
+def small_fs(request, tmp_path: Path) -> Iterator[Path]:
+    """A 4 MB filesystem mounted for the test: tmpfs (copytruncate) or ext4 on a loop device (collapse)."""
+    mnt = tmp_path / "mnt"
+    if request.param == "tmpfs":
+        mount_tmpfs(mnt, "4m")
+    else:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to mount a filesystem")
+        image = tmp_path / "fs.img"
+        made = subprocess.run(
+            ["mkfs.ext4", "-q", "-F", "-O", "^has_journal", str(image), "4M"], capture_output=True, text=True
+        )
+        if made.returncode != 0:
+            pytest.skip(f"mkfs.ext4: {made.stderr.strip()}")
+        mnt.mkdir()
+        mounted = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount an ext4 image: {mounted.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        umount(mnt)
+
+
+def fill(path: Path, first: int = 0) -> int:
+    """Append numbered lines to `path` until the filesystem is full; returns the next line number."""
+    n = first
+    with open(path, "ab", buffering=0) as fh:
+        for size in (256, 16, 1):
+            while True:
+                chunk = b"".join(b"%07d filling the disk\n" % i for i in range(n, n + size))
+                try:
+                    fh.write(chunk)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+                n += size
+    return n
+
+
+def said(caplog, text: str) -> int:
+    return sum(text in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_filesystem_is_freed_in_place_when_no_copy_fits(small_fs, caplog):
+    caplog.set_level("INFO", logger="pmond.logrotate")
+    log, ballast = small_fs / "full.log", small_fs / "ballast"
+    ballast.write_bytes(b"b" * (3 << 20))
+    fill(log)
+    assert log.stat().st_size > 256 << 10
+    rot = LogRotator(settings(max_size=64 << 10, retain=3), lambda: [str(log)])
+    for _ in range(3):
+        assert rot.check() == [str(log)]
+        assert log.stat().st_size < 4096  # emptied (copytruncate) or down to its last block (collapse)
+        assert sorted(p.name for p in small_fs.glob("[!l]*")) == ["ballast", "full.log"]  # no copy, no temp
+        with open(log, "ab") as fh:
+            fh.write(b"written after the rotation\n")  # the writer can go on
+        assert log.read_bytes().endswith(b"written after the rotation\n")
+        fill(log)
+    assert rot.dropped == 3
+    assert said(caplog, f"no space left for a copy of {log}: emptied it in place") == 1  # once, not per rotation
+    ballast.unlink()  # room again: rotations keep their copy, and that is said too
+    assert rot.check() == [str(log)] and (small_fs / "full.log.1").exists() and rot.dropped == 3
+    assert said(caplog, f"{log} is rotated with a copy again") == 1
+
+
+def test_the_oldest_rotations_make_room_for_the_newest(small_fs, caplog):
+    caplog.set_level("INFO", logger="pmond.logrotate")
+    log = small_fs / "app.log"
+    rot = LogRotator(settings(max_size=400 << 10, retain=20), lambda: [str(log)])
+    written = b""
+    for i in range(15):  # 15 x 500 KB through a 4 MB filesystem that holds at most 7 of them
+        chunk = b"".join(b"%02d %06d rotation under pressure\n" % (i, j) for j in range(16000))
+        with open(log, "ab") as fh:
+            fh.write(chunk)  # never ENOSPC: each rotation made room first
+        written += chunk
+        assert rot.check() == [str(log)]
+    kept = everything(log)
+    assert written.endswith(kept) and len(kept) > 1 << 20  # the newest content, without a gap
+    assert 2 <= len(rotated_files(str(log))) < 15 and rot.dropped == 0
+    assert said(caplog, f"no space left for a copy of {log}: deleted its oldest rotations") == 1
+
+
+class FullFile:
+    """A copy that the filesystem has no more room for."""
+
+    def seek(self, *args) -> int:
+        return 0
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self) -> None:
+        pass
+
+
+def test_copytruncate_truncates_even_when_the_catch_up_has_no_room(tmp_path):
+    log = tmp_path / "c.log"
+    log.write_bytes(b"copied\n" + b"written during the copy\n")
+    fd = os.open(log, os.O_RDWR)
+    try:
+        assert LogRotator._catch_up_and_truncate(fd, 7, FullFile()) is False  # type: ignore[arg-type]
+    finally:
+        os.close(fd)
+    assert log.read_bytes() == b""  # the writer must be able to go on

@@ -105,6 +105,7 @@ class Daemon:
         self.boot.adopt_survivors()
         self.rotator = LogRotator(cfg.logs, self._rotated_logs, self.loop)
         self.rotator.start()
+        self.supervisor.on_start.append(lambda p: self.rotator.rescan_soon(p.log))  # watch a new log at once
         if cfg.transport == "mq":
             server: Any = transport.MQServer(
                 cfg.mq_base, self.handle, self.loop, self._queue_uids(), self._remember_queue_uid

@@ -116,6 +116,7 @@ class Supervisor:
         self.shutting_down = False
         self.started = time.monotonic()
         self.watchers: dict[int, Callable[[ExitInfo], None]] = {}
+        self.on_start: list[Callable[[Process], None]] = []  # called after each spawn (its log may be new)
         self.hooks = HookRunner(
             loop, lambda: self.cfg.hooks, lambda: self.cfg.hook_timeout_ms / 1000, self.watchers.__setitem__
         )
@@ -614,6 +615,8 @@ class Supervisor:
         p.started_at = time.time()
         self.store.update_runtime(p)
         log.info("started %s (id %d) as pid %d", p.name, p.id, rt.pid)
+        for callback in self.on_start:
+            callback(p)
 
     def _track(self, rt: Runtime) -> None:
         if rt.role == "main":
