@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import gzip
+import json
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +117,105 @@ def test_logf_keeps_following_across_rotations(tmp_path: Path, fs: str):
     finally:
         if fs == "copytruncate":
             umount(logs)
+
+
+# -- a fast writer, and a full log filesystem, in a real pmond ---------------------------------------------
+
+FAST_WRITER = r"""
+import json, os, sys, time
+rate, seconds, out = float(sys.argv[1]) * 1e6, float(sys.argv[2]), sys.argv[3]
+chunk = b"".join(b"%08d fast writer padding padding padding padding padding padding\n" % i for i in range(1100))
+chunk = chunk[: 64 << 10]
+start = time.monotonic()
+written = peak = 0
+while (now := time.monotonic() - start) < seconds:
+    if written < rate * now:
+        written += os.write(1, chunk)
+        peak = max(peak, os.fstat(1).st_size)  # the log only shrinks by rotation: this is its largest size
+    else:
+        time.sleep(0.0002)
+with open(out + ".tmp", "w") as fh:
+    json.dump({"written": written, "peak": peak, "seconds": time.monotonic() - start}, fh)
+os.rename(out + ".tmp", out)
+time.sleep(3600)
+"""
+
+
+def test_a_fast_writer_passes_max_size_by_little(tmp_path: Path):
+    """Issue 10.6: a 50 MB/s writer with max_size 20000 made 121 MB of logs in 4 s when sizes were checked once
+    a second. Now growth wakes pmond (inotify): measured 0.6-2.7 MB past max_size on a loaded 2-vCPU VM
+    (docs/logs.md); the bound here is generous for slow CI machines, and still 3-7x below the old behaviour."""
+    logs = tmp_path / "logs"
+    with running_daemon(tmp_path, f"logs:\n  directory: {logs}\n  max_size: 20000\n  retain: 2\n") as d:
+        writer, result, name = tmp_path / "fast.py", tmp_path / "fast.json", unique("fast")
+        writer.write_text(FAST_WRITER)
+        d.cli("exec", sys.executable, "--name", name, "--", str(writer), "50", "3", str(result))
+        wait_for(result.exists, timeout=60, what="the writer's three seconds")
+        got = json.loads(result.read_text())
+        assert got["written"] > 100e6  # it did write at about 50 MB/s
+        assert got["peak"] - 20000 < 16 << 20, got
+        rotated = [p.stat().st_size for p in logs.glob(f"{name}.log.*")]
+        assert rotated and max(rotated) < 16 << 20
+
+
+FILLER = r"""
+import json, os, sys, time
+status = sys.argv[1]
+n = enospc = shrinks = last = 0
+reported = 0.0
+while True:
+    try:
+        os.write(1, b"%08d filling the log filesystem, padding padding padding\n" % n)
+        n += 1
+    except OSError as exc:
+        if exc.errno != 28:
+            raise
+        enospc += 1
+        time.sleep(0.001)
+    size = os.fstat(1).st_size
+    shrinks += size < last
+    last = size
+    if n % 32 == 0:
+        time.sleep(0.001)  # about 2 MB/s
+    if time.monotonic() - reported > 0.05:
+        with open(status + ".tmp", "w") as fh:
+            json.dump({"lines": n, "enospc": enospc, "shrinks": shrinks}, fh)
+        os.rename(status + ".tmp", status)
+        reported = time.monotonic()
+"""
+
+
+def test_a_full_log_filesystem_recovers_and_its_process_keeps_writing(tmp_path: Path):
+    """Issue 10.5: with retain >= 1, rotation copies first; on a full filesystem the copy failed and the log
+    stayed full for good. Now the log is emptied in place when no copy fits, and pmond says so once."""
+    logs = tmp_path / "logs"
+    mount_tmpfs(logs, "4m")
+    try:
+        (logs / "ballast").write_bytes(b"b" * ((4 << 20) - (320 << 10)))  # leaves about 320 KB
+        with running_daemon(tmp_path, f"logs:\n  directory: {logs}\n  max_size: 256K\n  retain: 3\n") as d:
+            filler, status, name = tmp_path / "filler.py", tmp_path / "filler.json", unique("filler")
+            filler.write_text(FILLER)
+            d.cli("exec", sys.executable, "--name", name, "--", str(filler), str(status))
+            p = d.get(name)
+            log = Path(p["log"])
+            assert log.parent == logs
+
+            def state() -> dict[str, int]:
+                return json.loads(status.read_text()) if status.exists() else {"lines": 0, "shrinks": 0}
+
+            wait_for(lambda: state()["shrinks"] >= 3, timeout=60, what="three rotations on the full filesystem")
+            lines = state()["lines"]
+
+            def last_line() -> int:
+                tail = log.read_bytes()[-200:].split(b"\n")
+                numbers = [int(t.split()[0]) for t in tail[:-1] if t[:8].isdigit() and len(t) > 8]
+                return numbers[-1] if numbers else -1
+
+            wait_for(lambda: last_line() > lines, timeout=30, what="writes after the rotations landing in the log")
+            text = d.stderr_path.read_text()
+            assert text.count(f"no space left for a copy of {log}: emptied it in place") == 1, text[-2000:]
+            q = d.get(name)
+            assert q["status"] == "running" and q["pid"] == p["pid"] and q["restart_count"] == 0
+            assert not list(logs.glob(f"{name}.log.*"))  # no copy ever fitted; no temp file left behind
+    finally:
+        umount(logs)
