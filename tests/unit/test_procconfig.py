@@ -113,6 +113,13 @@ def test_cycles_are_refused_with_pmon3_texts(items, message):
 def test_unknown_dependencies_are_reported_and_skipped():
     ordered, independent, unknown = procconfig.dependency_order([("a", ["ghost"]), ("b", [])])
     assert unknown == ["ghost"] and set(ordered + independent) == {"a", "b"}
+    # pmon3 keeps a process whose only dependency is unknown in the dependency order (it still waits there)
+    assert ordered == ["a"] and independent == ["b"]
+
+
+def test_dependents_of_an_unknown_name_keep_their_place_after_known_ones():
+    items = [("c", ["nosuch"]), ("d", ["c"]), ("e", [])]
+    assert procconfig.dependency_order(items) == (["c", "d"], ["e"], ["nosuch"])
 
 
 def test_toml_keys_are_case_insensitive(tmp_path):
