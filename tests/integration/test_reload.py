@@ -325,3 +325,39 @@ def test_a_port_in_use_is_refused_at_exec_and_nothing_is_stored(daemon: Pmond):
     for bad in ("tcp:127.0.0.1", "udp:1.2.3.4:5", "tcp:nohost:80", "unix:relative.sock", "tcp6:::1:80"):
         res = daemon.cli("exec", SERVER, "--name", "clash", "--listen", bad, check=False)
         assert res.returncode == 1 and "listen" in res.stderr and len(res.stderr.splitlines()) == 1, bad
+
+
+def test_apply_reloads_what_holds_its_sockets(daemon: Pmond):
+    """A changed entry that holds its sockets and says when it is ready is reloaded by apply: no downtime."""
+    import json
+
+    port = free_port()
+    events = daemon.root / "applied.events"
+    conf = daemon.root / "applied.json"
+
+    def write(extra: str) -> None:
+        entry = {
+            "file": SERVER,
+            "name": "applied",
+            "listen": [f"tcp:127.0.0.1:{port}"],
+            "ready": "notify",
+            "env_vars": f"HTTP_SERVER_EVENTS={events} {extra}",
+        }
+        conf.write_text(json.dumps({"processes": [entry]}))
+
+    write("")
+    daemon.cli("apply", str(conf))
+    first = wait_for(lambda: (q := daemon.get("applied"))["status"] == "running" and q, what="READY=1")
+    write("VERSION=2")
+    with Load(port) as load:
+        load.wait_for_requests(100)
+        plan = json.loads(daemon.cli("apply", str(conf), "--json").stdout)
+        load.wait_for_requests(100)
+    (action,) = plan["actions"]
+    assert action["result"] == "reloaded", action
+    after = daemon.get("applied")
+    assert after["pid"] != first["pid"] and not pid_alive(first["pid"])
+    seen = {(k, int(p)): int(t) for k, p, t in (line.split() for line in events.read_text().splitlines())}
+    assert seen[("ready", after["pid"])] < seen[("term", first["pid"])]
+    assert load.result.failed == 0 and load.result.refused == 0, load.result.summary()
+    daemon.cli("del", "applied")

@@ -350,8 +350,12 @@ class Applier:
                         p = await sup.upsert(new, exec_semantics=False, groups_given=d.groups_given)
                         a.result, started = "created", True
                     else:
-                        p, started = await sup.update_spec(a.id, new, restart=a.restart, groups_given=d.groups_given)
-                        a.result = "restarted" if started else "updated"
+                        # a process that holds its sockets or says when it is ready is reloaded, not restarted
+                        smooth = bool(new.options.get("listen") or new.options.get("ready"))
+                        p, started = await sup.update_spec(
+                            a.id, new, restart=a.restart, groups_given=d.groups_given, reload=smooth
+                        )
+                        a.result = ("reloaded" if smooth else "restarted") if started else "updated"
                     a.id, a.seen, a.pid = p.id, p.status.label, p.pid
                 else:
                     a.result = UNCHANGED

@@ -222,60 +222,59 @@ class Supervisor:
         not ready in time, the old one keeps running, the row is unchanged, and SpawnError says why. A process
         that is not running is simply started. Returns the row and a note for the user (or "")."""
         async with self.lock(process_id):
-            p = self._get(process_id)
-            old = self.runtimes.get(process_id)
-            target = dataclasses.replace(p, options=dict(p.options), policy=dict(p.policy))
-            for key, value in changes.items():
-                setattr(target, key, value)
-            if old is None:
-                self._clear_runtime_state(process_id)
-                self.store.update(target)
-                try:
-                    self.start(target)
-                except SpawnError as exc:
-                    raise SpawnError(f"command error: start process error: {exc}") from None
-                return self._get(process_id), "it was not running: started"
-            ready = readiness.parse(str(target.options.get("ready", "none")))
-            note = ""
-            if ready.kind == "none":
-                settings = self.settings(target)
-                ready = readiness.ReadySpec("delay", delay=settings.min_uptime)
-                note = (
-                    f"no readiness check: the new copy counted as ready after min_uptime ({settings.min_uptime:g} s)"
-                    + (
-                        ""
-                        if target.options.get("listen")
-                        else "; without --listen it must share its port (SO_REUSEPORT)"
-                    )
-                )
-            leaf = _other(old.leaf)
-            if self.trees.populated((process_id, leaf), 0):
-                await self._end_tree((process_id, leaf), 0, signal.SIGKILL, 0)  # a failed reload's leftovers
-            try:
-                new = self._spawn_copy(target, leaf, role="successor")
-            except SpawnError as exc:
-                raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
-            try:
-                await self._await_ready(new, target, ready)
-            except readiness.NotReady as exc:
-                # gracefully: sharing the held sockets, it may be answering requests it has accepted
-                await self._terminate_copy(new, force=False)
-                self._close_notifier(new.copy)
-                raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
-            # The new copy serves: it becomes the process, then the old one is stopped gracefully.
-            old.role, new.role = "retiring", "main"
-            self.runtimes[process_id] = new
-            self.leaves[process_id] = leaf
-            self._stop_watchdog(old)
-            target.restart_count += 1
+            return await self._reload_locked(process_id, changes)
+
+    async def _reload_locked(self, process_id: int, changes: dict[str, Any]) -> tuple[Process, str]:
+        """reload, with the row's lock held (apply reloads under the lock it already holds)."""
+        p = self._get(process_id)
+        old = self.runtimes.get(process_id)
+        target = dataclasses.replace(p, options=dict(p.options), policy=dict(p.policy))
+        for key, value in changes.items():
+            setattr(target, key, value)
+        if old is None:
+            self._clear_runtime_state(process_id)
             self.store.update(target)
-            self._record_start(target, new)
-            self._set_status(target, Status.RUNNING)
-            self.store.update_runtime(target)
-            await self._terminate_copy(old, force=False)
-            self._close_notifier(old.copy)
-            log.info("reloaded %s: pid %d replaced pid %d", p.name, new.pid, old.pid)
-            return self._get(process_id), note
+            try:
+                self.start(target)
+            except SpawnError as exc:
+                raise SpawnError(f"command error: start process error: {exc}") from None
+            return self._get(process_id), "it was not running: started"
+        ready = readiness.parse(str(target.options.get("ready", "none")))
+        note = ""
+        if ready.kind == "none":
+            settings = self.settings(target)
+            ready = readiness.ReadySpec("delay", delay=settings.min_uptime)
+            note = f"no readiness check: the new copy counted as ready after min_uptime ({settings.min_uptime:g} s)" + (
+                "" if target.options.get("listen") else "; without --listen it must share its port (SO_REUSEPORT)"
+            )
+        leaf = _other(old.leaf)
+        if self.trees.populated((process_id, leaf), 0):
+            await self._end_tree((process_id, leaf), 0, signal.SIGKILL, 0)  # a failed reload's leftovers
+        try:
+            new = self._spawn_copy(target, leaf, role="successor")
+        except SpawnError as exc:
+            raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
+        try:
+            await self._await_ready(new, target, ready)
+        except readiness.NotReady as exc:
+            # gracefully: sharing the held sockets, it may be answering requests it has accepted
+            await self._terminate_copy(new, force=False)
+            self._close_notifier(new.copy)
+            raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
+        # The new copy serves: it becomes the process, then the old one is stopped gracefully.
+        old.role, new.role = "retiring", "main"
+        self.runtimes[process_id] = new
+        self.leaves[process_id] = leaf
+        self._stop_watchdog(old)
+        target.restart_count += 1
+        self.store.update(target)
+        self._record_start(target, new)
+        self._set_status(target, Status.RUNNING)
+        self.store.update_runtime(target)
+        await self._terminate_copy(old, force=False)
+        self._close_notifier(old.copy)
+        log.info("reloaded %s: pid %d replaced pid %d", p.name, new.pid, old.pid)
+        return self._get(process_id), note
 
     async def scale(self, head_id: int, n: int) -> list[Process]:
         """Make the process `head_id` run as `n` instances: NAME (instance 0), NAME@1 ... NAME@n-1, sharing its
@@ -341,7 +340,7 @@ class Supervisor:
         return self.authz.family(self._get(head_id))
 
     async def update_spec(
-        self, process_id: int, new: Process, *, restart: bool, groups_given: bool
+        self, process_id: int, new: Process, *, restart: bool, groups_given: bool, reload: bool = False
     ) -> tuple[Process, bool]:
         """apply: replace a stored row's spec with `new` (validated; spec.merge). A live process is restarted
         (gracefully, counted) when `restart`, i.e. when what it was started with changed; otherwise it keeps
@@ -351,6 +350,14 @@ class Supervisor:
         async with self.lock(process_id):
             p = self._get(process_id)
             restart = restart and self.is_alive(process_id)
+            if restart and reload:  # without downtime: the new copy first, the old one stopped once it is ready
+                target = spec.merge(dataclasses.replace(p), new, groups_given)
+                changes = {f: getattr(target, f) for f in spec.SPEC_FIELDS}
+                await self._reload_locked(process_id, changes)
+                p = self._get(process_id)
+                p.groups = list(target.groups)
+                self.store.set_groups(p)
+                return self._get(process_id), True
             if restart:
                 await self.terminate(process_id, force=False)
                 p = self._get(process_id)
