@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -60,3 +61,36 @@ def test_cli_autostarts_a_user_daemon_in_xdg_paths(tmp_root: Path):
             os.kill(daemon_pid, signal.SIGTERM)
             wait_for(lambda: not pid_alive(daemon_pid), timeout=30, what="user pmond to exit")
     assert not pid_alive(p["pid"])  # handle_interrupts stopped its child
+
+
+def test_a_user_daemon_holds_unix_sockets_with_the_users_rights(tmp_root: Path):
+    """A user's own pmond (not root) binds a held unix socket itself: the file is the user's, with the mode asked
+    for; a privileged port is refused."""
+    if system_daemon_listening():
+        pytest.skip("a system pmond is running on this machine: users talk to it, not to their own")
+    pw = run_user("s")
+    user = pw.pw_name
+    home = tmp_root / "usermode-sockets"
+    home.mkdir()
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    cmd, extra = cli_command_for_others()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PMON3_", "XDG_"))}
+    env.update(extra, HOME=str(home), USER=user, LOGNAME=user)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cmd, *args], env=env, user=user, capture_output=True, text=True, timeout=60, cwd=home)
+
+    state = home / ".local" / "state" / "pmon3"
+    sock = home / "web.sock"
+    try:
+        res = cli("exec", "/bin/sleep", "--name", "web", "-a", "300", "--listen", f"unix:{sock},mode=0600", "--json")
+        assert res.returncode == 0, res.stderr
+        st = sock.lstat()
+        assert stat.S_ISSOCK(st.st_mode) and st.st_uid == pw.pw_uid and stat.S_IMODE(st.st_mode) == 0o600
+        res = cli("exec", "/bin/sleep", "--name", "low", "-a", "300", "--listen", "tcp:127.0.0.1:80")
+        assert res.returncode == 1 and "port 80 needs root" in res.stderr, res.stderr
+    finally:
+        if (state / "pmond.lock").exists():
+            daemon_pid = int((state / "pmond.lock").read_text())
+            os.kill(daemon_pid, signal.SIGTERM)
+            wait_for(lambda: not pid_alive(daemon_pid), timeout=30, what="user pmond to exit")

@@ -250,7 +250,7 @@ class Sockets:
             except OSError:
                 pass
         try:
-            if caller_uid == 0:
+            if caller_uid == 0 or os.geteuid() != 0:  # root's own, or a user's own pmond: already their rights
                 _native.bind_unix(s.fileno(), spec.path, spec.mode)
             else:  # the file is created as the caller, where the caller may create files
                 _native.bind_unix(s.fileno(), spec.path, spec.mode, run.uid, run.gid, list(run.groups))
