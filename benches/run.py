@@ -1,35 +1,44 @@
 #!/usr/bin/env python3
-"""pmon3 benchmarks, side by side with supervisord and a C reference supervisor (see benches/README.md).
+"""pmon3 benchmarks, side by side with supervisord, a C reference supervisor and PM2 (see benches/README.md).
 
     python benches/run.py            # full run (make bench)
-    python benches/run.py --quick    # < 3 minutes (make bench-quick)
+    python benches/run.py --quick    # the short profile (make bench-quick)
     python benches/run.py --only latency,cold,cli
+    python benches/run.py --only reload --quick
 
-Every scenario drives whole daemons through their real CLIs (`pmon3`, `supervisorctl`), alternating
-pmon3 and supervisord (A B A B ...). supervisord is installed from PyPI into benches/.venv-peer. The C
+Every scenario drives whole daemons through their real CLIs (`pmon3`, `supervisorctl`, `pm2`), alternating
+pmon3 and its peers (A B A B ...). supervisord is installed from PyPI into benches/.venv-peer. The C
 reference (benches/cref/cref.c, built with cc -O2 into a temp dir) joins the restart-latency rounds and
-the cold-start scenario; with root and tracefs, a traced pass breaks pmon3's and C's restarts down.
-Each daemon runs isolated in its own temp directory and is stopped (SIGTERM, with a deadline) at the end.
-Results: a table on stdout and the raw samples in benches/results/<timestamp>.json.
+the cold-start scenario; with root and tracefs, a traced pass breaks pmon3's and C's restarts down. The
+reload scenario compares zero-downtime reloads under HTTP load with PM2 7 in cluster mode, the same Node
+server on both (benches/reload/server.js); PM2 comes from the vendored node_modules tarball ($PM2_TARBALL,
+else shared/vendor/ beside the checkout), unpacked into a temp dir with its own PM2_HOME.
+Each daemon runs isolated in its own temp directory and is stopped (SIGTERM, with a deadline; `pm2 kill`)
+at the end. Results: a table on stdout and the raw samples in benches/results/<timestamp>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
+import dataclasses
 import datetime as dt
 import itertools
 import json
+import math
 import os
 import platform
 import re
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -56,7 +65,7 @@ _counter = itertools.count(1)
 PROFILES = {
     # kills per daemon (and in the traced breakdown pass); spawn sizes with (reps of b: sequential CLI,
     # reps of a: daemon boot); cold start sizes with reps (pmon3 vs C); CLI runs; idle window seconds;
-    # native spawn iterations.
+    # native spawn iterations; reloads per set-up and the set-ups (pmon3 vs PM2, RELOAD_SETUPS).
     "full": {
         "kills": 60,
         "trace_kills": 60,
@@ -65,6 +74,8 @@ PROFILES = {
         "cli_runs": 30,
         "idle_s": 10.0,
         "spawn_iters": 2000,
+        "reloads": 10,
+        "reload_setups": ["web1", "web2", "web1l"],
     },
     "quick": {
         "kills": 30,
@@ -74,6 +85,8 @@ PROFILES = {
         "cli_runs": 5,
         "idle_s": 5.0,
         "spawn_iters": 500,
+        "reloads": 4,
+        "reload_setups": ["web1", "web2"],
     },
 }
 
@@ -684,15 +697,17 @@ def row(
     sup: Optional[float],
     lower_is_better: bool = True,
     cref: Optional[float] = None,
+    pm2: Optional[float] = None,
     **extra,
 ) -> dict:
-    """One table row; supervisord or the C reference is None where it is not part of the scenario."""
+    """One table row; supervisord, the C reference or PM2 is None where it is not part of the scenario."""
     return {
         "metric": name,
         "unit": unit,
         "pmon3": pm,
         "supervisord": sup,
         "cref": cref,
+        "pm2": pm2,
         "lower_is_better": lower_is_better,
         **extra,
     }
@@ -1236,6 +1251,425 @@ def scenario_native_spawn(p: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# reload under load: pmon3 vs PM2 (cluster mode)
+
+PM2_VERSION = "7.0.4"
+PM2_TARBALL_NAME = f"pm2-{PM2_VERSION}-node_modules.tgz"
+NODE_SERVER = HERE / "reload" / "server.js"
+LOAD_RATE = 400  # requests per second offered during every reload (keep-alive off)
+LOAD_THREADS = 16
+WARM_OK = 100  # answered requests before each reload, and after it (the new copies serve)
+REQUEST_TIMEOUT = 5.0  # s: a request not answered by then counts as failed
+
+
+@dataclasses.dataclass(frozen=True)
+class ReloadSetup:
+    name: str  # the process name on both sides (pmon3: NAME, NAME@1, ...; PM2: the app)
+    instances: int
+    linger_ms: int  # LINGER_MS of benches/reload/server.js: how long a stopped copy stays at least
+    label: str
+
+
+RELOAD_SETUPS = (
+    ReloadSetup("web1", 1, 0, "1 inst. vs PM2 cluster 1"),
+    ReloadSetup("web2", 2, 0, "2 inst. vs PM2 cluster 2"),
+    ReloadSetup("web1l", 1, 1000, "1 inst., app lingers 1 s"),
+)
+
+
+def find_pm2_tarball() -> Optional[Path]:
+    """The vendored PM2 node_modules: $PM2_TARBALL, else shared/vendor/ beside the checkout (or its worktree
+    parent). Never committed: it is unpacked into a temp dir per run."""
+    env = os.environ.get("PM2_TARBALL")
+    candidates = [Path(env)] if env else []
+    candidates += [up / "shared" / "vendor" / PM2_TARBALL_NAME for up in (ROOT.parent, ROOT.parent.parent)]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http_get(port: int, timeout: float = REQUEST_TIMEOUT) -> str:
+    """One GET on a fresh connection (HTTP/1.0, Connection: close), read to EOF; "ok", "refused", or what
+    else went wrong: "connect: <exception>", "reply: <exception>" (after the connection was made: sending
+    or reading), an empty reply or a status line other than 200."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as exc:
+        return f"connect: {type(exc).__name__}"
+    data = b""
+    try:
+        with s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            while chunk := s.recv(4096):
+                data += chunk
+    except OSError as exc:
+        return f"reply: {type(exc).__name__}"
+    if not data.startswith((b"HTTP/1.0 200", b"HTTP/1.1 200")):
+        return f"status {data[:12]!r}" if data else "empty reply"
+    return "ok"
+
+
+class PacedLoad:
+    """GETs to 127.0.0.1:port at a fixed rate (open loop), each on a fresh connection, the same request as
+    tests/load.py.
+
+    Request i is due at t0 + i / rate; `threads` threads take the next due request from a shared schedule, so
+    one request that hangs does not hold back the ones after it (16 threads: up to 15 may hang before the
+    offered rate drops). Latency counts from when a request was due, so a server that stalls shows as latency
+    rather than as fewer requests. Every request is recorded as (due, done, outcome) on CLOCK_MONOTONIC."""
+
+    def __init__(self, port: int, rate: float = LOAD_RATE, threads: int = LOAD_THREADS) -> None:
+        self.port = port
+        self.rate = rate
+        self.threads = threads
+        self.records: list[tuple[float, float, str]] = []
+        self.cond = threading.Condition()
+        self.ok = 0
+        self.next_slot = 0
+        self.running = threading.Event()
+        self.workers: list[threading.Thread] = []
+        self.t0 = self.t_stop = 0.0
+
+    def __enter__(self) -> PacedLoad:
+        self.running.set()
+        self.t0 = time.monotonic()
+        for _ in range(self.threads):
+            t = threading.Thread(target=self._work, daemon=True)
+            t.start()
+            self.workers.append(t)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.t_stop = time.monotonic()
+        self.running.clear()
+        for t in self.workers:
+            t.join(20)  # the requests in flight end (answered, or their 10 s timeout)
+
+    @property
+    def offered_rate(self) -> float:
+        """Requests sent per second from the start until the load was stopped."""
+        sent = sum(1 for due, _, _ in self.records if due <= self.t_stop)
+        return sent / (self.t_stop - self.t0) if self.t_stop > self.t0 else 0.0
+
+    def _work(self) -> None:
+        while self.running.is_set():
+            with self.cond:
+                due = self.t0 + self.next_slot / self.rate
+                self.next_slot += 1
+            ahead = due - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)  # the offered load's own schedule (not a wait for a condition)
+            if not self.running.is_set():
+                return
+            outcome = http_get(self.port)
+            done = time.monotonic()
+            with self.cond:
+                self.records.append((due, done, outcome))
+                if outcome == "ok":
+                    self.ok += 1
+                self.cond.notify_all()
+
+    def wait_ok(self, n: int, timeout: float = 30.0) -> None:
+        """Until `n` more requests have been answered 200, within a deadline."""
+        with self.cond:
+            target = self.ok + n
+            if not self.cond.wait_for(lambda: self.ok >= target, timeout):
+                raise TimeoutError(f"port {self.port}: fewer than {n} answers in {timeout:.0f} s")
+
+
+class Pm2:
+    """PM2 from the vendored node_modules, unpacked into a temp dir, with its own PM2_HOME there (its daemon,
+    sockets, logs); its apps in cluster mode. `pm2 kill` at the end, then anything left is SIGKILLed."""
+
+    label = "PM2"
+
+    def __init__(self, tarball: Path, apps: list[dict]) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="pm2-bench-"))
+        subprocess.run(["tar", "-xzf", str(tarball), "-C", str(self.dir)], check=True)
+        self.bin = self.dir / "node_modules" / "pm2" / "bin" / "pm2"
+        if not self.bin.exists():
+            raise RuntimeError(f"{tarball} has no node_modules/pm2/bin/pm2")
+        self.home = self.dir / "home"
+        self.home.mkdir()
+        # No first-run banner and no version check: both would send a request to version.pm2.io.
+        (self.home / "touch").write_text("bench\n")
+        self.env = dict(os.environ, PM2_HOME=str(self.home), PM2_DISABLE_VERSION_CHECK="1", NO_COLOR="1")
+        self.ecosystem = self.dir / "ecosystem.config.js"
+        self.ecosystem.write_text("module.exports = " + json.dumps({"apps": apps}, indent=1) + ";\n")
+        self.seen: dict[int, int] = {}  # pid -> its start time: every PM2 process seen, for the clean-up
+
+    def cmd(self, *args: str) -> list[str]:
+        return [shutil.which("node") or "node", str(self.bin), *args]
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> tuple[float, subprocess.CompletedProcess]:
+        took, cp = timed(self.cmd(*args), self.env, timeout)
+        if check and cp.returncode != 0:
+            raise RuntimeError(f"pm2 {' '.join(args)} failed ({cp.returncode}): {cp.stdout[-2000:]}{cp.stderr[-2000:]}")
+        return took, cp
+
+    def version(self) -> str:
+        return self.cli("--version")[1].stdout.strip().splitlines()[-1]
+
+    def daemon_pid(self) -> int:
+        with contextlib.suppress(OSError, ValueError):
+            return int((self.home / "pm2.pid").read_text())
+        return 0
+
+    def start(self) -> None:
+        self.cli("start", str(self.ecosystem))
+        self.remember(self.daemon_pid())
+
+    def jlist(self) -> tuple[float, dict[str, list[tuple[int, str]]]]:
+        """(seconds the call took, name -> [(pid, status)] by pm_id)."""
+        took, cp = self.cli("jlist")
+        procs: dict[str, list[tuple[int, str]]] = {}
+        for p in sorted(json.loads(cp.stdout[cp.stdout.index("[") :]), key=lambda p: p["pm_id"]):
+            procs.setdefault(p["name"], []).append((int(p["pid"]), p["pm2_env"]["status"]))
+            self.remember(int(p["pid"]))
+        return took, procs
+
+    def remember(self, pid: int) -> None:
+        start = start_time(pid)
+        if start is not None:
+            self.seen.setdefault(pid, start)
+
+    def cleanup(self) -> None:
+        """`pm2 kill` (stops the apps, then the daemon), then wait for every PM2 process seen to be gone; one
+        still there after 15 s (the same pid and start time: never a reused pid) is SIGKILLed."""
+        if self.daemon_pid():
+            _, cp = self.cli("kill", check=False, timeout=60)
+            if cp.returncode != 0:
+                log(f"pm2 kill failed ({cp.returncode}): {cp.stderr[-500:]}")
+        left = {pid: t for pid, t in self.seen.items() if start_time(pid) == t}
+        end = time.monotonic() + 15
+        while left and time.monotonic() < end:
+            left = {pid: t for pid, t in left.items() if start_time(pid) == t}
+            time.sleep(0.02)  # polling the processes' exit, with the deadline above
+        for pid in left:
+            log(f"PM2 process {pid} still running 15 s after pm2 kill: SIGKILL")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_time(pid: int) -> Optional[int]:
+    """When a live (not zombie) process started, in clock ticks since boot; None when there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def pmon3_pids(pm: Pmon) -> tuple[float, dict[str, list[tuple[int, str]]]]:
+    """(seconds `pmon3 ls --json` took, family -> [(pid, status)] by instance)."""
+    took, cp = pm.cli("ls", "--json")
+    procs: dict[str, list[tuple[int, str]]] = {}
+    for p in sorted(json.loads(cp.stdout), key=lambda p: p["name"]):
+        procs.setdefault(p["name"].split("@")[0], []).append((int(p["pid"]), p["status"]))
+    return took, procs
+
+
+def wait_serving(port: int, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while http_get(port, timeout=2.0) != "ok":
+        if time.monotonic() > end:
+            raise TimeoutError(f"{what}: port {port} does not answer after {timeout:.0f} s")
+
+
+def all_up(procs: dict[str, list[tuple[int, str]]], setups: list[ReloadSetup]) -> bool:
+    """Every set-up runs all its instances (pmon3 `running`: ready; PM2 `online`)."""
+    return all(
+        len(procs.get(s.name, [])) == s.instances
+        and all(status in ("running", "online") for _, status in procs[s.name])
+        for s in setups
+    )
+
+
+def reload_session(port: int, reload_cmd: Callable[[], tuple[float, subprocess.CompletedProcess]]) -> dict:
+    """Offered load on `port`; once WARM_OK answers came, one reload (timed: command start -> it returns); then
+    WARM_OK more answers (the new copies serve) and the load stops. Everything the load saw is counted."""
+    with PacedLoad(port) as load:
+        load.wait_ok(WARM_OK)
+        t0 = time.monotonic()
+        took, cp = reload_cmd()
+        t1 = time.monotonic()
+        if cp.returncode != 0:
+            raise RuntimeError(f"reload failed ({cp.returncode}): {cp.stdout[-1000:]}{cp.stderr[-1000:]}")
+        load.wait_ok(WARM_OK)
+    recs = load.records
+    outcomes = collections.Counter(o for _, _, o in recs)
+    during = [(done - due) * 1000 for due, done, o in recs if o == "ok" and t0 <= due <= t1]
+    outside = [(done - due) * 1000 for due, done, o in recs if o == "ok" and not t0 <= due <= t1]
+    return {
+        "duration_s": took,
+        "requests": len(recs),
+        "rate": load.offered_rate,
+        "ok": outcomes.pop("ok", 0),
+        "refused": outcomes.pop("refused", 0),
+        "failed": sum(outcomes.values()),
+        "errors": dict(outcomes),
+        "latency_during_ms": [round(x, 3) for x in during],
+        "latency_outside_p99_ms": percentile(outside, 0.99),
+        # every request that was not answered 200: when it was due and when it ended, in s from the reload's start
+        "not_ok": [(round(due - t0, 3), round(done - t0, 3), o) for due, done, o in recs if o != "ok"],
+        "reload_s": round(t1 - t0, 3),
+    }
+
+
+def percentile(samples: list[float], q: float) -> Optional[float]:
+    """Nearest rank; None without samples."""
+    if not samples:
+        return None
+    s = sorted(samples)
+    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
+
+
+def scenario_reload(p: dict) -> dict:
+    """Zero-downtime reload under HTTP load, pmon3 vs PM2 7 in cluster mode, the same Node server
+    (benches/reload/server.js) on both: pmon3 holds the socket (--listen, fd 3) and waits for READY=1
+    (--ready notify); PM2's cluster master holds it and `pm2 reload` waits for the new worker's 'listening'.
+    Set-ups (RELOAD_SETUPS): 1 vs 1 and 2 vs 2 instances, and in the full profile 1 vs 1 with a server that
+    lingers 1 s after its stop signal. Per round one reload of each set-up and side in turn; which side goes
+    first alternates by round."""
+    node = shutil.which("node")
+    tarball = find_pm2_tarball()
+    if node is None or tarball is None:
+        why = "no node on PATH" if node is None else f"no {PM2_TARBALL_NAME} (set PM2_TARBALL)"
+        log(f"reload: skipped ({why})")
+        return {"rows": [], "raw": {"skipped": why}}
+    reloads = p["reloads"]
+    setups = [s for s in RELOAD_SETUPS if s.name in p["reload_setups"]]
+    ports = {side: {s.name: free_port() for s in setups} for side in ("pmon3", "pm2")}
+    apps = [
+        {
+            "name": s.name,
+            "script": str(NODE_SERVER),
+            "exec_mode": "cluster",
+            "instances": s.instances,
+            "env": {"PORT": str(ports["pm2"][s.name]), "LINGER_MS": str(s.linger_ms)},
+        }
+        for s in setups
+    ]
+    pm = Pmon("reload")
+    pm2: Optional[Pm2] = None
+    raw: dict = {
+        "load": {"rate": LOAD_RATE, "threads": LOAD_THREADS, "warm_ok": WARM_OK, "timeout_s": REQUEST_TIMEOUT},
+        "setups": [dataclasses.asdict(s) for s in setups],
+        "node": subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip(),
+    }
+    sessions: dict[str, list[dict]] = {}
+    cli_s: dict[str, list[float]] = {"pmon3": [], "pm2": []}
+    try:
+        pm.start()
+        for s in setups:
+            listen = f"tcp:127.0.0.1:{ports['pmon3'][s.name]}"
+            pm.cli(
+                *("exec", node, "--name", s.name, "--listen", listen, "--ready", "notify", "-a", str(NODE_SERVER)),
+                *("-e", f"LINGER_MS={s.linger_ms}"),
+                *(["-i", str(s.instances)] if s.instances > 1 else []),
+            )
+        pm2 = Pm2(tarball, apps)
+        raw["pm2"] = pm2.version()
+        pm2.start()
+        listers = {"pmon3": lambda: pmon3_pids(pm), "pm2": pm2.jlist}
+        for side, lister in listers.items():
+            poll_until(lambda lister=lister: all_up(lister()[1], setups), 60, f"{side}: all instances up")
+            for s in setups:
+                wait_serving(ports[side][s.name], 30, f"{side} {s.name}")
+        log(
+            f"reload: {reloads} reloads per set-up ({', '.join(s.name for s in setups)}) under {LOAD_RATE} req/s, "
+            f"pmon3 vs PM2 {raw['pm2']} (node {raw['node']}), interleaved"
+        )
+        clis = {"pmon3": pm.cli, "pm2": pm2.cli}
+        for rnd in range(reloads):
+            for s in setups:
+                for side in ("pmon3", "pm2") if rnd % 2 == 0 else ("pm2", "pmon3"):
+                    took_ls, before = listers[side]()
+                    cli_s[side].append(took_ls)
+                    res = reload_session(
+                        ports[side][s.name], lambda c=clis[side], name=s.name: c("reload", name, check=False)
+                    )
+                    _, after = listers[side]()
+                    old = {pid for pid, _ in before[s.name]}
+                    new = [pid for pid, _ in after[s.name]]
+                    if len(new) != s.instances or old & set(new):
+                        raise RuntimeError(
+                            f"{side} {s.name}: the reload did not replace every instance: {old} -> {new}"
+                        )
+                    res |= {"round": rnd, "pids_before": sorted(old), "pids_after": new}
+                    sessions.setdefault(f"{side}/{s.name}", []).append(res)
+                    log(
+                        f"reload round {rnd + 1} {side} {s.name}: {res['duration_s']:.3f} s, {res['failed']} failed, "
+                        f"{res['refused']} refused, {res['rate']:.0f} req/s"
+                    )
+    finally:
+        if pm2 is not None:
+            pm2.cleanup()
+        pm.cleanup()
+
+    rows = []
+    raw["sessions"] = sessions
+    raw["cli_round_trip_s"] = cli_s
+    raw["summary"] = {}
+    for s in setups:
+        m = {side: reload_summary(sessions[f"{side}/{s.name}"]) for side in ("pmon3", "pm2")}
+        raw["summary"][s.name] = m
+        for label, unit, key in (
+            ("duration median", "s", "duration_median_s"),
+            ("duration max", "s", "duration_max_s"),
+            (f"failed requests in {reloads}", "n", "failed"),
+            (f"refused connections in {reloads}", "n", "refused"),
+            ("p99 latency during reloads", "ms", "p99_during_ms"),
+            ("p99 latency between reloads", "ms", "p99_outside_ms"),
+            ("offered load (median)", "req/s", "rate"),
+        ):
+            rows.append(row(f"reload, {s.label}: {label}", unit, m["pmon3"][key], None, pm2=m["pm2"][key]))
+    rows.append(
+        row(
+            f"`pmon3 ls --json` vs `pm2 jlist` ({sum(s.instances for s in setups)} node processes each)",
+            "s",
+            statistics.median(cli_s["pmon3"]),
+            None,
+            pm2=statistics.median(cli_s["pm2"]),
+        )
+    )
+    return {"rows": rows, "raw": raw}
+
+
+def reload_summary(ss: list[dict]) -> dict:
+    """One side of one set-up over its reloads: durations, what failed, latencies, the load offered."""
+    during = [x for s in ss for x in s["latency_during_ms"]]
+    outside = [s["latency_outside_p99_ms"] for s in ss if s["latency_outside_p99_ms"] is not None]
+    durations = [s["duration_s"] for s in ss]
+    return {
+        "duration_median_s": statistics.median(durations),
+        "duration_max_s": max(durations),
+        "durations_s": durations,
+        "failed": sum(s["failed"] for s in ss),
+        "refused": sum(s["refused"] for s in ss),
+        "failed_per_reload": [s["failed"] for s in ss],
+        "refused_per_reload": [s["refused"] for s in ss],
+        "errors": dict(sum((collections.Counter(s["errors"]) for s in ss), collections.Counter())),
+        "p99_during_ms": percentile(during, 0.99),
+        "p50_during_ms": percentile(during, 0.5),
+        "p99_outside_ms": statistics.median(outside) if outside else None,
+        "rate": statistics.median(s["rate"] for s in ss),
+    }
+
+
+def info_pmon3() -> str:
+    return subprocess.run([PMON3, "--version"], capture_output=True, text=True).stdout.strip()
+
+
+# ----------------------------------------------------------------------------------------------
 # output
 
 
@@ -1252,12 +1686,14 @@ def fmt(v: float, unit: str) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    """Markdown table; the supervisord and C reference columns only when some row has them."""
+    """Markdown table; the supervisord, C reference and PM2 columns only when some row has them."""
     with_sup = any(r.get("supervisord") is not None for r in rows)
     with_c = any(r.get("cref") is not None for r in rows)
+    with_pm2 = any(r.get("pm2") is not None for r in rows)
     head = ["scenario", "pmon3"]
     head += ["supervisord", "pmon3/sup"] if with_sup else []
     head += ["C ref", "pmon3/C"] if with_c else []
+    head += ["PM2", "pmon3/PM2"] if with_pm2 else []
 
     def cell(v: Optional[float], unit: str) -> str:
         return "-" if v is None else fmt(v, unit)
@@ -1278,6 +1714,8 @@ def table(rows: list[dict]) -> str:
             cells += [sup_label, ratio(r["pmon3"], r.get("supervisord"))]
         if with_c:
             cells += [cell(r.get("cref"), r["unit"]), ratio(r["pmon3"], r.get("cref"))]
+        if with_pm2:
+            cells += [cell(r.get("pm2"), r["unit"]), ratio(r["pmon3"], r.get("pm2"))]
         body.append(tuple(cells))
     widths = [max(len(x[i]) for x in (tuple(head), *body)) for i in range(len(head))]
 
@@ -1289,13 +1727,15 @@ def table(rows: list[dict]) -> str:
     return "\n".join([line(tuple(head)), sep, *map(line, body)])
 
 
-SCENARIOS = ("native", "latency", "cold", "spawn", "cli")
+SCENARIOS = ("native", "latency", "cold", "spawn", "cli", "reload")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="the < 3 minute profile")
-    ap.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (cli includes idle)")
+    ap.add_argument(
+        "--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (cli includes idle; reload: vs PM2)"
+    )
     args = ap.parse_args()
     profile = PROFILES["quick" if args.quick else "full"]
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
@@ -1305,7 +1745,8 @@ def main() -> int:
 
     started = dt.datetime.now().astimezone()
     t_start = time.monotonic()
-    peer_version = ensure_peer()
+    # supervisord takes part in these; the others run without it (and without installing it)
+    peer_version = ensure_peer() if only & {"latency", "spawn", "cli"} else "(not used)"
     info = host_info() | {"supervisord": peer_version}
     profile_name = "quick" if args.quick else "full"
     log(f"pmon3: {info['pmon3']}; supervisord {peer_version}; {info['cpus']} cpus; profile {profile_name}")
@@ -1319,6 +1760,7 @@ def main() -> int:
             ("cold", "cold_start", lambda: scenario_cold(profile)),
             ("spawn", "spawn_throughput", lambda: scenario_spawn(profile, keep)),
             ("cli", "cli_and_idle", lambda: scenario_cli_idle(profile, keep)),
+            ("reload", "reload_vs_pm2", lambda: scenario_reload(profile)),
         ):
             if key in only:
                 t0 = time.monotonic()
@@ -1342,10 +1784,15 @@ def main() -> int:
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{started.strftime('%Y%m%dT%H%M%S')}.json"
     path.write_text(json.dumps(out, indent=1) + "\n")
-    print(
-        f"\npmon3 vs supervisord {peer_version} and the C reference — {started:%Y-%m-%d %H:%M} — "
-        f"{info['cpus']} CPUs, {info['cpu']}"
-    )
+    peers = []
+    if only & {"latency", "spawn", "cli"}:
+        peers.append(f"supervisord {peer_version}")
+    if only & {"latency", "cold"}:
+        peers.append("the C reference")
+    pm2_version = results.get("reload_vs_pm2", {}).get("raw", {}).get("pm2")
+    if pm2_version:
+        peers.append(f"PM2 {pm2_version}")
+    print(f"\npmon3 vs {', '.join(peers) or 'nothing'} — {started:%Y-%m-%d %H:%M} — {info['cpus']} CPUs, {info['cpu']}")
     print(table(rows))
     print(f"\n({out['duration_s']:.0f} s; raw samples in {path.relative_to(ROOT)})")
     return 0
