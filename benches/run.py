@@ -1665,10 +1665,6 @@ def reload_summary(ss: list[dict]) -> dict:
     }
 
 
-def info_pmon3() -> str:
-    return subprocess.run([PMON3, "--version"], capture_output=True, text=True).stdout.strip()
-
-
 # ----------------------------------------------------------------------------------------------
 # output
 
