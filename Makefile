@@ -66,8 +66,8 @@ lint: dev ## rustfmt, clippy, ruff, and the .pyi stub against the built module
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --no-default-features -- -D warnings
-	$(VENV)/bin/ruff check python tests
-	$(VENV)/bin/ruff format --check python tests
+	$(VENV)/bin/ruff check python tests benches docs/examples
+	$(VENV)/bin/ruff format --check python tests benches docs/examples
 	$(PY) -m pytest -q tests/unit/test_native_stub.py
 
 typecheck: dev ## mypy --strict on python/ (the .pyi stub is checked by stubtest in lint)
@@ -75,7 +75,7 @@ typecheck: dev ## mypy --strict on python/ (the .pyi stub is checked by stubtest
 
 fmt: ## format Rust and Python
 	cargo fmt --all
-	ruff format python tests
+	ruff format python tests benches docs/examples
 
 clean: ## remove build products
 	rm -rf target $(VENV) dist build .pytest_cache
@@ -83,10 +83,10 @@ clean: ## remove build products
 .PHONY: help dev build wheel sdist wheel-smoke completions install-systemd uninstall-systemd systemd_install \
 	systemd_uninstall test test-python lint typecheck fmt clean
 
-bench: ## benchmarks vs supervisord (benches/.venv-peer) and a C reference: table + benches/results/*.json
+bench: ## benchmarks vs supervisord (benches/.venv-peer), a C reference and PM2 (reloads): table + benches/results/*.json
 	$(PY) benches/run.py
 
-bench-quick: ## the same benchmarks, shorter (< 3 minutes)
+bench-quick: ## the same benchmarks, shorter (about 4 minutes)
 	$(PY) benches/run.py --quick
 
 .PHONY: bench bench-quick
