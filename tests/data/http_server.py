@@ -54,6 +54,9 @@ def main() -> None:
     else:
         server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
     server.timeout = 0.05  # how soon a SIGTERM is noticed between requests
+    # Instances share the socket: a wake-up another copy wins would leave a blocking accept() stuck (and deaf to
+    # SIGTERM) until the next connection. Non-blocking, a lost race is just another turn of the loop.
+    server.socket.setblocking(False)
     where = os.environ.get("NOTIFY_SOCKET", "")
     if where and "--never-ready" not in sys.argv:  # a copy that never gets ready (reload failure tests)
         note = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

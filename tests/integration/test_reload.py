@@ -361,3 +361,37 @@ def test_apply_reloads_what_holds_its_sockets(daemon: Pmond):
     assert seen[("ready", after["pid"])] < seen[("term", first["pid"])]
     assert load.result.failed == 0 and load.result.refused == 0, load.result.summary()
     daemon.cli("del", "applied")
+
+
+def test_sockets_are_found_again_when_the_program_moved_them(daemon: Pmond):
+    """A program that dup()s its socket elsewhere and closes fd 3: a new pmond still finds it among its fds."""
+    port = free_port()
+    prog = daemon.root / "mover.py"
+    prog.write_text(
+        "#!/usr/bin/python3\nimport os, socket, time\n"
+        "moved = os.dup2(3, 17)\nos.close(3)\n"
+        "s = socket.socket(fileno=moved)\n"
+        "while True:\n    c, _ = s.accept()\n    c.sendall(b'HTTP/1.0 200 OK\\r\\n\\r\\nmoved')\n    c.close()\n"
+    )
+    prog.chmod(0o755)
+    daemon.cli("exec", str(prog), "--name", "mover", "--listen", f"tcp:127.0.0.1:{port}")
+    daemon.stop(signal.SIGKILL)
+    daemon.start()
+    log = (daemon.root / "pmond.stderr").read_text()
+    assert "cannot take back" not in log.split("ready (pid")[-1]
+    with Load(port) as load:
+        load.wait_for_requests(50)
+        pid = daemon.get("mover")["pid"]
+        os.kill(pid, signal.SIGKILL)  # its restart needs the socket pmond took back
+        daemon.wait_restarted("mover", pid)
+        load.wait_for_requests(50)
+    assert load.result.refused == 0, load.result.summary()
+    daemon.cli("del", "mover")
+
+
+def test_a_tcp_or_http_check_on_a_held_socket_is_refused(daemon: Pmond):
+    for ready in ("tcp", "http:/health"):
+        res = daemon.cli(
+            "exec", SERVER, "--name", "blind", "--listen", "tcp:127.0.0.1:1", "--ready", ready, check=False
+        )
+        assert res.returncode == 1 and "cannot tell when a new copy is ready" in res.stderr, res.stderr

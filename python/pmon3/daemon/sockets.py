@@ -181,21 +181,17 @@ class Sockets:
         else:
             self.held.pop(key, None)
 
-    def recover(self, key: Key, texts: list[str], pidfd: int) -> bool:
+    def recover(self, key: Key, texts: list[str], pidfd: int, pid: int = 0) -> bool:
         """After a pmond restart: take the running process's copies back (its fds 3, 4, ...), checking each is
         still the listening socket of that address. False if any is missing: they are bound at its next start."""
         specs = parse_all(texts)
         got: list[tuple[ListenSpec, socket.socket]] = []
         for i, spec in enumerate(specs):
-            try:
-                fd = _native.pidfd_getfd(pidfd, 3 + i)
-            except OSError as exc:
-                log.warning("cannot take back %s from the running process: %s", spec.text(), exc)
-                break
-            s = socket.socket(fileno=fd)
-            if not _is_listening(s, spec):
-                s.detach()
-                os.close(fd)
+            s = _take_back(pidfd, 3 + i, spec)
+            if s is None:  # moved or closed fd 3+i (some programs do): any of its descriptors may be it
+                s = next((t for fd in _socket_fds(pid) if (t := _take_back(pidfd, fd, spec)) is not None), None)
+            if s is None:
+                log.warning("cannot take back %s from the running process", spec.text())
                 break
             got.append((spec, s))
         if len(got) != len(specs):
@@ -290,6 +286,38 @@ def _answers(path: str) -> bool:
         return False
     finally:
         probe.close()
+
+
+def _take_back(pidfd: int, target: int, spec: ListenSpec) -> Optional[socket.socket]:
+    """A copy of the process's descriptor `target` if it is the listening socket of `spec`."""
+    try:
+        fd = _native.pidfd_getfd(pidfd, target)
+    except OSError:
+        return None
+    s = socket.socket(fileno=fd)
+    if _is_listening(s, spec):
+        return s
+    s.detach()
+    os.close(fd)
+    return None
+
+
+def _socket_fds(pid: int) -> list[int]:
+    """The descriptors of `pid` that are sockets (from /proc: pmond is root or the process's own user)."""
+    if not pid:
+        return []
+    found = []
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    for name in names:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                found.append(int(name))
+        except (OSError, ValueError):
+            continue
+    return sorted(found)
 
 
 def _is_listening(s: socket.socket, spec: ListenSpec) -> bool:

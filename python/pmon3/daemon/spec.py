@@ -112,7 +112,13 @@ def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "", *,
             p.options["listen"] = [s.text() for s in sockets.parse_all(listen)]
         key = "ready"
         if req.ready not in (None, "", "none"):
-            p.options["ready"] = readiness.parse(str(req.ready)).text()
+            ready = readiness.parse(str(req.ready))
+            if ready.kind in ("tcp", "http") and p.options.get("listen"):
+                raise InvalidRequestError(
+                    f"ready {ready.text()}: on a socket pmond holds, a connection is answered by whichever copy "
+                    "accepts it, so it cannot tell when a new copy is ready: use notify, log:REGEX or delay:DURATION"
+                )
+            p.options["ready"] = ready.text()
         key = "ready_timeout"
         if req.ready_timeout is not None:
             p.options["ready_timeout"] = _duration(req.ready_timeout, "ready_timeout")

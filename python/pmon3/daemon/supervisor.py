@@ -653,7 +653,7 @@ class Supervisor:
         rt.ready.set_result(None)
         self._track(rt)
         if p.options.get("listen") and not self.sockets.fds(self.socket_key(p)):
-            if not self.sockets.recover(self.socket_key(p), list(p.options["listen"]), pidfd):
+            if not self.sockets.recover(self.socket_key(p), list(p.options["listen"]), pidfd, p.pid):
                 log.warning("%s: its held sockets are bound again at its next start", p.name)
         if p.options.get("ready") == "notify":
             self._notifier(rt.copy)  # it still sends to the same NOTIFY_SOCKET name
