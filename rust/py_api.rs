@@ -115,6 +115,12 @@ fn reap() -> PyResult<Vec<ExitTuple>> {
 }
 
 #[pyfunction]
+fn reap_pidfd(pidfd: i32, pid: i32) -> PyResult<Option<ExitTuple>> {
+    Ok(reaper::reap_pidfd(pidfd, pid)?
+        .map(|r| (r.pid, r.code, r.signal, r.utime, r.stime, r.maxrss_kib)))
+}
+
+#[pyfunction]
 fn set_child_subreaper() -> PyResult<()> {
     Ok(reaper::set_child_subreaper()?)
 }
@@ -422,6 +428,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pidfd_send_signal, m)?)?;
     m.add_function(wrap_pyfunction!(killpg, m)?)?;
     m.add_function(wrap_pyfunction!(reap, m)?)?;
+    m.add_function(wrap_pyfunction!(reap_pidfd, m)?)?;
     m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;
     m.add_function(wrap_pyfunction!(stat_as, m)?)?;

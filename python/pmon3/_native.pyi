@@ -15,6 +15,7 @@ __all__ = [
     "pidfd_send_signal",
     "killpg",
     "reap",
+    "reap_pidfd",
     "set_child_subreaper",
     "proc_start_time",
     "stat_as",
@@ -117,6 +118,11 @@ def killpg(pgid: int, sig: int) -> None:
 
 def reap() -> list[_ExitRecord]:
     """Collect every exited child without blocking (wait4(-1, WNOHANG) until none is left)."""
+
+def reap_pidfd(pidfd: int, pid: int) -> Optional[_ExitRecord]:
+    """Collect the child behind `pidfd` (whose pid is `pid`) if it has exited, without blocking; None while
+    it runs. O(1) however many children there are (waitid P_PIDFD), where reap() walks all of them (1 ms
+    per call with 8000 children). ECHILD when it is not our child or was collected already."""
 
 def set_child_subreaper() -> None:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to this process."""

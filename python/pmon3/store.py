@@ -172,6 +172,27 @@ _RUNTIME_FIELDS = (
 )
 
 
+_UPDATE_RUNTIME = (
+    "UPDATE processes SET pid = ?, pid_start_time = ?, status = ?, restart_count = ?, started_at = ?, "
+    "last_exit_code = ?, last_exit_signal = ?, updated_at = ?, flap = ? WHERE id = ?"
+)
+
+
+def _runtime_values(p: Process) -> tuple[Any, ...]:
+    return (
+        p.pid,
+        p.pid_start_time,
+        int(p.status),
+        p.restart_count,
+        p.started_at,
+        p.last_exit_code,
+        p.last_exit_signal,
+        p.updated_at,
+        json.dumps(p.flap),
+        p.id,
+    )
+
+
 def _shallow(v: Any) -> Any:
     return list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v
 
@@ -220,6 +241,9 @@ class Store:
         # write-through cache is exact; it keeps SQLite reads off the restart path.
         self._cache: dict[int, Process] = {}
         self._complete = False  # the cache holds every row (after a full listing): `ls` needs no SQL
+        # Rows whose runtime columns the cache has and SQLite not yet (update_runtime(deferred=True)): written
+        # by flush(), in one transaction, before any SQL touches processes and at close.
+        self._dirty: set[int] = set()
         self._migrate(os.geteuid() if default_owner is None else default_owner)
         self.db.execute("PRAGMA foreign_keys=ON")
         if fresh:
@@ -242,7 +266,21 @@ class Store:
                 self.db.execute(f"PRAGMA user_version = {step + 1}")
 
     def close(self) -> None:
+        self.flush()
         self.db.close()
+
+    @property
+    def pending(self) -> int:
+        """Rows with deferred writes."""
+        return len(self._dirty)
+
+    def flush(self) -> None:
+        """Write the deferred runtime columns (update_runtime(deferred=True)) in one transaction."""
+        if not self._dirty:
+            return
+        ids, self._dirty = sorted(self._dirty), set()
+        with self.db:
+            self.db.executemany(_UPDATE_RUNTIME, [_runtime_values(self._cache[i]) for i in ids if i in self._cache])
 
     def integrity_check(self) -> str:
         return str(_scalar(self.db, "PRAGMA integrity_check"))
@@ -300,6 +338,7 @@ class Store:
         """Every row, or one owner's, by id."""
         if self._complete:
             return [_copy(p) for i, p in sorted(self._cache.items()) if owner is None or p.owner == owner]
+        self.flush()
         groups: dict[int, list[str]] = {}
         for pid, name in self.db.execute(
             "SELECT pg.process_id, g.name FROM process_groups pg JOIN groups g ON g.id = pg.group_id ORDER BY g.name"
@@ -319,6 +358,7 @@ class Store:
         cached = self._cache.get(process_id)
         if cached is not None:
             return _copy(cached)
+        self.flush()
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)).fetchall()
         return self._remember(self._row(rows[0])) if rows else None
 
@@ -327,6 +367,7 @@ class Store:
         return p
 
     def get_by_name(self, owner: int, name: str) -> Optional[Process]:
+        self.flush()
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM processes WHERE owner = ? AND name = ?", (owner, name)
         ).fetchall()
@@ -336,6 +377,7 @@ class Store:
         """Ids are max(id)+1 as in pmon3, so a dropped table starts again at 1."""
         ts = now_text()
         p.created_at = p.updated_at = ts
+        self.flush()
         with self.db:
             p.id = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM processes"))
             self.db.execute(
@@ -352,6 +394,7 @@ class Store:
         values = self._values(p)
         cols = [c.strip() for c in _COLUMNS.split(",")]
         assignments = ", ".join(f"{c} = ?" for c in cols[1:])
+        self.flush()
         with self.db:
             self.db.execute(f"UPDATE processes SET {assignments} WHERE id = ?", (*values[1:], p.id))
         cached = self._cache.get(p.id)
@@ -362,31 +405,33 @@ class Store:
         fresh.groups = cached.groups  # groups are not part of this write (set_groups is)
         self._cache[p.id] = fresh
 
-    def update_runtime(self, p: Process) -> None:
-        """The hot path after a spawn or an exit: only the columns that change."""
+    def update_runtime(self, p: Process, deferred: bool = False) -> None:
+        """The hot path after a spawn or an exit: only the columns that change. `deferred`: the cache (which
+        every read is served from) now, SQLite at the next flush(), batched with the others."""
         p.updated_at = now_text()
-        self.db.execute(
-            "UPDATE processes SET pid = ?, pid_start_time = ?, status = ?, restart_count = ?, started_at = ?, "
-            "last_exit_code = ?, last_exit_signal = ?, updated_at = ?, flap = ? WHERE id = ?",
-            (
-                p.pid,
-                p.pid_start_time,
-                int(p.status),
-                p.restart_count,
-                p.started_at,
-                p.last_exit_code,
-                p.last_exit_signal,
-                p.updated_at,
-                json.dumps(p.flap),
-                p.id,
-            ),
-        )
         cached = self._cache.get(p.id)
         if cached is not None:
             for field in _RUNTIME_FIELDS:
-                setattr(cached, field, getattr(p, field))
+                value = getattr(p, field)
+                setattr(cached, field, dict(value) if field == "flap" else value)
+            if deferred:
+                self._dirty.add(p.id)
+                return
+        self._dirty.discard(p.id)
+        self.db.execute(_UPDATE_RUNTIME, _runtime_values(p))
+
+    def set_start_time(self, process_id: int, pid: int, start_time: int) -> bool:
+        """The kernel's start time of the row's pid, once it is known (deferred like update_runtime); False
+        if the row is gone or has another pid by now."""
+        cached = self._cache.get(process_id)
+        if cached is None or cached.pid != pid:
+            return False
+        cached.pid_start_time = start_time
+        self._dirty.add(process_id)
+        return True
 
     def delete(self, process_id: int) -> None:
+        self.flush()
         self._cache.pop(process_id, None)
         with self.db:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
@@ -421,6 +466,7 @@ class Store:
 
     def delete_group(self, group_id: int) -> None:
         """The group goes, its memberships with it; the processes stay."""
+        self.flush()
         with self.db:
             self.db.execute("DELETE FROM process_groups WHERE group_id = ?", (group_id,))
             self.db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
@@ -437,6 +483,7 @@ class Store:
 
     def change_membership(self, group_ids: list[int], process_ids: list[int], add: bool) -> None:
         """Every (group, process) pair, all or nothing."""
+        self.flush()
         with self.db:
             for g in group_ids:
                 for p in process_ids:
@@ -480,6 +527,7 @@ class Store:
         )
 
     def set_groups(self, p: Process) -> None:
+        self.flush()
         with self.db:
             self._set_groups(p)
         cached = self._cache.get(p.id)

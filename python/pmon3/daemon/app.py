@@ -89,16 +89,18 @@ class Daemon:
         transport.write_pid_file(cfg.data_directory, "starting", cfg.transport, self.endpoint)
         _native.set_child_subreaper()
         _raise_mq_limit()
+        nofile = _raise_nofile_limit()
         self.maybe_reload()  # records the stamp of the file we started with, and logs its warnings
         self.store = Store(cfg.db_path)
         self.authz = Authz(self.store, cfg)
         self.trees = Trees(cfg, self.loop)
         self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz, self.trees)
+        self.supervisor.set_nofile(*nofile)
         self.boot = Boot(self.store, cfg, self.authz, self.supervisor)
         self.groups = Groups(self.store)
         self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
         self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
-        self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
+        self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep_soon)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
@@ -163,6 +165,7 @@ class Daemon:
                 continue
             for line in errors:
                 log.error("boot start: %s", line)
+        self.supervisor.check_nofile(len(self.store.list_processes()))
         log.info("boot start done")
 
     def _reload(self) -> None:
@@ -243,11 +246,13 @@ class Daemon:
             reply = protocol.error(req_id, ErrorCode.INTERNAL, f"internal error: {exc}")
         if warnings:
             reply["warnings"] = warnings
+        self.supervisor.settle()  # what the request started is on disk and in the log before it is answered
         return reply
 
     async def shutdown(self) -> None:
         sup = self.supervisor
         sup.shutting_down = True
+        sup.settle()
         notify.notify("STOPPING=1")
         for task in list(self.background):
             task.cancel()
@@ -272,6 +277,23 @@ class Daemon:
         self.store.close()
 
 
+def _raise_nofile_limit() -> tuple[int, int, int]:
+    """One pidfd per process: take the whole hard limit of descriptors (the processes get the soft limit back,
+    see Supervisor.set_nofile). Returns (the soft limit we started with, the one we have now, the hard one)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        wanted = hard if hard != resource.RLIM_INFINITY else max(soft, NOFILE_UNLIMITED)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            log.info("descriptor limit (RLIMIT_NOFILE) raised from %d to %d", soft, wanted)
+            return soft, wanted, hard
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the descriptor limit (RLIMIT_NOFILE) from %d: %s", soft, exc)
+    return soft, soft, hard
+
+
 def _raise_mq_limit() -> None:
     """Request queues are charged to pmond's user: take whatever room the hard limit allows."""
     import resource
@@ -286,6 +308,8 @@ def _raise_mq_limit() -> None:
     log.debug("RLIMIT_MSGQUEUE stays at %s", soft)
 
 
+# RLIMIT_NOFILE soft limit taken when the hard limit is unlimited (fs.nr_open caps what the kernel allows).
+NOFILE_UNLIMITED = 1 << 20
 # How long a stopping pmond lets requests being handled finish (so that `daemon stop` gets its answer).
 IN_FLIGHT_GRACE = 2.0
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}

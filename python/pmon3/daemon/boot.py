@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from typing import Any, Optional
 
 from .. import procconfig
@@ -24,6 +25,8 @@ from .readiness import NotReady
 from .supervisor import Supervisor
 
 log = logging.getLogger("pmond.boot")
+# Seconds of starting processes before the loop serves anything else (requests, deaths, timers) once.
+BOOT_SLICE = 0.02
 
 
 def boot_id() -> str:
@@ -107,7 +110,11 @@ class Boot:
         plan = self.plan(caller, config_only, revive)
         errors: list[str] = []
         pause = self.cfg.wait_dependent_ms / 1000
+        turn = time.monotonic()
         for name in plan.queue:
+            if time.monotonic() - turn > BOOT_SLICE:  # a long boot lets requests, deaths and timers in
+                await asyncio.sleep(0)
+                turn = time.monotonic()
             try:
                 started = await self._bring_one(caller, name, plan)
             except CommandError as exc:

@@ -50,6 +50,35 @@ log = logging.getLogger("pmond.supervisor")
 KILL_WAIT = 5.0
 # Rows `exec` may take over by name: not alive and not about to be restarted by us.
 REUSABLE = (Status.STOPPED, Status.FAILED, Status.CLOSED, Status.QUEUED, Status.BACKOFF)
+# What a start leaves for later (its start time, the SQL write, log line, restart hook, callbacks) waits this
+# long: with CLONE_VFORK pmond runs again the moment the child's execve let go of our memory, before the exec
+# is done, and on the same CPU that work would delay the child (benches/README.md, restart breakdown).
+SETTLE_DELAY = 0.005
+# Descriptors pmond needs besides one pidfd per process (database, queues, log, inotify, hooks, requests).
+NOFILE_RESERVE = 256
+# SIGCHLD: at most one sweep (wait4(-1) until nothing is left: each call walks every child of ours) this often.
+# A supervised copy is collected through its own pidfd at once; only orphans and hooks wait for a sweep.
+SWEEP_DELAY = 0.05
+
+
+def _open_trace() -> int:
+    """PMON3_TRACE=path (benches/README.md): one "<CLOCK_MONOTONIC ns> <event> <pid>" line per restart step."""
+    path = os.environ.get("PMON3_TRACE", "")
+    if not path:
+        return -1
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+
+_trace_fd = _open_trace()
+
+
+def _trace(event: bytes, pid: int) -> None:
+    os.write(_trace_fd, b"%d %s %d\n" % (time.monotonic_ns(), event, pid))
+
+
+# A start whose bookkeeping waits for settle(): the row (a private copy), the copy, and for an automatic
+# restart what the restart hook and the log line need (old status, old pid, the exit, the uptime).
+Unsettled = tuple[Process, "Runtime", Optional[tuple[Status, int, ExitInfo, float]]]
 
 
 @dataclasses.dataclass
@@ -117,11 +146,40 @@ class Supervisor:
         self.started = time.monotonic()
         self.watchers: dict[int, Callable[[ExitInfo], None]] = {}
         self.on_start: list[Callable[[Process], None]] = []  # called after each spawn (its log may be new)
+        self.unsettled: list[Unsettled] = []
+        # RLIMIT_NOFILE: what pmond has (one pidfd per process), and what its processes get back when pmond
+        # raised its own soft limit (the soft limit it was started with, as systemd does for services).
+        self.nofile = 0
+        self.child_rlimits: Optional[list[tuple[int, int, int]]] = None
+        self._nofile_said = False
+        self._settle_handle: Optional[asyncio.TimerHandle] = None
+        self._sweep_handle: Optional[asyncio.TimerHandle] = None
         self.hooks = HookRunner(
             loop, lambda: self.cfg.hooks, lambda: self.cfg.hook_timeout_ms / 1000, self.watchers.__setitem__
         )
 
     # -- settings ---------------------------------------------------------------------------------------
+    def set_nofile(self, original_soft: int, soft: int, hard: int) -> None:
+        import resource
+
+        self.nofile = soft
+        if soft != original_soft:
+            self.child_rlimits = [(resource.RLIMIT_NOFILE, original_soft, hard)]
+
+    def check_nofile(self, processes: int) -> None:
+        """Say once when the descriptor limit is too low for the processes pmond has (one pidfd each, and
+        some for itself)."""
+        if self._nofile_said or not self.nofile or processes + NOFILE_RESERVE <= self.nofile:
+            return
+        self._nofile_said = True
+        log.warning(
+            "%d processes need about %d descriptors (one pidfd each) and pmond may open %d (RLIMIT_NOFILE hard "
+            "limit): raise it (LimitNOFILE= in pmond.service, or ulimit -Hn) and restart pmond",
+            processes,
+            processes + NOFILE_RESERVE,
+            self.nofile,
+        )
+
     def settings(self, p: Process) -> policy.RestartSettings:
         return policy.effective(self.cfg, p.auto_restart, p.policy)
 
@@ -452,6 +510,10 @@ class Supervisor:
 
     def close(self) -> None:
         """pmond goes away: what it holds for processes (sockets, notify sockets) is closed, processes stay."""
+        self.settle()
+        for handle in (self._sweep_handle,):
+            if handle is not None:
+                handle.cancel()
         for copy in list(self.notifiers):
             self._close_notifier(copy)
         self.sockets.close()
@@ -563,8 +625,9 @@ class Supervisor:
             "gid": user.gid if root else None,
             "groups": list(user.groups) if root else None,
             "log_path": p.log or None,
-            **self.trees.spawn_options(copy),  # born inside its tree: nothing it starts can leave it
         }
+        if self.child_rlimits:
+            options["rlimits"] = self.child_rlimits
         if pass_fds:
             options.update(pass_fds=pass_fds, listen_pid=True)
         launch = Launch(
@@ -593,17 +656,27 @@ class Supervisor:
         self, process_id: int, leaf: str, launch: Launch, policy_inputs: tuple[bool, dict[str, Any]], role: str
     ) -> Runtime:
         try:
-            pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options)
+            tree = self.trees.spawn_fds((process_id, leaf))  # born inside its tree: nothing it starts can leave it
         except OSError as exc:
-            if exc.errno == errno.ENOSYS and "cgroup_fd" in launch.options:
+            if exc.errno == errno.EMFILE:
+                self.check_nofile(len(self.by_pid) + NOFILE_RESERVE)
+            raise SpawnError(f"cgroup {self.trees.path((process_id, leaf))}: {exc.strerror}") from None
+        if _trace_fd >= 0:
+            _trace(b"spawn", 0)
+        try:
+            pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options, **tree)
+        except OSError as exc:
+            if exc.errno == errno.ENOSYS and "cgroup_fd" in tree:
                 self.trees.no_clone3()
-                kept = [(launch, (process_id, leaf))]
-                kept += [(r.launch, r.copy) for r in self.by_pid.values() if r.launch is not None]
-                for each, copy in kept:  # every kept Launch: their cgroup fds were closed
-                    if each.options.pop("cgroup_fd", None) is not None:
-                        each.options.update(self.trees.spawn_options(copy))
                 return self._launch(process_id, leaf, launch, policy_inputs, role)
+            if exc.errno == errno.EMFILE:
+                self.check_nofile(len(self.by_pid) + NOFILE_RESERVE)
             raise SpawnError(str(exc.args[1]) if len(exc.args) > 1 else str(exc)) from None
+        finally:
+            for fd in tree.values():
+                os.close(fd)
+        if _trace_fd >= 0:
+            _trace(b"spawned", pid)
         rt = Runtime(
             process_id, leaf, pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs
         )
@@ -611,19 +684,53 @@ class Supervisor:
         self._track(rt)
         return rt
 
-    def _record_start(self, p: Process, rt: Runtime) -> None:
-        try:
-            start_time = _native.proc_start_time(rt.pid)
-        except OSError:
-            start_time = 0  # died already: the pidfd still reports it
+    def _record_start(
+        self, p: Process, rt: Runtime, restart: Optional[tuple[Status, int, ExitInfo, float]] = None
+    ) -> None:
+        """The row says the new copy runs: in the store's cache at once (every read sees it). Its start time,
+        the SQL write, the log line, the restart hook and the on_start callbacks wait for settle(), soon
+        after (SETTLE_DELAY), or before the reply to a request."""
         gated = str(p.options.get("ready", "none")) != "none"
         self._set_status(p, Status.STARTING if gated else Status.RUNNING)
-        p.pid, p.pid_start_time = rt.pid, start_time
+        p.pid, p.pid_start_time = rt.pid, 0
         p.started_at = time.time()
-        self.store.update_runtime(p)
-        log.info("started %s (id %d) as pid %d", p.name, p.id, rt.pid)
-        for callback in self.on_start:
-            callback(p)
+        self.store.update_runtime(p, deferred=True)
+        self.unsettled.append((p, rt, restart))
+        if self._settle_handle is None:
+            self._settle_handle = self.loop.call_later(SETTLE_DELAY, self.settle)
+
+    def settle(self) -> None:
+        """The bookkeeping of the starts since the last call (see _record_start), then every deferred write."""
+        if self._settle_handle is not None:
+            self._settle_handle.cancel()
+            self._settle_handle = None
+        pending, self.unsettled = self.unsettled, []
+        for p, rt, restart in pending:
+            start_time = 0
+            if self.by_pid.get(rt.pid) is rt:  # not collected yet: the pid is still that process's
+                try:
+                    start_time = _native.proc_start_time(rt.pid)
+                except OSError:
+                    pass
+            if self.store.set_start_time(p.id, rt.pid, start_time):
+                p.pid_start_time = start_time
+            if restart is None:
+                log.info("started %s (id %d) as pid %d", p.name, p.id, rt.pid)
+            else:
+                old_status, old_pid, info, uptime = restart
+                log.info(
+                    "%s (id %d, pid %d) exited: %s after %.3f s; started again as pid %d",
+                    p.name,
+                    p.id,
+                    info.pid,
+                    info.describe(),
+                    uptime,
+                    rt.pid,
+                )
+                self._restart_hook(p, old_status, old_pid)
+            for callback in self.on_start:
+                callback(p)
+        self.store.flush()
 
     def _track(self, rt: Runtime) -> None:
         if rt.role == "main":
@@ -807,11 +914,37 @@ class Supervisor:
             elif pid in self.watchers:  # a hook
                 self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss))
 
-    def _pidfd_ready(self, rt: Runtime) -> None:
+    def sweep_soon(self) -> None:
+        """SIGCHLD: a sweep within SWEEP_DELAY (orphans and hooks; supervised copies come by their pidfds)."""
+        if self._sweep_handle is None:
+            self._sweep_handle = self.loop.call_later(SWEEP_DELAY, self._sweep_now)
+
+    def _sweep_now(self) -> None:
+        self._sweep_handle = None
         self.sweep()
-        if self.by_pid.get(rt.pid) is rt and not rt.is_child:
-            # Not our child: its exit status belongs to its real parent; we only know it is gone.
+
+    def _pidfd_ready(self, rt: Runtime) -> None:
+        """A copy's pidfd is readable: it has exited. Our child is collected through its pidfd (O(1), where a
+        sweep walks every child); of another parent's we only know that it is gone."""
+        if _trace_fd >= 0:
+            _trace(b"seen", rt.pid)
+        if self.by_pid.get(rt.pid) is not rt:
+            return
+        if not rt.is_child:
             self._exited(rt, ExitInfo(rt.pid, None, None))
+            return
+        try:
+            record = _native.reap_pidfd(rt.pidfd, rt.pid)
+        except OSError as exc:
+            if exc.errno != errno.ECHILD:
+                log.error("collecting pid %d failed: %s", rt.pid, exc)
+            record = None
+        if record is None:  # not collectable through its pidfd (never seen): the general way
+            self.sweep()
+            if self.by_pid.get(rt.pid) is rt:
+                self._exited(rt, ExitInfo(rt.pid, None, None))
+            return
+        self._exited(rt, ExitInfo(*record))
 
     def _untrack(self, rt: Runtime) -> None:
         if self.by_pid.get(rt.pid) is not rt:
@@ -927,10 +1060,8 @@ class Supervisor:
         old_status, old_pid = p.status, p.pid
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         p.restart_count += 1
-        self._record_start(p, new)
+        self._record_start(p, new, (old_status, old_pid, info, uptime))  # the hook and log line: at settle()
         self._watch_ready(new, p)
-        self._restart_hook(p, old_status, old_pid)
-        log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
         return True
 
     def _restart_hook(self, p: Process, old_status: Status, old_pid: int) -> None:

@@ -106,8 +106,6 @@ class Trees:
     def __init__(self, cfg: Config, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.base: Optional[str] = None
-        self.dir_fds: dict[Copy, int] = {}
-        self.events_fds: dict[Copy, int] = {}
         self.inotify: Optional[_native.Inotify] = None
         self.watchers: dict[int, asyncio.Future[None]] = {}  # inotify wd -> wake-up
         # session mode: members seen when signalling, held by pidfd (no pid reuse) so that one whose parent
@@ -164,42 +162,35 @@ class Trees:
         return LEAVES[0]
 
     # -- spawning ----------------------------------------------------------------------------------------
-    def spawn_options(self, copy: Copy) -> dict[str, Any]:
-        """What spawn needs so that the child is born in its tree."""
+    def spawn_fds(self, copy: Copy) -> dict[str, Any]:
+        """What spawn needs so that the child is born in its tree: a descriptor the caller closes right after
+        the spawn. pmond keeps none per process (at 10,000 processes the descriptors left are one pidfd
+        each): opening the cgroup directory costs ~12 us per start (docs/scale.md)."""
         if self.base is None:
             return {}
+        path = self.path(copy)
+        assert path is not None
+        procs = not self.born_in_cgroup
         if copy in self.killed:
             self._renew(copy)
-            if copy in self.killed:  # could not be renewed: enter it before exec (cgroup.kill spares that)
-                path = self.path(copy)
-                assert path is not None
-                procs = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-                self.dir_fds[copy] = procs
-                self.events_fds[copy] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
-                return {"cgroup_procs_fd": procs}
-        fd = self.dir_fds.get(copy)
-        if fd is None:
-            path = self.path(copy)
-            assert path is not None
-            os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+            procs = procs or copy in self.killed  # not renewed: enter it before exec (cgroup.kill spares that)
+        for attempt in (1, 2):
             try:
-                os.mkdir(path, 0o755)
-            except FileExistsError:
-                pass
-            if self.born_in_cgroup:
-                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            else:
-                fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
-            self.dir_fds[copy] = fd
-            self.events_fds[copy] = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
-        return {"cgroup_fd": fd} if self.born_in_cgroup else {"cgroup_procs_fd": fd}
+                if procs:
+                    return {"cgroup_procs_fd": os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)}
+                return {"cgroup_fd": os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)}
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                try:
+                    os.mkdir(path, 0o755)
+                except FileExistsError:
+                    pass
+        raise AssertionError("unreachable")
 
     def _renew(self, copy: Copy) -> None:
         """A fresh cgroup in place of one that cgroup.kill ended (empty by now: a restart waits for that)."""
-        for fds in (self.dir_fds, self.events_fds):
-            fd = fds.pop(copy, None)
-            if fd is not None:
-                os.close(fd)
         path = self.path(copy)
         assert path is not None
         try:
@@ -214,30 +205,22 @@ class Trees:
         """clone3 is refused here (ENOSYS): from now on children move themselves into their cgroup."""
         log.warning("clone3 into a cgroup is not available: children enter their cgroup before exec instead")
         self.born_in_cgroup = False
-        for fd in self.dir_fds.values():
-            os.close(fd)
-        self.dir_fds.clear()
-        for fd in self.events_fds.values():
-            os.close(fd)
-        self.events_fds.clear()
 
     # -- state -------------------------------------------------------------------------------------------
     def populated(self, copy: Copy, leader: int) -> bool:
         """Whether anything of the tree is alive (a zombie leader does not count)."""
         if self.base is None:
             return bool(self.members(copy, leader))
-        fd = self.events_fds.get(copy)
+        path = self.path(copy)
+        assert path is not None
         try:
-            if fd is None:
-                path = self.path(copy)
-                assert path is not None
-                with open(os.path.join(path, "cgroup.events"), "rb") as fh:
-                    data = fh.read()
-            else:
-                data = os.pread(fd, 256, 0)
+            fd = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return False
-        return b"populated 1" in data
+        try:
+            return b"populated 1" in os.read(fd, 256)
+        finally:
+            os.close(fd)
 
     def members(self, copy: Copy, leader: int) -> set[int]:
         if self.base is None:
@@ -253,7 +236,7 @@ class Trees:
     def _session_members(self, copy: Copy, leader: int) -> set[int]:
         seen = self.seen.setdefault(copy, {})
         for pid, fd in list(seen.items()):
-            if select.select([fd], [], [], 0)[0]:  # exited
+            if _exited(fd):
                 os.close(fd)
                 del seen[pid]
         members = session_tree(leader, frozenset(seen)) if leader or seen else set()
@@ -365,12 +348,7 @@ class Trees:
     def release(self, process_id: int) -> None:
         """The row is gone: its cgroups go too (once empty)."""
         for leaf in LEAVES:
-            copy = (process_id, leaf)
-            for fds in (self.dir_fds, self.events_fds):
-                fd = fds.pop(copy, None)
-                if fd is not None:
-                    os.close(fd)
-            for fd in self.seen.pop(copy, {}).values():
+            for fd in self.seen.pop((process_id, leaf), {}).values():
                 os.close(fd)
         if self.base is None:
             return
@@ -383,14 +361,17 @@ class Trees:
                     log.warning("could not remove %s: %s", path, exc)
 
     def close(self) -> None:
-        for fds in (self.dir_fds, self.events_fds):
-            for fd in fds.values():
-                os.close(fd)
-            fds.clear()
         if self.inotify is not None:
             self.loop.remove_reader(self.inotify.fileno())
             self.inotify.close()
             self.inotify = None
+
+
+def _exited(pidfd: int) -> bool:
+    """A pidfd is readable once its process has exited (poll: any descriptor number, unlike select)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 async def _readable(loop: asyncio.AbstractEventLoop, fd: int, timeout: float) -> bool:
