@@ -120,6 +120,22 @@ fn reap_pidfd(pidfd: i32, pid: i32) -> PyResult<Option<ExitTuple>> {
         .map(|r| (r.pid, r.code, r.signal, r.utime, r.stime, r.maxrss_kib)))
 }
 
+/// Give the C heap's free memory back to the kernel (glibc's malloc_trim); false where there is no such
+/// call (other C libraries) or nothing was returned.
+#[pyfunction]
+fn malloc_trim(py: Python<'_>) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes a size and touches only the allocator's own state.
+        py.detach(|| unsafe { libc::malloc_trim(0) } == 1)
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = py;
+        false
+    }
+}
+
 #[pyfunction]
 fn set_child_subreaper() -> PyResult<()> {
     Ok(reaper::set_child_subreaper()?)
@@ -429,6 +445,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(killpg, m)?)?;
     m.add_function(wrap_pyfunction!(reap, m)?)?;
     m.add_function(wrap_pyfunction!(reap_pidfd, m)?)?;
+    m.add_function(wrap_pyfunction!(malloc_trim, m)?)?;
     m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;
     m.add_function(wrap_pyfunction!(stat_as, m)?)?;

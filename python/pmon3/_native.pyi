@@ -4,6 +4,7 @@ Every failure of a system call surfaces as `OSError` carrying the errno.
 """
 
 import os
+from collections.abc import Sequence
 from typing import Optional, final
 
 __version__: str
@@ -16,6 +17,7 @@ __all__ = [
     "killpg",
     "reap",
     "reap_pidfd",
+    "malloc_trim",
     "set_child_subreaper",
     "proc_start_time",
     "stat_as",
@@ -58,12 +60,12 @@ _ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int]
 
 def spawn(
     file: str,
-    argv: list[str],
-    env: list[str],
+    argv: Sequence[str],
+    env: Sequence[str],
     cwd: Optional[str] = None,
     uid: Optional[int] = None,
     gid: Optional[int] = None,
-    groups: Optional[list[int]] = None,
+    groups: Optional[Sequence[int]] = None,
     log_path: Optional[str] = None,
     umask: Optional[int] = None,
     log_fd: Optional[int] = None,
@@ -123,6 +125,10 @@ def reap_pidfd(pidfd: int, pid: int) -> Optional[_ExitRecord]:
     """Collect the child behind `pidfd` (whose pid is `pid`) if it has exited, without blocking; None while
     it runs. O(1) however many children there are (waitid P_PIDFD), where reap() walks all of them (1 ms
     per call with 8000 children). ECHILD when it is not our child or was collected already."""
+
+def malloc_trim() -> bool:
+    """Give the C heap's free memory back to the kernel (glibc malloc_trim(0)); False where the C library has
+    no such call or nothing was returned."""
 
 def set_child_subreaper() -> None:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to this process."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import operator
 import os
+import sys
 import time
 from typing import Any, Callable, Optional, Union
 
@@ -193,8 +195,26 @@ def _runtime_values(p: Process) -> tuple[Any, ...]:
     )
 
 
-def _shallow(v: Any) -> Any:
-    return list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v
+# The cache's rows share what rows have in common (docs/scale.md: pmond holds every row, 10,000 on a big host):
+# empty lists and dicts are these two objects, which nothing mutates (every read returns a copy), and the
+# strings many rows repeat (the program, user, directory, timestamps) are interned.
+_NO_ITEMS: list[Any] = []
+_NO_KEYS: dict[str, Any] = {}
+_LISTS = ("argv", "env_vars", "dependencies", "groups")
+_DICTS = ("policy", "flap", "options")
+
+
+def _compact(q: Process) -> Process:
+    """`q`, a copy owned by the cache, made to share what it can (see _NO_ITEMS)."""
+    for name in _LISTS:
+        if not getattr(q, name):
+            setattr(q, name, _NO_ITEMS)
+    for name in _DICTS:
+        if not getattr(q, name):
+            setattr(q, name, _NO_KEYS)
+    q.process_file, q.username, q.cwd = sys.intern(q.process_file), sys.intern(q.username), sys.intern(q.cwd)
+    q.created_at, q.updated_at = sys.intern(q.created_at), sys.intern(q.updated_at)
+    return q
 
 
 def _copy(p: Process) -> Process:
@@ -215,8 +235,19 @@ def _group(row: tuple[Any, ...]) -> Group:
     return Group(int(row[0]), int(row[1]), str(row[2]))
 
 
+_now: tuple[int, str] = (0, "")
+
+
 def now_text() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")
+    """Local time to the second; the same string object within a second (rows share it)."""
+    global _now
+    second = int(time.time())
+    if second != _now[0]:
+        _now = (second, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second)))
+    return _now[1]
+
+
+PAGE_CACHE_KIB = 512
 
 
 class SchemaError(Exception):
@@ -237,6 +268,8 @@ class Store:
         self.db.setbusytimeout(5000)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        # Reads are served from the row cache below: SQLite's own page cache is kept small (default 2 MiB).
+        self.db.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         # Rows by id. This connection is the database's only writer (pmond holds the instance lock), so a
         # write-through cache is exact; it keeps SQLite reads off the restart path.
         self._cache: dict[int, Process] = {}
@@ -350,7 +383,7 @@ class Store:
             rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE owner = ? ORDER BY id", (owner,))
         procs = [self._row(r, groups.get(r[0], [])) for r in rows]
         for p in procs:
-            self._cache[p.id] = _copy(p)
+            self._cache[p.id] = _compact(_copy(p))
         self._complete = owner is None
         return procs
 
@@ -363,8 +396,17 @@ class Store:
         return self._remember(self._row(rows[0])) if rows else None
 
     def _remember(self, p: Process) -> Process:
-        self._cache[p.id] = _copy(p)
+        self._cache[p.id] = _compact(_copy(p))
         return p
+
+    def columns(self, *names: str) -> list[tuple[Any, ...]]:
+        """Some fields of every row, without copying the rows (for a look at all of them every so often)."""
+        if not self._complete:
+            self.list_processes()
+        get = operator.attrgetter(*names)
+        if len(names) == 1:
+            return [(get(p),) for p in self._cache.values()]
+        return [get(p) for p in self._cache.values()]
 
     def get_by_name(self, owner: int, name: str) -> Optional[Process]:
         self.flush()
@@ -403,7 +445,7 @@ class Store:
             return
         fresh = _copy(p)
         fresh.groups = cached.groups  # groups are not part of this write (set_groups is)
-        self._cache[p.id] = fresh
+        self._cache[p.id] = _compact(fresh)
 
     def update_runtime(self, p: Process, deferred: bool = False) -> None:
         """The hot path after a spawn or an exit: only the columns that change. `deferred`: the cache (which
@@ -413,7 +455,7 @@ class Store:
         if cached is not None:
             for field in _RUNTIME_FIELDS:
                 value = getattr(p, field)
-                setattr(cached, field, dict(value) if field == "flap" else value)
+                setattr(cached, field, (dict(value) or _NO_KEYS) if field == "flap" else value)
             if deferred:
                 self._dirty.add(p.id)
                 return
@@ -532,7 +574,7 @@ class Store:
             self._set_groups(p)
         cached = self._cache.get(p.id)
         if cached is not None:
-            cached.groups = sorted(set(p.groups))
+            cached.groups = sorted(set(p.groups)) or _NO_ITEMS
 
     def _set_groups(self, p: Process) -> None:
         """p.groups are names in p's owner's namespace; missing groups are created for that owner."""

@@ -17,9 +17,10 @@ import os
 import select
 import signal
 import stat
+import sys
 import time
 from collections.abc import Coroutine, Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 from .. import _native
 from ..config import BASE_PATH, Config, signal_number
@@ -81,40 +82,143 @@ def _trace(event: bytes, pid: int) -> None:
 Unsettled = tuple[Process, "Runtime", Optional[tuple[Status, int, ExitInfo, float]]]
 
 
-@dataclasses.dataclass
+_OWN_KEYS = frozenset(("PMON3_NAME", "PMON3_ID"))  # environment entries no two processes share
+# Per-process objects have __slots__ and share what processes have in common (docs/scale.md): pmond holds one
+# Launch and one Runtime per live process, 10,000 of them on a big host.
+Options = dict[str, Any]
+PolicyInputs = tuple[bool, dict[str, Any]]
+_DEFAULT_POLICY: PolicyInputs = (True, {})  # shared: never mutated (policy.effective only reads it)
+
+
 class Launch:
-    """Everything _native.spawn needs, kept so that a crashed process is respawned without any lookup."""
+    """Everything _native.spawn needs, kept so that a crashed process is respawned without any lookup. `extra`
+    holds the rare keyword arguments (pass_fds, listen_pid); `rlimits` and `groups` are shared objects."""
 
-    file: str
-    argv: list[str]
-    env: list[str]
-    options: dict[str, Any]
+    __slots__ = ("file", "argv", "env", "cwd", "uid", "gid", "groups", "log_path", "rlimits", "extra")
+
+    def __init__(
+        self,
+        file: str,
+        argv: list[str],
+        env: list[str],
+        cwd: Optional[str] = None,
+        uid: Optional[int] = None,
+        gid: Optional[int] = None,
+        groups: Optional[tuple[int, ...]] = None,
+        log_path: Optional[str] = None,
+        rlimits: Optional[list[tuple[int, int, int]]] = None,
+        extra: Optional[Options] = None,
+    ) -> None:
+        self.file, self.argv, self.env = file, argv, env
+        self.cwd, self.uid, self.gid, self.groups, self.log_path = cwd, uid, gid, groups, log_path
+        self.rlimits, self.extra = rlimits, extra
 
 
-@dataclasses.dataclass(eq=False)
 class Runtime:
-    """One live copy of a process: what the daemon knows beyond its row."""
+    """One live copy of a process: what the daemon knows beyond its row. Futures are made only when someone
+    waits for one (exit_waiter(); `ready` stays None for a copy without a readiness check)."""
 
-    process_id: int
-    leaf: str  # which of the process's two copy trees (trees.LEAVES) it runs in
-    pid: int
-    pidfd: int
-    is_child: bool
-    started: float  # monotonic
-    exited: asyncio.Future[ExitInfo]
-    launch: Optional[Launch] = None  # None for a process adopted from a previous pmond
-    # (auto_restart, per-process policy): the restart decision is made against config.yml as it is then
-    policy_inputs: Optional[tuple[bool, dict[str, Any]]] = None
-    role: str = "main"  # main | successor (a reload's new copy, not yet serving) | retiring (being replaced)
-    ready: Optional[asyncio.Future[None]] = None  # resolved once ready (see readiness.py)
-    notified: Optional[asyncio.Event] = None  # READY=1 arrived
-    status_text: str = ""  # the last STATUS= it sent
-    main_pid: int = 0  # MAINPID= it named: followed when the first process exits
-    watchdog: Optional[asyncio.TimerHandle] = None
+    __slots__ = (
+        "process_id",
+        "leaf",
+        "pid",
+        "pidfd",
+        "is_child",
+        "started",
+        "launch",
+        "policy_inputs",
+        "role",
+        "ready",
+        "notified",
+        "status_text",
+        "main_pid",
+        "watchdog",
+        "exit_info",
+        "_waiter",
+    )
+
+    def __init__(
+        self,
+        process_id: int,
+        leaf: str,
+        pid: int,
+        pidfd: int,
+        is_child: bool,
+        started: float,
+        launch: Optional[Launch] = None,
+        policy_inputs: Optional[PolicyInputs] = None,
+        role: str = "main",
+    ) -> None:
+        self.process_id = process_id
+        self.leaf = leaf  # which of the process's two copy trees (trees.LEAVES) it runs in
+        self.pid = pid
+        self.pidfd = pidfd
+        self.is_child = is_child
+        self.started = started  # monotonic
+        self.launch = launch  # None for a process adopted from a previous pmond
+        # (auto_restart, per-process policy): the restart decision is made against config.yml as it is then
+        self.policy_inputs = policy_inputs
+        self.role = role  # main | successor (a reload's new copy, not yet serving) | retiring (being replaced)
+        self.ready: Optional[asyncio.Future[None]] = None  # None: ready (no check); else resolved once ready
+        self.notified: Optional[asyncio.Event] = None  # READY=1 arrived
+        self.status_text = ""  # the last STATUS= it sent
+        self.main_pid = 0  # MAINPID= it named: followed when the first process exits
+        self.watchdog: Optional[asyncio.TimerHandle] = None
+        self.exit_info: Optional[ExitInfo] = None  # once it has exited
+        self._waiter: Optional[asyncio.Future[ExitInfo]] = None
 
     @property
     def copy(self) -> Copy:
         return (self.process_id, self.leaf)
+
+    def exit_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[ExitInfo]:
+        """A future of its exit (done at once if it has exited)."""
+        if self._waiter is None:
+            self._waiter = loop.create_future()
+            if self.exit_info is not None:
+                self._waiter.set_result(self.exit_info)
+        return self._waiter
+
+    def set_exited(self, info: ExitInfo) -> None:
+        if self.exit_info is None:
+            self.exit_info = info
+            if self._waiter is not None and not self._waiter.done():
+                self._waiter.set_result(info)
+
+    def following(self, pid: int, pidfd: int, is_child: bool) -> Runtime:
+        """The same copy, supervised through another process of its tree (MAINPID=)."""
+        rt = Runtime(
+            self.process_id, self.leaf, pid, pidfd, is_child, self.started, self.launch, self.policy_inputs, self.role
+        )
+        rt.ready, rt.notified, rt.status_text, rt.watchdog = self.ready, self.notified, self.status_text, self.watchdog
+        return rt
+
+
+class RowLock(asyncio.Lock):
+    """The lock of one row, dropped from its table once nobody holds or waits for it (10,000 idle locks are
+    1.5 MB)."""
+
+    def __init__(self, table: dict[int, RowLock], key: int) -> None:
+        super().__init__()
+        self.table, self.key, self.users = table, key, 0
+
+    async def acquire(self) -> Literal[True]:
+        self.users += 1
+        try:
+            return await super().acquire()
+        except BaseException:
+            self.users -= 1
+            self._drop()
+            raise
+
+    def release(self) -> None:
+        super().release()
+        self.users -= 1
+        self._drop()
+
+    def _drop(self) -> None:
+        if self.users == 0 and self.table.get(self.key) is self:
+            del self.table[self.key]
 
 
 class Supervisor:
@@ -135,12 +239,12 @@ class Supervisor:
         self.sockets = sockets or Sockets()
         self.runtimes: dict[int, Runtime] = {}  # the serving copy of each live process
         self.by_pid: dict[int, Runtime] = {}  # every tracked copy, serving or not
-        self.leaves: dict[int, str] = {}  # the copy tree a process's next start uses
+        self.leaves: dict[int, str] = {}  # the copy tree a process's next start uses, when it is not LEAVES[0]
         self.notifiers: dict[Copy, Notifier] = {}
         self.background: set[asyncio.Task[Any]] = set()
         self.quick_deaths: dict[int, int] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
-        self.locks: dict[int, asyncio.Lock] = {}
+        self.locks: dict[int, RowLock] = {}
         self.stopping: set[int] = set()
         self.shutting_down = False
         self.started = time.monotonic()
@@ -187,8 +291,17 @@ class Supervisor:
         """pmon3's initialization_period: no restart hooks while the daemon is still booting."""
         return time.monotonic() - self.started >= self.cfg.initialization_period_s
 
-    def lock(self, process_id: int) -> asyncio.Lock:
-        return self.locks.setdefault(process_id, asyncio.Lock())
+    def lock(self, process_id: int) -> RowLock:
+        lock = self.locks.get(process_id)
+        if lock is None:
+            lock = self.locks[process_id] = RowLock(self.locks, process_id)
+        return lock
+
+    def _set_leaf(self, process_id: int, leaf: str) -> None:
+        if leaf == LEAVES[0]:
+            self.leaves.pop(process_id, None)
+        else:
+            self.leaves[process_id] = leaf
 
     def is_alive(self, process_id: int) -> bool:
         return process_id in self.runtimes
@@ -322,7 +435,7 @@ class Supervisor:
         # The new copy serves: it becomes the process, then the old one is stopped gracefully.
         old.role, new.role = "retiring", "main"
         self.runtimes[process_id] = new
-        self.leaves[process_id] = leaf
+        self._set_leaf(process_id, leaf)
         self._stop_watchdog(old)
         target.restart_count += 1
         self.store.update(target)
@@ -544,7 +657,8 @@ class Supervisor:
         for item in p.env_vars:
             key, _, value = item.partition("=")
             env[key] = value
-        return [f"{k}={v}" for k, v in env.items()]
+        # interned: most entries are the same in every process's environment, and it is kept (Launch)
+        return [f"{k}={v}" if k in _OWN_KEYS else sys.intern(f"{k}={v}") for k, v in env.items()]
 
     def prepare_log(self, p: Process, user: RunAs) -> None:
         """pmond's own file for the row (its default path, in a directory no user can write) is created by
@@ -619,24 +733,20 @@ class Supervisor:
             if p.options.get("watchdog"):
                 env.append(f"WATCHDOG_USEC={int(p.options['watchdog']) * 1000}")
         root = os.geteuid() == 0
-        options: dict[str, Any] = {
-            "cwd": p.cwd or os.path.dirname(p.process_file) or "/",
-            "uid": user.uid if root else None,
-            "gid": user.gid if root else None,
-            "groups": list(user.groups) if root else None,
-            "log_path": p.log or None,
-        }
-        if self.child_rlimits:
-            options["rlimits"] = self.child_rlimits
-        if pass_fds:
-            options.update(pass_fds=pass_fds, listen_pid=True)
         launch = Launch(
             p.process_file,
             [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
             env,
-            options,
+            cwd=sys.intern(p.cwd or os.path.dirname(p.process_file) or "/"),
+            uid=user.uid if root else None,
+            gid=user.gid if root else None,
+            groups=user.groups if root else None,
+            log_path=p.log or None,
+            rlimits=self.child_rlimits,
+            extra={"pass_fds": pass_fds, "listen_pid": True} if pass_fds else None,
         )
-        rt = self._launch(p.id, leaf, launch, (p.auto_restart, dict(p.policy)), role)
+        inputs = (p.auto_restart, dict(p.policy)) if p.policy or not p.auto_restart else _DEFAULT_POLICY
+        rt = self._launch(p.id, leaf, launch, inputs, role)
         p.uid, p.gid = user.uid, user.gid
         return rt
 
@@ -664,7 +774,19 @@ class Supervisor:
         if _trace_fd >= 0:
             _trace(b"spawn", 0)
         try:
-            pid, pidfd = _native.spawn(launch.file, launch.argv, launch.env, **launch.options, **tree)
+            pid, pidfd = _native.spawn(
+                launch.file,
+                launch.argv,
+                launch.env,
+                launch.cwd,
+                launch.uid,
+                launch.gid,
+                launch.groups,
+                launch.log_path,
+                rlimits=launch.rlimits,
+                **(launch.extra or {}),
+                **tree,
+            )
         except OSError as exc:
             if exc.errno == errno.ENOSYS and "cgroup_fd" in tree:
                 self.trees.no_clone3()
@@ -677,10 +799,7 @@ class Supervisor:
                 os.close(fd)
         if _trace_fd >= 0:
             _trace(b"spawned", pid)
-        rt = Runtime(
-            process_id, leaf, pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs
-        )
-        rt.role = role
+        rt = Runtime(process_id, leaf, pid, pidfd, True, time.monotonic(), launch, policy_inputs, role)
         self._track(rt)
         return rt
 
@@ -735,7 +854,7 @@ class Supervisor:
     def _track(self, rt: Runtime) -> None:
         if rt.role == "main":
             self.runtimes[rt.process_id] = rt
-            self.leaves[rt.process_id] = rt.leaf
+            self._set_leaf(rt.process_id, rt.leaf)
         self.by_pid[rt.pid] = rt
         self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
 
@@ -755,9 +874,7 @@ class Supervisor:
         is_child = _parent_of(p.pid) == os.getpid()
         started = time.monotonic() - _age(p.pid_start_time)  # its uptime counts from its own start
         leaf = self.trees.leaf_of(p.id, p.pid)
-        rt = Runtime(p.id, leaf, p.pid, pidfd, is_child, started, self.loop.create_future())
-        rt.ready = self.loop.create_future()
-        rt.ready.set_result(None)
+        rt = Runtime(p.id, leaf, p.pid, pidfd, is_child, started)
         self._track(rt)
         if p.options.get("listen") and not self.sockets.fds(self.socket_key(p)):
             if not self.sockets.recover(self.socket_key(p), list(p.options["listen"]), pidfd, p.pid):
@@ -813,8 +930,12 @@ class Supervisor:
     def _watch_ready(self, rt: Runtime, p: Process) -> None:
         """A copy with a readiness check shows `starting` until it passes; one that does not pass in time is
         stopped and handled as a crash."""
+        ready = p.options.get("ready", "none")
+        if ready == "none":
+            rt.ready = None  # ready at once
+            return
         rt.ready = self.loop.create_future()
-        spec_ = readiness.parse(str(p.options.get("ready", "none")))
+        spec_ = readiness.parse(str(ready))
         if spec_.kind == "none":
             rt.ready.set_result(None)
             return
@@ -965,10 +1086,7 @@ class Supervisor:
             pidfd = _native.pidfd_open(rt.main_pid)
         except OSError:
             return False
-        successor = dataclasses.replace(
-            rt, pid=rt.main_pid, pidfd=pidfd, is_child=_parent_of(rt.main_pid) == os.getpid(), main_pid=0
-        )
-        successor.exited = self.loop.create_future()
+        successor = rt.following(rt.main_pid, pidfd, _parent_of(rt.main_pid) == os.getpid())
         self._track(successor)
         p = self.store.get(rt.process_id)
         if p is not None:
@@ -986,8 +1104,7 @@ class Supervisor:
             return
         self._untrack(rt)
         uptime = time.monotonic() - rt.started
-        if not rt.exited.done():
-            rt.exited.set_result(info)
+        rt.set_exited(info)
         if rt.role != "main":
             return  # a reload's copy: the reload handles it
         process_id = rt.process_id
@@ -1118,7 +1235,8 @@ class Supervisor:
 
     def _timer_fired(self, process_id: int) -> None:
         self.timers.pop(process_id, None)
-        if self.shutting_down or self.lock(process_id).locked():
+        lock = self.locks.get(process_id)
+        if self.shutting_down or (lock is not None and lock.locked()):
             return  # a user operation owns the process now
         p = self.store.get(process_id)
         if p is None or process_id in self.runtimes:
@@ -1193,13 +1311,14 @@ class Supervisor:
         log.info("stopping pid %d: %s, SIGKILL after %.1f s", rt.pid, signal.Signals(sig).name, timeout)
         self.trees.signal(rt.copy, rt.pid, sig)  # first: it finds members through the leader
         self._signal(rt, sig)
+        exited = rt.exit_waiter(self.loop)
         try:
-            info = await asyncio.wait_for(asyncio.shield(rt.exited), timeout)
+            info = await asyncio.wait_for(asyncio.shield(exited), timeout)
         except asyncio.TimeoutError:
             log.warning("pid %d ignored the stop signal for %.1f s: SIGKILL", rt.pid, timeout)
             self._signal(rt, signal.SIGKILL)
             self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
-            info = await asyncio.shield(rt.exited)
+            info = await asyncio.shield(exited)
         if self.trees.populated(rt.copy, rt.pid):
             await self._end_tree(rt.copy, rt.pid, sig, max(0.0, deadline - time.monotonic()))
         return info
