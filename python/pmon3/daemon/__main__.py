@@ -1,3 +1,3 @@
-from pmon3.daemon.app import main
+from pmon3.daemon.entry import main
 
 main()

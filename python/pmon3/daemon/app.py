@@ -18,6 +18,7 @@ from .. import config as config_mod
 from ..config import Config
 from ..errors import ConfigError, ErrorCode, Pmon3Error
 from ..ipc import protocol, transport
+from ..models import Process
 from ..states import REVIVE_AT_BOOT
 from ..store import SchemaError, Store
 from ..text import escape
@@ -60,6 +61,7 @@ class Daemon:
         self.reload_error: Optional[str] = None  # why the current config.yml is refused, if it is
         self.restart_requested = False
         self.endpoint = cfg.mq_base if cfg.transport == "mq" else cfg.socket_path
+        self._trim: Optional[asyncio.TimerHandle] = None
 
     def acquire_lock(self, inherited: Optional[int] = None) -> None:
         """One daemon per data directory: an flock, released by the kernel however we die. A pmond that
@@ -107,7 +109,7 @@ class Daemon:
         self.boot.adopt_survivors()
         self.rotator = LogRotator(cfg.logs, self._rotated_logs, self.loop)
         self.rotator.start()
-        self.supervisor.on_start.append(lambda p: self.rotator.rescan_soon(p.log))  # watch a new log at once
+        self.supervisor.on_start.append(self._watch_log)  # a new log is watched at once
         if cfg.transport == "mq":
             server: Any = transport.MQServer(
                 cfg.mq_base, self.handle, self.loop, self._queue_uids(), self._remember_queue_uid
@@ -142,11 +144,16 @@ class Daemon:
     def _rotated_logs(self) -> list[tuple[str, int]]:
         """The logs pmond may rotate with its rights: its own files, and paths root chose for root's rows. A
         path a user chose is never touched by root on their behalf."""
+        own, default = self.authz.own_uid, self.authz.default_log_path
         return [
-            (p.log, p.uid)
-            for p in self.store.list_processes()
-            if p.log and (self.authz.is_managed_log(p) or p.owner == self.authz.own_uid)
+            (log, uid)
+            for log, uid, owner, name in self.store.columns("log", "uid", "owner", "name")
+            if log and (owner == own or log == default(owner, name))
         ]
+
+    def _watch_log(self, p: Process) -> None:
+        if p.log and (p.owner == self.authz.own_uid or self.authz.is_managed_log(p)):
+            self.rotator.watch_soon(p.log, p.uid)
 
     def run_in_background(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self.loop.create_task(coro)
@@ -166,6 +173,7 @@ class Daemon:
             for line in errors:
                 log.error("boot start: %s", line)
         self.supervisor.check_nofile(len(self.store.list_processes()))
+        self._trim_soon()
         log.info("boot start done")
 
     def _reload(self) -> None:
@@ -247,7 +255,20 @@ class Daemon:
         if warnings:
             reply["warnings"] = warnings
         self.supervisor.settle()  # what the request started is on disk and in the log before it is answered
+        data = reply.get("data")
+        if isinstance(data, list) and len(data) >= TRIM_AFTER:
+            self._trim_soon()  # its reply (megabytes at 10,000 processes) is freed once sent
         return reply
+
+    def _trim_soon(self) -> None:
+        """Give the C heap's free memory back to the kernel a moment from now (after a big reply went out, after
+        the boot): pmond's RSS is what a host with 10,000 processes pays for it (docs/scale.md)."""
+        if self._trim is None:
+            self._trim = self.loop.call_later(TRIM_DELAY, self._trim_now)
+
+    def _trim_now(self) -> None:
+        self._trim = None
+        _native.malloc_trim()
 
     async def shutdown(self) -> None:
         sup = self.supervisor
@@ -308,6 +329,9 @@ def _raise_mq_limit() -> None:
     log.debug("RLIMIT_MSGQUEUE stays at %s", soft)
 
 
+# A reply of at least this many records is big enough to give memory back after it (malloc_trim), this long after.
+TRIM_AFTER = 500
+TRIM_DELAY = 0.5
 # RLIMIT_NOFILE soft limit taken when the hard limit is unlimited (fs.nr_open caps what the kernel allows).
 NOFILE_UNLIMITED = 1 << 20
 # How long a stopping pmond lets requests being handled finish (so that `daemon stop` gets its answer).

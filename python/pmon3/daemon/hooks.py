@@ -14,9 +14,8 @@ import logging
 import os
 import pwd
 import shlex
-import shutil
 import signal
-from typing import Callable
+from typing import Callable, Optional
 
 from .. import _native
 from ..config import BASE_PATH
@@ -79,7 +78,12 @@ class HookRunner:
         argv = shlex.split(command)
         if not argv:
             return
-        exe = argv[0] if os.path.isabs(argv[0]) else shutil.which(argv[0], path=BASE_PATH)
+        if os.path.isabs(argv[0]):
+            exe: Optional[str] = argv[0]
+        else:
+            import shutil  # only for a hook named without its path: shutil pulls in bz2 and lzma
+
+            exe = shutil.which(argv[0], path=BASE_PATH)
         if not exe:
             raise ValueError(f"{argv[0]}: command not found")
         pw = pwd.getpwuid(os.geteuid())

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gzip
 import logging
 import math
 import os
@@ -47,7 +46,10 @@ import re
 import stat
 import time
 from collections.abc import Iterable
-from typing import IO, Callable, Optional, Union
+from typing import IO, TYPE_CHECKING, Callable, Optional, Union
+
+if TYPE_CHECKING:  # imported when a file is compressed: pmond does not keep gzip's modules for nothing
+    import gzip
 
 from .. import _native
 from ..config import LogSettings
@@ -56,6 +58,10 @@ log = logging.getLogger("pmond.logrotate")
 
 CHUNK = 1 << 20
 INTERVAL = 1.0  # seconds between checks of every log (the safety net of the inotify watches)
+# The safety net's pace with many logs: its full check (list the logs, stat each) runs every INTERVAL, or every
+# len(watched) / FULL_CHECK_RATE seconds when that is longer (10,000 logs: every 100 s, not 10,000 stats a
+# second of an idle pmond). Logs without a watch are still checked every INTERVAL.
+FULL_CHECK_RATE = 100
 # After a wake-up that found every log far from max_size, inotify is not listened to for this long: a process
 # writing 10000 small lines a second costs pmond 50 wake-ups a second, not 10000 (about 1 % of a CPU instead
 # of 15 %). A log that will pass max_size within two gaps at its current rate is looked at without a pause.
@@ -133,6 +139,8 @@ class _GzipJob:
         tfd = os.open(self.temp, flags, 0o600, dir_fd=self.dfd)
         self.out = open(tfd, "wb")  # noqa: SIM115 - closed in finish/abort
         _same_owner_and_mode(tfd, st)
+        import gzip
+
         self.gz = gzip.GzipFile(fileobj=self.out, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=int(st.st_mtime))
 
     def step(self, deadline: Optional[float]) -> bool:
@@ -228,6 +236,8 @@ class LogRotator:
         self._seen: dict[str, tuple[int, float, float]] = {}  # path -> (size, monotonic time, bytes/s) last seen
         self._hurry = False  # a log is about to pass max_size: look again at the next wake-up, no pause
         self._resume: Optional[asyncio.TimerHandle] = None  # listening again after a pause
+        self._unwatched: dict[str, Optional[int]] = {}  # logs whose watch failed: checked every tick
+        self._new: dict[str, Optional[int]] = {}  # logs of started processes, to look at and watch soon
         self.rotations = 0
         self.dropped = 0  # rotations that kept no copy: no space for one
         self.wakes = 0  # inotify wake-ups handled
@@ -260,6 +270,8 @@ class LogRotator:
             self._inotify = None
         self._wd_of.clear()
         self._items_of.clear()
+        self._unwatched.clear()
+        self._new.clear()
         for job in self._jobs.values():
             job.abort()
         self._jobs.clear()
@@ -267,7 +279,11 @@ class LogRotator:
     def _tick(self) -> None:
         assert self.loop is not None
         try:
-            self.check()
+            full_every = max(self.interval, len(self._wd_of) / FULL_CHECK_RATE)
+            if time.monotonic() - self._last_check >= full_every - self.interval / 2 or self._inotify is None:
+                self.check()
+            elif self._unwatched and self.settings.enabled:
+                self._check_items(list(self._unwatched.items()), self.settings, watch=True)
         except Exception:  # never let rotation take the daemon down
             log.exception("log rotation failed")
         if self._handle is not None:
@@ -285,10 +301,24 @@ class LogRotator:
         delay = max(0.0, self._last_check + RESCAN_GAP - time.monotonic())
         self._rescan = self.loop.call_later(delay, self._rescan_now)
 
+    def watch_soon(self, path: str, uid: Optional[int] = None) -> None:
+        """A process has started with the log `path` (an item as paths() gives it): look at it and watch it
+        soon, alone (a boot of 10,000 processes must not list and stat every log per start). Nothing to do
+        for a log already watched."""
+        if self._handle is None or self.loop is None or not self.settings.enabled or path in self._wd_of:
+            return
+        self._new[path] = uid
+        if self._rescan is None:
+            self._rescan = self.loop.call_later(RESCAN_GAP, self._rescan_now)
+
     def _rescan_now(self) -> None:
         self._rescan = None
         try:
-            self.check()
+            if self._new:
+                new, self._new = self._new, {}
+                self._check_items(list(new.items()), self.settings, watch=True)
+            else:
+                self.check()
         except Exception:
             log.exception("log rotation failed")
         self._compress_soon()
@@ -337,6 +367,7 @@ class LogRotator:
         """Make sure the inode now at `path` is watched (a log replaced by a new file gets a new watch)."""
         if self._inotify is None:
             return
+        self._unwatched.pop(path, None)
         current = self._wd_of.get(path)
         if current is not None and current[1:] == (st.st_dev, st.st_ino):
             self._items_of[current[0]][path] = uid
@@ -347,6 +378,7 @@ class LogRotator:
             wd = self._inotify.add_watch(path, WATCH_MASK)
         except OSError as exc:  # e.g. ENOSPC: fs.inotify.max_user_watches reached; the timer still checks it
             self._problem(path, f"cannot watch {path} ({exc.strerror or exc}): its size is checked once a second")
+            self._unwatched[path] = uid
             return
         self._wd_of[path] = (wd, st.st_dev, st.st_ino)
         self._items_of.setdefault(wd, {})[path] = uid
@@ -413,6 +445,8 @@ class LogRotator:
         listed = {path for path, _ in items}
         for path in [p for p in self._wd_of if p not in listed]:
             self._unwatch(path)
+        for path in [p for p in self._unwatched if p not in listed]:
+            del self._unwatched[path]
         return self._check_items(items, settings, watch=True)
 
     def _check_items(self, items: list[Item], settings: LogSettings, watch: bool = False) -> list[str]:
