@@ -16,7 +16,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// Stack for the cloned child: it only runs `child_main` and a few syscalls.
 const CHILD_STACK: usize = 64 * 1024;
@@ -98,6 +98,20 @@ fn pointers(strings: &[CString], extra: Option<*const c_char>) -> Vec<*const c_c
         .chain(extra)
         .chain(std::iter::once(ptr::null()))
         .collect()
+}
+
+/// Whether children may be cloned with a shared descriptor table (see `ChildCtx::shares_files`):
+/// close_range's CLOSE_RANGE_UNSHARE needs Linux 5.9, and a child that finds it refused (older
+/// kernel, seccomp) turns this off for good and is spawned again the usual way.
+static SHARE_FILES: AtomicBool = AtomicBool::new(true);
+
+/// Whether a child of `spec` can share our descriptor table until it takes its own: it needs none
+/// of ours (no pass_fds, no log_fd, no cgroup.procs descriptor).
+fn can_share_files(spec: &SpawnSpec) -> bool {
+    SHARE_FILES.load(Ordering::Relaxed)
+        && spec.pass_fds.is_empty()
+        && spec.log_fd.is_none()
+        && spec.cgroup_procs_fd.is_none()
 }
 
 /// Checks that need no child: a failure here costs no clone.
@@ -183,6 +197,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         pass_fds: spec.pass_fds.as_ptr(),
         npass: spec.pass_fds.len(),
         pass_tmp: pass_tmp.as_mut_ptr(),
+        shares_files: can_share_files(spec),
         listen_pid: if spec.listen_pid {
             // SAFETY: within listen_buf, which is LISTEN_PID.len() + PID_DIGITS long.
             unsafe { listen_base.add(LISTEN_PID.len()) }
@@ -204,6 +219,14 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         // The child has exited (CLONE_VFORK): collect it so no zombie is left. ECHILD only if a
         // concurrent wait4(-1) got it first, which is fine.
         let _ = reaper::wait_pid(pid, 0);
+        let errno = ctx.errno.load(Ordering::SeqCst);
+        if ctx.shares_files
+            && stage == Stage::CloseFds
+            && matches!(errno, libc::ENOSYS | libc::EINVAL | libc::EPERM)
+        {
+            SHARE_FILES.store(false, Ordering::Relaxed); // no CLOSE_RANGE_UNSHARE here
+            return spawn(spec);
+        }
         let detail = ctx.detail.load(Ordering::SeqCst) as usize;
         return Err(Error::new(
             ctx.errno.load(Ordering::SeqCst),
@@ -311,7 +334,12 @@ fn clone_child(ctx: &ChildCtx) -> Result<(i32, OwnedFd)> {
     // reads ctx and writes its atomics; ctx and the stack outlive the call since CLONE_VFORK
     // suspends us until the child has exec'd or exited.
     let (pid, err) = signals_blocked(|| unsafe {
-        let flags = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+        let files = if ctx.shares_files {
+            libc::CLONE_FILES
+        } else {
+            0
+        };
+        let flags = libc::CLONE_VM | libc::CLONE_VFORK | files | libc::SIGCHLD;
         let mut pid = libc::clone(
             child_main,
             top,
@@ -355,8 +383,14 @@ fn clone3_into_cgroup(ctx: &ChildCtx, cgroup_fd: c_int) -> Result<(i32, OwnedFd)
     // The kernel starts the child at stack + stack_size: make that end 16-byte aligned.
     let size = ((base + CHILD_STACK) & !15) - base;
     let mut pidfd: c_int = -1;
+    let files = if ctx.shares_files {
+        libc::CLONE_FILES
+    } else {
+        0
+    };
     let mut args = CloneArgs {
-        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD) as u64 | CLONE_INTO_CGROUP,
+        flags: (libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | files) as u64
+            | CLONE_INTO_CGROUP,
         pidfd: &mut pidfd as *mut c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         stack: base as u64,
@@ -574,6 +608,36 @@ pub(crate) mod tests {
         // SAFETY: closing our own fd.
         unsafe { libc::close(leak) };
         assert_eq!(out, "0\n1\n2\n3\n"); // 3 is ls's own directory fd
+    }
+
+    #[test]
+    fn a_shared_table_is_left_as_it_was() {
+        let _g = children_lock();
+        // The child shares our table (CLONE_FILES) until it takes its own: ours must come out of
+        // the spawn untouched (same descriptors, stdout not replaced by the child's log), and the
+        // child sees none of them.
+        // SAFETY: plain opens and fstat on descriptors of ours; closed below.
+        let keep: Vec<c_int> = (0..64)
+            .map(|_| unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })
+            .collect();
+        assert!(keep.iter().all(|&fd| fd >= 3));
+        let ino = |fd: c_int| {
+            // SAFETY: stat is plain old data filled by fstat.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: a valid pointer to local storage.
+            (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+        };
+        let stdout_before = ino(1);
+        let spec = SpawnSpec::new("/bin/ls", &["ls", "/proc/self/fd"]);
+        assert!(can_share_files(&spec));
+        let (_, out) = run(spec, "shared");
+        assert_eq!(out, "0\n1\n2\n3\n");
+        assert_eq!(ino(1), stdout_before);
+        for &fd in &keep {
+            assert!(ino(fd).is_some(), "descriptor {fd} was closed by the child");
+            // SAFETY: our own descriptor, closed once.
+            unsafe { libc::close(fd) };
+        }
     }
 
     #[test]
