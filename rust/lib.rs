@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod fsas;
 pub mod inotify;
+pub mod jsonfmt;
 pub mod mq;
 pub mod mqlist;
 pub mod preexec;

@@ -5,7 +5,7 @@ use crate::error::Error;
 use crate::fsas::{self, Creds};
 use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{files, mqlist, reaper, sockets, spawn as sp};
+use crate::{files, jsonfmt, mqlist, reaper, sockets, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -134,6 +134,20 @@ fn malloc_trim(py: Python<'_>) -> bool {
         let _ = py;
         false
     }
+}
+
+/// (start ticks, cpu ticks, resident pages) per pid, None for one that is gone or a zombie: `ls` of
+/// 10,000 processes reads as many /proc files, without the GIL.
+#[pyfunction]
+fn proc_usage(py: Python<'_>, pids: Vec<i32>) -> Vec<Option<(u64, u64, u64)>> {
+    py.detach(|| pids.into_iter().map(reaper::proc_usage).collect())
+}
+
+/// JSON text re-indented as Python's json.dumps(value, indent=width) writes it (see jsonfmt.rs).
+#[pyfunction]
+#[pyo3(signature = (text, width=2))]
+fn json_indent(py: Python<'_>, text: &str, width: usize) -> String {
+    py.detach(|| jsonfmt::indent(text, width))
 }
 
 #[pyfunction]
@@ -446,6 +460,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reap, m)?)?;
     m.add_function(wrap_pyfunction!(reap_pidfd, m)?)?;
     m.add_function(wrap_pyfunction!(malloc_trim, m)?)?;
+    m.add_function(wrap_pyfunction!(json_indent, m)?)?;
+    m.add_function(wrap_pyfunction!(proc_usage, m)?)?;
     m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;
     m.add_function(wrap_pyfunction!(stat_as, m)?)?;

@@ -180,6 +180,40 @@ pub fn proc_start_time(pid: i32) -> Result<u64> {
         .ok_or_else(|| Error::new(libc::EIO, format!("{}: malformed /proc stat", context())))
 }
 
+/// (start time, utime + stime, resident pages) of a live process from /proc/<pid>/stat, in clock
+/// ticks and pages; None when it is gone or a zombie.
+pub fn proc_usage(pid: i32) -> Option<(u64, u64, u64)> {
+    let mut buf = [0u8; 1024];
+    let path = format!("/proc/{pid}/stat\0");
+    // SAFETY: a NUL-terminated path; the descriptor is closed below.
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: reading into a local buffer of that size from our own descriptor.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    // SAFETY: our own descriptor, closed once.
+    unsafe { libc::close(fd) };
+    let text = std::str::from_utf8(buf.get(..usize::try_from(n).ok()?)?).ok()?;
+    parse_usage(text)
+}
+
+/// After the last ')': state(0) ... utime(11) stime(12) ... starttime(19) vsize(20) rss(21).
+fn parse_usage(stat: &str) -> Option<(u64, u64, u64)> {
+    let mut fields = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
+    if fields.next()? == "Z" {
+        return None;
+    }
+    let mut rest = fields.skip(10);
+    let utime: u64 = rest.next()?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    let mut rest = rest.skip(6);
+    let start: u64 = rest.next()?.parse().ok()?;
+    let _vsize = rest.next()?;
+    let rss: i64 = rest.next()?.parse().ok()?;
+    Some((start, utime + stime, u64::try_from(rss).unwrap_or(0)))
+}
+
 /// comm (field 2) may contain spaces and ')', so count fields after the last ')'.
 fn parse_start_time(stat: &str) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -192,6 +226,19 @@ mod tests {
     use crate::spawn::tests::children_lock;
     use crate::spawn::{spawn, SpawnSpec};
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn usage_parsing() {
+        let stat = "42 (a b) c)) S 1 42 42 0 -1 4194560 1 0 0 0 7 5 0 0 20 0 1 0 123456 1000 10 1";
+        assert_eq!(parse_usage(stat), Some((123456, 12, 10)));
+        assert_eq!(parse_usage(&stat.replace(" S ", " Z ")), None);
+        assert_eq!(parse_usage("garbage"), None);
+        let me = std::process::id() as i32;
+        let (start, _cpu, rss) = proc_usage(me).unwrap();
+        assert_eq!(start, proc_start_time(me).unwrap());
+        assert!(rss > 0);
+        assert_eq!(proc_usage(i32::MAX), None);
+    }
 
     #[test]
     fn start_time_parsing() {

@@ -18,6 +18,8 @@ __all__ = [
     "reap",
     "reap_pidfd",
     "malloc_trim",
+    "json_indent",
+    "proc_usage",
     "set_child_subreaper",
     "proc_start_time",
     "stat_as",
@@ -129,6 +131,14 @@ def reap_pidfd(pidfd: int, pid: int) -> Optional[_ExitRecord]:
 def malloc_trim() -> bool:
     """Give the C heap's free memory back to the kernel (glibc malloc_trim(0)); False where the C library has
     no such call or nothing was returned."""
+
+def proc_usage(pids: list[int]) -> list[Optional[tuple[int, int, int]]]:
+    """Per pid (start time in clock ticks, user + system CPU in clock ticks, resident pages) from
+    /proc/<pid>/stat, None for a process that is gone or a zombie; the GIL is released meanwhile."""
+
+def json_indent(text: str, width: int = 2) -> str:
+    """JSON text re-indented exactly as json.dumps(value, indent=width) writes the value: feed it the compact
+    text of json.dumps(value, separators=(",", ":")) (C speed; json has no C path for an indent)."""
 
 def set_child_subreaper() -> None:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to this process."""

@@ -273,6 +273,7 @@ class Store:
         # Rows by id. This connection is the database's only writer (pmond holds the instance lock), so a
         # write-through cache is exact; it keeps SQLite reads off the restart path.
         self._cache: dict[int, Process] = {}
+        self._names: dict[tuple[int, str], int] = {}  # (owner, name) -> id of the cached rows
         self._complete = False  # the cache holds every row (after a full listing): `ls` needs no SQL
         # Rows whose runtime columns the cache has and SQLite not yet (update_runtime(deferred=True)): written
         # by flush(), in one transaction, before any SQL touches processes and at close.
@@ -383,7 +384,7 @@ class Store:
             rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE owner = ? ORDER BY id", (owner,))
         procs = [self._row(r, groups.get(r[0], [])) for r in rows]
         for p in procs:
-            self._cache[p.id] = _compact(_copy(p))
+            self._put(_copy(p))
         self._complete = owner is None
         return procs
 
@@ -396,8 +397,33 @@ class Store:
         return self._remember(self._row(rows[0])) if rows else None
 
     def _remember(self, p: Process) -> Process:
-        self._cache[p.id] = _compact(_copy(p))
+        self._put(_copy(p))
         return p
+
+    def _put(self, q: Process) -> None:
+        """`q` (the cache's own copy) becomes the cached row of its id."""
+        old = self._cache.get(q.id)
+        if old is not None and (old.owner, old.name) != (q.owner, q.name):
+            self._names.pop((old.owner, old.name), None)
+        self._cache[q.id] = _compact(q)
+        self._names[(q.owner, q.name)] = q.id
+
+    def _forget(self, process_id: int) -> None:
+        old = self._cache.pop(process_id, None)
+        if old is not None:
+            self._names.pop((old.owner, old.name), None)
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        self._names.clear()
+        self._complete = False
+
+    def rows(self, owner: Optional[int] = None) -> list[Process]:
+        """Every row (or one owner's) by id, for reading only: the cache's own objects when it holds every row
+        (`ls` of 10,000 processes copies none). Never modify or keep them; list_processes() gives copies."""
+        if not self._complete:
+            return self.list_processes(owner)
+        return [p for i, p in sorted(self._cache.items()) if owner is None or p.owner == owner]
 
     def columns(self, *names: str) -> list[tuple[Any, ...]]:
         """Some fields of every row, without copying the rows (for a look at all of them every so often)."""
@@ -409,6 +435,9 @@ class Store:
         return [get(p) for p in self._cache.values()]
 
     def get_by_name(self, owner: int, name: str) -> Optional[Process]:
+        if self._complete:  # the cache has every row: no SQL (a boot looks up every entry of the config)
+            process_id = self._names.get((owner, name))
+            return _copy(self._cache[process_id]) if process_id is not None else None
         self.flush()
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM processes WHERE owner = ? AND name = ?", (owner, name)
@@ -419,8 +448,8 @@ class Store:
         """Ids are max(id)+1 as in pmon3, so a dropped table starts again at 1."""
         ts = now_text()
         p.created_at = p.updated_at = ts
-        self.flush()
         with self.db:
+            self.flush()  # the deferred writes go in the same transaction
             p.id = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM processes"))
             self.db.execute(
                 f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * _NCOLUMNS)})",
@@ -436,8 +465,8 @@ class Store:
         values = self._values(p)
         cols = [c.strip() for c in _COLUMNS.split(",")]
         assignments = ", ".join(f"{c} = ?" for c in cols[1:])
-        self.flush()
         with self.db:
+            self.flush()  # the deferred writes go in the same transaction
             self.db.execute(f"UPDATE processes SET {assignments} WHERE id = ?", (*values[1:], p.id))
         cached = self._cache.get(p.id)
         if cached is None:
@@ -445,7 +474,7 @@ class Store:
             return
         fresh = _copy(p)
         fresh.groups = cached.groups  # groups are not part of this write (set_groups is)
-        self._cache[p.id] = _compact(fresh)
+        self._put(fresh)
 
     def update_runtime(self, p: Process, deferred: bool = False) -> None:
         """The hot path after a spawn or an exit: only the columns that change. `deferred`: the cache (which
@@ -474,7 +503,7 @@ class Store:
 
     def delete(self, process_id: int) -> None:
         self.flush()
-        self._cache.pop(process_id, None)
+        self._forget(process_id)
         with self.db:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
@@ -508,12 +537,11 @@ class Store:
 
     def delete_group(self, group_id: int) -> None:
         """The group goes, its memberships with it; the processes stay."""
-        self.flush()
         with self.db:
+            self.flush()  # the deferred writes go in the same transaction
             self.db.execute("DELETE FROM process_groups WHERE group_id = ?", (group_id,))
             self.db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
-        self._cache.clear()
-        self._complete = False
+        self._forget_all()
 
     def group_members(self, group_id: int) -> list[int]:
         return [
@@ -525,8 +553,8 @@ class Store:
 
     def change_membership(self, group_ids: list[int], process_ids: list[int], add: bool) -> None:
         """Every (group, process) pair, all or nothing."""
-        self.flush()
         with self.db:
+            self.flush()  # the deferred writes go in the same transaction
             for g in group_ids:
                 for p in process_ids:
                     if add:
@@ -536,7 +564,7 @@ class Store:
                     else:
                         self.db.execute("DELETE FROM process_groups WHERE process_id = ? AND group_id = ?", (p, g))
         for p in process_ids:
-            self._cache.pop(p, None)
+            self._forget(p)
         self._complete = False
 
     def _values(self, p: Process) -> tuple[Any, ...]:
@@ -569,8 +597,8 @@ class Store:
         )
 
     def set_groups(self, p: Process) -> None:
-        self.flush()
         with self.db:
+            self.flush()  # the deferred writes go in the same transaction
             self._set_groups(p)
         cached = self._cache.get(p.id)
         if cached is not None:

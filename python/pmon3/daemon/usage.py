@@ -10,8 +10,11 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+from .. import _native
 from ..models import Process
 from ..states import Status
+
+_LIVE = (Status.RUNNING, Status.STARTING)
 
 _TICK = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -25,19 +28,6 @@ def human_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def sample(pid: int) -> Optional[tuple[int, float, float]]:
-    """(start ticks, cpu seconds, rss bytes) of a live process, or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    if fields[0] == b"Z":
-        return None
-    # after the comm field: state(0) ... utime(11) stime(12) ... starttime(19) vsize(20) rss(21)
-    return int(fields[19]), (int(fields[11]) + int(fields[12])) / _TICK, int(fields[21]) * _PAGE
-
-
 class Usage:
     def __init__(self) -> None:
         # pid -> (start ticks, cpu seconds, monotonic time) of the previous look, for CPU since then
@@ -46,18 +36,23 @@ class Usage:
     def records(
         self, procs: list[Process], record: Callable[[Process], dict[str, Any]], prune: bool = True
     ) -> list[dict[str, Any]]:
+        live = [p.pid for p in procs if p.pid and p.status in _LIVE]
         if prune:
-            live = {p.pid for p in procs if p.status in (Status.RUNNING, Status.STARTING)}
-            for pid in list(self._last):
-                if pid not in live:
-                    del self._last[pid]
-        return [self._with_usage(p, record(p)) for p in procs]
+            alive = set(live)
+            for pid in [pid for pid in self._last if pid not in alive]:
+                del self._last[pid]
+        # one native call reads every /proc/<pid>/stat (10,000 processes: 10,000 files), without the GIL
+        samples = dict(zip(live, _native.proc_usage(live)))
+        return [self._with_usage(p, record(p), samples) for p in procs]
 
-    def _with_usage(self, p: Process, data: dict[str, Any]) -> dict[str, Any]:
-        if p.status not in (Status.RUNNING, Status.STARTING) or not p.pid:
+    def _with_usage(
+        self, p: Process, data: dict[str, Any], samples: dict[int, Optional[tuple[int, int, int]]]
+    ) -> dict[str, Any]:
+        if p.status not in _LIVE or not p.pid:
             return data
         now = time.monotonic()
-        got = sample(p.pid)
+        raw = samples.get(p.pid)
+        got = None if raw is None else (raw[0], raw[1] / _TICK, raw[2] * _PAGE)
         if got is None:
             self._last.pop(p.pid, None)
             data["cpu_usage"], data["memory_usage"] = "0", "0"
