@@ -53,7 +53,7 @@ def test_the_surface_sees_a_new_option(monkeypatch: pytest.MonkeyPatch) -> None:
     before = completions.surface()
     monkeypatch.setattr(ls_cmd, "params", [*ls_cmd.params, click.Option(["--brand-new"], is_flag=True)])
     after = completions.surface()
-    assert after != before and "pmon3 ls -: --brand-new --help --json -h" in after.splitlines()
+    assert after != before and "pmon3 ls -: --all --brand-new --help --json -A -h" in after.splitlines()
 
 
 def test_scripts_hook_the_right_program(offline_env: dict[str, str]) -> None:

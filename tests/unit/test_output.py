@@ -15,3 +15,58 @@ def test_no_colour_when_not_a_terminal(capsys):
     )
     out = capsys.readouterr().out
     assert "running" in out and "\x1b[" not in out
+
+
+def test_json_output_is_exactly_what_json_dumps_indent_2_writes():
+    """print_json re-indents the C encoder's compact text natively: the same text as json.dumps(indent=2)."""
+    import json
+    import random
+
+    rnd = random.Random(7)
+    scalars = [0, -5, 1.25, 1e300, -0.0, 10**30, "s", 'q"\\,:[]{}', "ünï\u2028\x1b", "", None, True, False]
+
+    def gen(depth: int) -> object:
+        r = rnd.random()
+        if depth > 3 or r < 0.4:
+            return rnd.choice(scalars)
+        if r < 0.7:
+            return [gen(depth + 1) for _ in range(rnd.randint(0, 3))]
+        return {
+            rnd.choice(["a", "b,", 'c"', "d:", "ü", "{"]) + str(i): gen(depth + 1) for i in range(rnd.randint(0, 3))
+        }
+
+    samples = [[], {}, [[]], [{}], float("nan"), float("inf"), {1: 2, None: 3}, *[gen(0) for _ in range(2000)]]
+    for sample in samples:
+        assert output.dumps_indented(sample) == json.dumps(sample, indent=2)
+
+
+def test_ls_on_a_terminal_shows_a_screenful_and_says_what_is_not_shown(monkeypatch, capsys):
+    procs = [
+        {
+            "id": i,
+            "name": f"p{i}",
+            "pid": i,
+            "restart_count": 0,
+            "status": "failed" if i % 10 == 0 else "running",
+            "username": "u",
+            "updated_at": "d",
+        }
+        for i in range(1, 101)
+    ]
+    monkeypatch.setattr(output.sys.stdout, "isatty", lambda: True)
+    monkeypatch.setenv("LINES", "40")
+    monkeypatch.setenv("NO_COLOR", "1")
+    output.process_table_for_terminal(procs)
+    out = capsys.readouterr().out.splitlines()
+    rows = [line for line in out if line.startswith("│") and "p" in line and "Name" not in line]
+    assert len(rows) == 40 - output.TABLE_CHROME and "p1 " in rows[0] and "p33 " in rows[-1]
+    assert out[-1] == (
+        "… 67 more not shown (100 processes: 90 running, 10 failed); every one: pmon3 ls --all, or pmon3 ls | less; "
+        "for scripts: pmon3 ls --json"
+    )
+    output.process_table_for_terminal(procs[:30])  # it fits: the whole table, no summary
+    out = capsys.readouterr().out
+    assert "p30" in out and "not shown" not in out
+    monkeypatch.setattr(output.sys.stdout, "isatty", lambda: False)  # a pipe or a file: every row
+    output.process_table_for_terminal(procs)
+    assert "p100" in capsys.readouterr().out

@@ -148,6 +148,46 @@ def process_table(processes: list[dict[str, Any]]) -> None:
     sys.stdout.write(render_table(headers, rows, justify, styles))
 
 
+def process_table_for_terminal(processes: list[dict[str, Any]]) -> None:
+    """The table, all of it when written to a pipe or a file. On a terminal at most a screenful (10,000 rows
+    scroll away unread): the first processes by id, then a line with how many are not shown, the count per
+    status and how to see all of them (--all, or a pipe: `pmon3 ls | less`)."""
+    room = _rows_on_terminal()
+    if room is None or len(processes) <= room:
+        process_table(processes)
+        return
+    shown = sorted(processes, key=lambda p: p["id"])[:room]
+    process_table(shown)
+    counts: dict[str, int] = {}
+    for p in processes:
+        counts[p["status"]] = counts.get(p["status"], 0) + 1
+    by_status = ", ".join(f"{n:,} {escape(status)}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    message(
+        f"… {len(processes) - room:,} more not shown ({len(processes):,} processes: {by_status}); "
+        "every one: pmon3 ls --all, or pmon3 ls | less; for scripts: pmon3 ls --json"
+    )
+
+
+# Lines of a terminal that are not process rows: the table's frame and header, the summary, the next prompt.
+TABLE_CHROME = 7
+MIN_ROWS = 20
+
+
+def _rows_on_terminal() -> Optional[int]:
+    """How many process rows fit on the terminal stdout is, or None when stdout is not a terminal."""
+    if not sys.stdout.isatty():
+        return None
+    lines = os.environ.get("LINES", "")
+    if lines.isdigit() and int(lines) > 0:
+        height = int(lines)
+    else:
+        try:
+            height = os.get_terminal_size(sys.stdout.fileno()).lines
+        except OSError:
+            height = 24
+    return max(MIN_ROWS, height - TABLE_CHROME)
+
+
 def describe_table(p: dict[str, Any]) -> None:
     fields: list[tuple[str, str]] = [
         ("status", p["status"]),

@@ -9,11 +9,18 @@ from . import handle_errors, id_argument, json_option, session, show_process, sh
 
 @click.command("ls")
 @json_option
+@click.option("-A", "--all", "show_all", is_flag=True, help="on a terminal too, every process (not only a screenful)")
 @handle_errors
-def ls_cmd(as_json: bool) -> None:
-    """List all processes."""
+def ls_cmd(as_json: bool, show_all: bool) -> None:
+    """List all processes (on a terminal: a screenful and a summary when there are more)."""
     with session() as c:
-        show_processes(c.list(), as_json)
+        procs = c.list()
+    if as_json or show_all:
+        show_processes(procs, as_json)
+    else:
+        from ..output import process_table_for_terminal
+
+        process_table_for_terminal(procs)
 
 
 @click.command("desc")
