@@ -162,3 +162,77 @@ def test_the_row_cache_stays_exact_through_every_write(tmp_path: Path):
         assert cached() == fresh()
     finally:
         s.close()
+
+
+def test_deferred_runtime_writes_are_read_at_once_and_written_before_sql_and_at_close(tmp_path: Path):
+    """update_runtime(deferred=True) (a restart's row, written after the child's exec) is what every read sees
+    at once; SQLite gets it in one transaction at the next flush, SQL read or write, and at close."""
+    from pmon3.models import Process
+    from pmon3.states import Status
+
+    path = str(tmp_path / "data.db")
+    s = Store(path, default_owner=0)
+
+    def on_disk() -> list[tuple]:
+        other = Store(path, default_owner=0)
+        try:
+            return [(p.id, p.pid, p.status, p.restart_count) for p in other.list_processes()]
+        finally:
+            other.close()
+
+    try:
+        a = s.insert(Process(id=0, name="a", process_file="/bin/true"))
+        b = s.insert(Process(id=0, name="b", process_file="/bin/true"))
+        s.list_processes()  # every row cached
+        a.pid, a.status, a.restart_count = 11, Status.RUNNING, 3
+        s.update_runtime(a, deferred=True)
+        b.pid = 12
+        s.update_runtime(b, deferred=True)
+        assert s.pending == 2
+        got = s.get(a.id)
+        assert got is not None and (got.pid, got.status, got.restart_count) == (11, Status.RUNNING, 3)
+        assert [p.pid for p in s.list_processes()] == [11, 12]
+        assert on_disk() == [(a.id, 0, Status.QUEUED, 0), (b.id, 0, Status.QUEUED, 0)]  # not yet
+        assert s.set_start_time(a.id, 11, 777) and not s.set_start_time(a.id, 99, 1)  # another pid: refused
+        s.insert(Process(id=0, name="c", process_file="/bin/true"))  # a write takes them along
+        assert s.pending == 0
+        assert on_disk()[:2] == [(a.id, 11, Status.RUNNING, 3), (b.id, 12, Status.QUEUED, 0)]
+        b.pid = 13
+        s.update_runtime(b, deferred=True)
+    finally:
+        s.close()  # flushes
+    assert on_disk()[1][1] == 13
+    again = Store(path, default_owner=0)
+    try:
+        row = again.get(a.id)
+        assert row is not None and row.pid_start_time == 777
+    finally:
+        again.close()
+
+
+def test_names_come_from_the_cache_and_rows_share_nothing_a_caller_can_change(tmp_path: Path):
+    from pmon3.models import Process
+
+    s = Store(str(tmp_path / "data.db"), default_owner=0)
+    try:
+        a = s.insert(Process(id=0, name="a", process_file="/bin/true", owner=5))
+        s.insert(Process(id=0, name="a", process_file="/bin/true", owner=6))
+        s.list_processes()
+        got = s.get_by_name(5, "a")
+        assert got is not None and got.id == a.id
+        assert s.get_by_name(5, "nope") is None and s.get_by_name(7, "a") is None
+        s.delete(a.id)
+        assert s.get_by_name(5, "a") is None
+        one, two = s.list_processes()[0], s.get_by_name(6, "a")
+        assert two is not None
+        one.argv.append("x")  # empty lists and dicts are shared inside the cache, never outside
+        one.policy["min_uptime"] = 1
+        one.flap["restarts"] = [1.0]
+        one.options["ready"] = "notify"
+        assert (two.argv, two.policy, two.flap, two.options) == ([], {}, {}, {})
+        fresh = s.get_by_name(6, "a")
+        assert fresh is not None and (fresh.argv, fresh.policy, fresh.flap, fresh.options) == ([], {}, {}, {})
+        assert [r.name for r in s.rows(6)] == ["a"]
+        assert s.columns("name", "owner") == [("a", 6)]
+    finally:
+        s.close()
