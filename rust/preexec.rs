@@ -21,6 +21,8 @@ pub enum Stage {
     Ok = 0,
     Sigmask,
     Setsid,
+    /// Back to SCHED_OTHER (see `ChildCtx::reset_policy`).
+    Sched,
     Cgroup,
     /// `ChildCtx::detail` is the index into `rlimits`.
     Setrlimit,
@@ -39,10 +41,11 @@ pub enum Stage {
 
 impl Stage {
     pub fn from_i32(v: i32) -> Stage {
-        const ALL: [Stage; 15] = [
+        const ALL: [Stage; 16] = [
             Stage::Ok,
             Stage::Sigmask,
             Stage::Setsid,
+            Stage::Sched,
             Stage::Cgroup,
             Stage::Setrlimit,
             Stage::Setgroups,
@@ -114,6 +117,9 @@ pub struct ChildCtx {
     /// any descriptor. Without it the clone copies all of our descriptors and the child closes
     /// them again: +1 ms per spawn with 10,000 open (one pidfd per supervised process).
     pub shares_files: bool,
+    /// The parent cloned us as SCHED_BATCH (spawn's `child_first`): the child takes SCHED_OTHER
+    /// back first thing, so the program runs with the policy the parent normally has.
+    pub reset_policy: bool,
     /// Written by the child on failure, read by the parent after clone returns.
     pub stage: AtomicI32,
     pub errno: AtomicI32,
@@ -179,6 +185,16 @@ unsafe fn setup_and_exec(ctx: &ChildCtx) -> Step<()> {
         ),
     )?;
     check(Stage::Setsid, libc::syscall(libc::SYS_setsid))?;
+    if ctx.reset_policy {
+        let param = libc::sched_param { sched_priority: 0 };
+        let r = libc::syscall(
+            libc::SYS_sched_setscheduler,
+            0,
+            libc::SCHED_OTHER,
+            &param as *const libc::sched_param,
+        );
+        check(Stage::Sched, r)?;
+    }
     if ctx.shares_files {
         // Nothing below may touch the parent's table: from here the child has its own, 0-2 only.
         let r = libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_UNSHARE);

@@ -39,6 +39,7 @@ fn rlimit_value(v: i128) -> Result<u64, Error> {
 #[pyo3(signature = (
     file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, umask=None,
     log_fd=None, *, cgroup_fd=None, cgroup_procs_fd=None, rlimits=None, pass_fds=None, listen_pid=false,
+    child_first=false, cgroup_dir=None, cgroup_dir_procs=false, only_if_empty=false,
 ))]
 #[allow(clippy::too_many_arguments)]
 fn spawn(
@@ -58,6 +59,10 @@ fn spawn(
     rlimits: Option<Vec<(i32, i128, i128)>>,
     pass_fds: Option<Vec<i32>>,
     listen_pid: bool,
+    child_first: bool,
+    cgroup_dir: Option<PathBuf>,
+    cgroup_dir_procs: bool,
+    only_if_empty: bool,
 ) -> PyResult<(i32, i32)> {
     let rlimits = rlimits
         .unwrap_or_default()
@@ -86,8 +91,14 @@ fn spawn(
         rlimits,
         pass_fds: pass_fds.unwrap_or_default(),
         listen_pid,
+        child_first,
     };
-    let child = py.detach(|| sp::spawn(&spec))?;
+    let child = match cgroup_dir {
+        None => py.detach(|| sp::spawn(&spec))?,
+        Some(dir) => py.detach(|| {
+            sp::spawn_in_cgroup(&spec, dir.as_os_str(), cgroup_dir_procs, only_if_empty)
+        })?,
+    };
     Ok((child.pid, child.pidfd.into_raw_fd()))
 }
 

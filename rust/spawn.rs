@@ -12,7 +12,7 @@ use crate::preexec::{child_main, ChildCtx, Stage, PID_DIGITS};
 use crate::reaper;
 use libc::{c_char, c_int, c_void};
 use std::ffi::{CString, OsStr, OsString};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::ptr;
@@ -62,6 +62,11 @@ pub struct SpawnSpec {
     pub pass_fds: Vec<i32>,
     /// Add `LISTEN_PID=<the child's pid>` to the environment (replacing one in `env`).
     pub listen_pid: bool,
+    /// Let the child finish its exec before we run again: the calling thread is SCHED_BATCH while
+    /// it waits in clone (a batch task woken does not preempt the one running), so the wake-up
+    /// when the child's execve lets go of our memory does not take the CPU from the child
+    /// mid-exec. Only when the thread is SCHED_OTHER; the child takes SCHED_OTHER back at once.
+    pub child_first: bool,
 }
 
 impl SpawnSpec {
@@ -114,6 +119,22 @@ fn can_share_files(spec: &SpawnSpec) -> bool {
         && spec.cgroup_procs_fd.is_none()
 }
 
+/// The calling thread becomes SCHED_BATCH if it is SCHED_OTHER; whether it did.
+fn enter_batch() -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscalls on the calling thread (tid 0) with a valid param.
+    unsafe {
+        libc::sched_getscheduler(0) == libc::SCHED_OTHER
+            && libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) == 0
+    }
+}
+
+fn leave_batch() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in enter_batch; BATCH -> OTHER at the same nice value is always allowed.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+}
+
 /// Checks that need no child: a failure here costs no clone.
 fn validate(spec: &SpawnSpec) -> Result<()> {
     if spec.log_fd.is_some_and(|fd| fd < 3) || (spec.log_fd.is_some() && spec.log_path.is_some()) {
@@ -137,6 +158,67 @@ fn validate(spec: &SpawnSpec) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// `spec` born in the cgroup v2 directory `dir` (CLONE_INTO_CGROUP, or the `cgroup.procs`
+/// fallback with `procs`), opened for this spawn and closed after it. With `only_if_empty`, EBUSY
+/// and no child when the cgroup has processes (its `cgroup.events` says populated): a restart never
+/// runs beside what is left of the copy before it. One call for the restart path: no descriptor
+/// kept per process, no round trips for the check and the open.
+pub fn spawn_in_cgroup(
+    spec: &SpawnSpec,
+    dir: &OsStr,
+    procs: bool,
+    only_if_empty: bool,
+) -> Result<Spawned> {
+    let path = |leaf: &str| {
+        let mut p = dir.as_bytes().to_vec();
+        if !leaf.is_empty() {
+            p.extend_from_slice(b"/");
+            p.extend_from_slice(leaf.as_bytes());
+        }
+        CString::new(p).map_err(|_| Error::invalid("cgroup_dir: path contains a NUL byte"))
+    };
+    let open = |p: &CString, flags: c_int| -> Result<OwnedFd> {
+        // SAFETY: a NUL-terminated path; the descriptor is owned below.
+        let fd = unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Error::last(format!("cgroup {}", p.to_string_lossy())));
+        }
+        // SAFETY: the kernel just gave us this fd.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    if only_if_empty {
+        let events = path("cgroup.events")?;
+        match open(&events, libc::O_RDONLY) {
+            Ok(fd) => {
+                let mut buf = [0u8; 256];
+                // SAFETY: reading into a local buffer from our own descriptor.
+                let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+                let text = buf.get(..usize::try_from(n).unwrap_or(0)).unwrap_or(&[]);
+                if text.windows(11).any(|w| w == b"populated 1") {
+                    return Err(Error::new(
+                        libc::EBUSY,
+                        format!("cgroup {} still has processes", dir.to_string_lossy()),
+                    ));
+                }
+            }
+            Err(e) if e.errno == libc::ENOENT => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut spec = spec.clone();
+    let fd = if procs {
+        open(&path("cgroup.procs")?, libc::O_WRONLY)?
+    } else {
+        open(&path("")?, libc::O_RDONLY | libc::O_DIRECTORY)?
+    };
+    if procs {
+        spec.cgroup_procs_fd = Some(fd.as_raw_fd());
+    } else {
+        spec.cgroup_fd = Some(fd.as_raw_fd());
+    }
+    spawn(&spec)
 }
 
 /// Start the process described by `spec`.
@@ -178,7 +260,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
     let set_groups =
         spec.groups.is_some() || (spec.uid.is_some() && unsafe { libc::geteuid() } == 0);
 
-    let ctx = ChildCtx {
+    let mut ctx = ChildCtx {
         file: file.as_ptr(),
         argv: argv_p.as_ptr(),
         envp: env_p.as_ptr(),
@@ -198,6 +280,7 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         npass: spec.pass_fds.len(),
         pass_tmp: pass_tmp.as_mut_ptr(),
         shares_files: can_share_files(spec),
+        reset_policy: false,
         listen_pid: if spec.listen_pid {
             // SAFETY: within listen_buf, which is LISTEN_PID.len() + PID_DIGITS long.
             unsafe { listen_base.add(LISTEN_PID.len()) }
@@ -209,10 +292,16 @@ pub fn spawn(spec: &SpawnSpec) -> Result<Spawned> {
         detail: AtomicI32::new(0),
     };
 
-    let (pid, pidfd) = match spec.cgroup_fd {
-        None => clone_child(&ctx)?,
-        Some(fd) => clone3_into_cgroup(&ctx, fd)?,
+    let batch = spec.child_first && enter_batch();
+    ctx.reset_policy = batch;
+    let cloned = match spec.cgroup_fd {
+        None => clone_child(&ctx),
+        Some(fd) => clone3_into_cgroup(&ctx, fd),
     };
+    if batch {
+        leave_batch();
+    }
+    let (pid, pidfd) = cloned?;
     let stage = Stage::from_i32(ctx.stage.load(Ordering::SeqCst));
     if stage != Stage::Ok {
         drop(pidfd);
@@ -285,6 +374,7 @@ fn failure_context(stage: Stage, detail: usize, spec: &SpawnSpec) -> String {
         Stage::Ok | Stage::Exec => format!("exec {}", PathBuf::from(&spec.file).display()),
         Stage::Sigmask => "sigprocmask".into(),
         Stage::Setsid => "setsid".into(),
+        Stage::Sched => "sched_setscheduler SCHED_OTHER".into(),
         Stage::Cgroup => format!("cgroup {}", fd_path(spec.cgroup_procs_fd.unwrap_or(-1))),
         Stage::Setrlimit => match spec.rlimits.get(detail) {
             Some(rl) => format!("setrlimit {}", rlimit_name(rl.resource)),

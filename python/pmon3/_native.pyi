@@ -77,6 +77,10 @@ def spawn(
     rlimits: Optional[list[tuple[int, int, int]]] = None,
     pass_fds: Optional[list[int]] = None,
     listen_pid: bool = False,
+    child_first: bool = False,
+    cgroup_dir: Optional[str] = None,
+    cgroup_dir_procs: bool = False,
+    only_if_empty: bool = False,
 ) -> tuple[int, int]:
     """Start `file` with `argv` and the explicit `env` ("K=V" strings) and return (pid, pidfd).
 
@@ -104,6 +108,12 @@ def spawn(
     `pass_fds` are caller descriptors that the child gets as 3, 4, 5, ... in this order (systemd
     socket activation; set LISTEN_FDS and LISTEN_FDNAMES in `env`). With `listen_pid` the child's
     environment gets LISTEN_PID=<its own pid>, replacing any LISTEN_PID in `env`.
+    `cgroup_dir` names the cgroup v2 directory instead of `cgroup_fd` (opened for the spawn, closed after it;
+    with `cgroup_dir_procs` its `cgroup.procs`, the fallback); with `only_if_empty` a populated cgroup (its
+    `cgroup.events`) raises OSError(EBUSY) and starts nothing.
+    With `child_first` the calling thread (when it is SCHED_OTHER) is SCHED_BATCH while it waits in the
+    clone, so that being woken when the child's execve lets go of our memory does not preempt the child
+    mid-exec; the child takes SCHED_OTHER back before anything else, the caller right after the clone.
 
     A failure before or at exec raises OSError(errno, "<stage> <what>: <strerror>") in the
     caller, e.g. "clone3 into cgroup <path>", "cgroup <path>", "setrlimit RLIMIT_NOFILE",

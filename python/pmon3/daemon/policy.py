@@ -80,6 +80,15 @@ def quick_delay(settings: RestartSettings, streak: int) -> float:
     return float(min(settings.max_restart_delay, settings.restart_delay * 2 ** min(max(streak, 1) - 1, 60)))
 
 
+def restarts_at_once(settings: RestartSettings, uptime: float, code: Optional[int], signal: Optional[int]) -> bool:
+    """Whether after_exit says "restart now, no delay" (the restart hot path asks this alone)."""
+    if settings.mode == "never" or uptime < settings.min_uptime:
+        return False
+    return settings.mode != "on-failure" or not (
+        signal is None and code is not None and code in settings.success_exit_codes
+    )
+
+
 def after_exit(
     *,
     settings: RestartSettings,

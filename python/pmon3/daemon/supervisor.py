@@ -784,6 +784,7 @@ class Supervisor:
                 launch.groups,
                 launch.log_path,
                 rlimits=launch.rlimits,
+                child_first=True,  # the child finishes its exec before we run again (spawn.rs)
                 **(launch.extra or {}),
                 **tree,
             )
@@ -1065,7 +1066,70 @@ class Supervisor:
             if self.by_pid.get(rt.pid) is rt:
                 self._exited(rt, ExitInfo(rt.pid, None, None))
             return
-        self._exited(rt, ExitInfo(*record))
+        info = ExitInfo(*record)
+        if not self._respawn_fast(rt, info):
+            self._exited(rt, info)
+
+    def _respawn_fast(self, rt: Runtime, info: ExitInfo) -> bool:
+        """The hot path, taken before anything else is looked up, closed or written: a copy that ran long
+        enough is respawned from its Launch (policy.restarts_at_once: the rule of policy.after_exit) by one
+        native call that checks that its cgroup is empty and spawns the new copy into it. Then the old copy is
+        let go and the row updated (its SQL write, log line and hook at settle()). Anything else (a tree with
+        leftovers, a delay, flap detection, a stop under way, a failed spawn) goes the general way."""
+        launch, inputs, trees = rt.launch, rt.policy_inputs, self.trees
+        if (
+            launch is None
+            or inputs is None
+            or rt.role != "main"
+            or rt.main_pid
+            or trees.base is None
+            or self.shutting_down
+            or rt.process_id in self.stopping
+            or self.cfg.flap.enabled
+            or rt.copy in trees.killed
+        ):
+            return False
+        uptime = time.monotonic() - rt.started
+        if not policy.restarts_at_once(policy.effective(self.cfg, *inputs), uptime, info.code, info.signal):
+            return False
+        if _trace_fd >= 0:
+            _trace(b"spawn", 0)
+        try:
+            pid, pidfd = _native.spawn(
+                launch.file,
+                launch.argv,
+                launch.env,
+                launch.cwd,
+                launch.uid,
+                launch.gid,
+                launch.groups,
+                launch.log_path,
+                rlimits=launch.rlimits,
+                child_first=True,
+                cgroup_dir=trees.path(rt.copy),
+                cgroup_dir_procs=not trees.born_in_cgroup,
+                only_if_empty=True,
+                **(launch.extra or {}),
+            )
+        except OSError:  # EBUSY: leftovers to end first; or a spawn that fails: the general way says why
+            return False
+        if _trace_fd >= 0:
+            _trace(b"spawned", pid)
+        self._untrack(rt)
+        rt.set_exited(info)
+        process_id = rt.process_id
+        new = Runtime(process_id, rt.leaf, pid, pidfd, True, time.monotonic(), launch, inputs, "main")
+        self._track(new)
+        self.quick_deaths.pop(process_id, None)
+        p = self.store.get(process_id)
+        if p is None:
+            return True
+        old_status, old_pid = p.status, p.pid
+        p.last_exit_code, p.last_exit_signal = info.code, info.signal
+        p.restart_count += 1
+        self._record_start(p, new, (old_status, old_pid, info, uptime))
+        self._watch_ready(new, p)
+        return True
 
     def _untrack(self, rt: Runtime) -> None:
         if self.by_pid.get(rt.pid) is not rt:
