@@ -947,6 +947,54 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn spawn_in_cgroup_refuses_a_populated_one() {
+        let Some(cg) = TempCgroup::new("inempty") else {
+            eprintln!("skipped: needs root and a writable cgroup2 mount");
+            return;
+        };
+        let _g = children_lock();
+        let spec = SpawnSpec::new("/bin/sleep", &["sleep", "30"]);
+        let first = spawn_in_cgroup(&spec, cg.0.as_os_str(), false, true).unwrap();
+        assert_eq!(cg.pids(), vec![first.pid]);
+        wait_until("cgroup.events says populated", || {
+            std::fs::read_to_string(cg.0.join("cgroup.events"))
+                .is_ok_and(|t| t.contains("populated 1"))
+        });
+        let e = spawn_in_cgroup(&spec, cg.0.as_os_str(), false, true).unwrap_err();
+        assert_eq!(e.errno, libc::EBUSY);
+        assert_eq!(cg.pids(), vec![first.pid]); // nothing started beside it
+        let second = spawn_in_cgroup(&spec, cg.0.as_os_str(), true, false).unwrap(); // procs: the fallback
+        let mut pids = cg.pids();
+        pids.sort_unstable();
+        assert_eq!(pids, {
+            let mut v = vec![first.pid, second.pid];
+            v.sort_unstable();
+            v
+        });
+        cg.kill();
+        reaper::wait_pid(first.pid, 0).unwrap();
+        reaper::wait_pid(second.pid, 0).unwrap();
+        let gone = cg.0.join("gone");
+        let e = spawn_in_cgroup(&spec, gone.as_os_str(), false, true).unwrap_err();
+        assert_eq!(e.errno, libc::ENOENT);
+    }
+
+    #[test]
+    fn child_first_leaves_both_with_the_normal_policy() {
+        let _g = children_lock();
+        let mut spec = SpawnSpec::new("/bin/sh", &["sh", "-c", "grep ^policy /proc/self/sched"]);
+        spec.child_first = true;
+        let (rec, out) = run(spec, "childfirst");
+        assert_eq!(rec.code, Some(0));
+        assert!(
+            out.split_whitespace().last() == Some("0"),
+            "child policy: {out}"
+        ); // SCHED_OTHER
+           // SAFETY: plain syscall on this thread.
+        assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_OTHER);
+    }
+
+    #[test]
     fn cgroup_write_failure_is_reported() {
         let _g = children_lock();
         // A read-only descriptor: the write fails with EBADF wherever cgroups are.

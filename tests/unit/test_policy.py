@@ -125,3 +125,15 @@ def test_one_restart_settings_type_for_config_and_policy():
     assert policy.effective(cfg, True, policy.normalize_overrides({"success_exit_codes": "0,3"})) == (
         config.RestartSettings(success_exit_codes=(0, 3), stop_timeout=4.0)
     )
+
+
+def test_restarts_at_once_is_after_exit_without_a_delay():
+    """The restart hot path asks policy.restarts_at_once alone: it must agree with after_exit everywhere."""
+    for mode in ("always", "on-failure", "never"):
+        for codes in ((0,), (0, 2)):
+            s = RestartSettings(mode=mode, success_exit_codes=codes, min_uptime=1.0)
+            for uptime in (0.0, 0.999, 1.0, 5.0):
+                for code, sig in ((0, None), (2, None), (1, None), (None, 9), (None, None)):
+                    d = after_exit(settings=s, uptime=uptime, quick_deaths=3, code=code, signal=sig)
+                    expected = d.restart and d.delay == 0
+                    assert policy.restarts_at_once(s, uptime, code, sig) == expected, (mode, codes, uptime, code, sig)
