@@ -1122,14 +1122,26 @@ def scenario_cli_idle(p: dict, keep: dict) -> dict:
         _, sup = boot_sup(n)
         runs = p["cli_runs"]
         log(f"cli: {runs} runs of each command, alternating")
-        cli = {k: [] for k in ("ls", "ls --json", "--version", "status", "version")}
+        keys = ("ls", "ls --json", "--version", "status", "version", "python -c pass", "import click", "exec")
+        cli: dict[str, list[float]] = {k: [] for k in keys}
+        counter = itertools.count(1)
+
+        def exec_one() -> tuple[float, subprocess.CompletedProcess]:
+            name = f"e{next(counter)}"
+            took = pm.cli("exec", "/bin/sleep", "--name", name, "-a", "1000")
+            pm.cli("del", "-f", name)  # not timed: the daemon keeps its 100 processes
+            return took
+
         for _ in range(runs):
             for key, fn in (
+                ("python -c pass", lambda: timed([PMON3_PY, "-c", "pass"])),
                 ("ls", lambda: pm.cli("ls")),
                 ("status", lambda: sup.ctl("status")),
+                ("import click", lambda: timed([PMON3_PY, "-c", "import click"])),
                 ("ls --json", lambda: pm.cli("ls", "--json")),
                 ("--version", lambda: pm.cli("--version")),
                 ("version", lambda: sup.ctl("version")),
+                ("exec", exec_one),
             ):
                 took, cp = fn()
                 cli[key].append(took * 1000)
@@ -1138,6 +1150,19 @@ def scenario_cli_idle(p: dict, keep: dict) -> dict:
             row(f"`pmon3 ls` vs `supervisorctl status` ({n} procs)", "ms", med["ls"], med["status"]),
             row(f"`pmon3 ls --json` vs `supervisorctl status` ({n})", "ms", med["ls --json"], med["status"]),
             row("`pmon3 --version` vs `supervisorctl version`", "ms", med["--version"], med["version"]),
+            # Start-up as a feature (issue 12): ratios to floors taken in the same rounds, in the C column.
+            row("CLI floor: `python -c pass` (C column: none)", "ms", med["python -c pass"], None),
+            row(
+                "CLI: `pmon3 --version` / floor `python -c 'import click'`",
+                "ms",
+                med["--version"],
+                None,
+                cref=med["import click"],
+            ),
+            row(
+                f"CLI: `pmon3 ls --json` ({n}) / `pmon3 --version`", "ms", med["ls --json"], None, cref=med["--version"]
+            ),
+            row("CLI: `pmon3 exec /bin/sleep` / `pmon3 --version`", "ms", med["exec"], None, cref=med["--version"]),
         ]
         raw["cli_ms"] = cli
 

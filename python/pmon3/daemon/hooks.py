@@ -4,17 +4,23 @@ argv = the configured command line split with shell-like quoting (so it may carr
 followed by one argument, the process as JSON with pmon3's keys plus `restart_count`. The hook runs as
 pmond's own user with a clean environment, its output goes to pmond's log line by line, and it is killed
 after `event_handling.timeout`. Supervision never waits for a hook.
+
+At most MAX_RUNNING hooks run at once; more wait in a queue (up to MAX_QUEUED, then the oldest are dropped,
+said once a minute): a storm of 1000 restarts must not start 1000 shells that compete with the restarted
+processes for the CPU (benches/scale.py, docs/scale.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import os
 import pwd
 import shlex
 import signal
+import time
 from typing import Callable, Optional
 
 from .. import _native
@@ -22,6 +28,8 @@ from ..config import BASE_PATH
 from ..models import ExitInfo, Process
 
 log = logging.getLogger("pmond.hooks")
+MAX_RUNNING = 8
+MAX_QUEUED = 10000
 
 
 def payload(p: Process, status: int, pid: int) -> str:
@@ -58,21 +66,40 @@ class HookRunner:
         commands: Callable[[], dict[str, str]],
         timeout: Callable[[], float],
         watch: Callable[[int, Callable[[ExitInfo], None]], None],
+        unwatch: Callable[[int], object] = lambda pid: None,
     ) -> None:
         self.loop = loop
         self.commands = commands
         self.timeout = timeout
+        # A hook's exit comes through its pidfd (collected there, at once) or, if a sweep of pmond's
+        # children collected it first, through the watcher registered here: whichever comes first.
         self.watch = watch
+        self.unwatch = unwatch
         self.running: dict[int, int] = {}  # pid -> pidfd
+        self.queued: collections.deque[tuple[str, str, str, str]] = collections.deque()
+        self.dropped = 0
+        self._dropped_said = 0.0
 
     def fire(self, event: str, p: Process, status: int, pid: int) -> None:
         command = self.commands().get(event)
         if not command:
             return
-        try:
-            self._spawn(event, command, payload(p, status, pid), p.name)
-        except (OSError, ValueError) as exc:
-            log.error("%s hook for %s could not start: %s", event, p.name, exc)
+        self.queued.append((event, command, payload(p, status, pid), p.name))
+        if len(self.queued) > MAX_QUEUED:
+            self.queued.popleft()
+            self.dropped += 1
+            if time.monotonic() - self._dropped_said > 60:
+                self._dropped_said = time.monotonic()
+                log.warning("%d hooks waiting: the oldest are dropped (%d so far)", MAX_QUEUED, self.dropped)
+        self._start_queued()
+
+    def _start_queued(self) -> None:
+        while self.queued and len(self.running) < MAX_RUNNING:
+            event, command, data, name = self.queued.popleft()
+            try:
+                self._spawn(event, command, data, name)
+            except (OSError, ValueError) as exc:
+                log.error("%s hook for %s could not start: %s", event, name, exc)
 
     def _spawn(self, event: str, command: str, data: str, name: str) -> None:
         argv = shlex.split(command)
@@ -121,12 +148,27 @@ class HookRunner:
         timer = self.loop.call_later(self.timeout(), self._kill, pid, label)
 
         def done(info: ExitInfo) -> None:
+            if self.running.get(pid) != pidfd:
+                return  # already handled the other way
             timer.cancel()
+            self.loop.remove_reader(pidfd)
             os.close(self.running.pop(pid))
+            self.unwatch(pid)
             level = logging.INFO if info.code == 0 else logging.WARNING
             log.log(level, "%s finished: %s", label, info.describe())
+            self._start_queued()
+
+        def exited() -> None:
+            try:
+                record = _native.reap_pidfd(pidfd, pid)
+            except OSError:  # ECHILD: a sweep collected it; its watcher says how it ended
+                self.loop.remove_reader(pidfd)
+                return
+            if record is not None:
+                done(ExitInfo(*record))
 
         self.watch(pid, done)
+        self.loop.add_reader(pidfd, exited)
 
     def _kill(self, pid: int, label: str) -> None:
         pidfd = self.running.get(pid)

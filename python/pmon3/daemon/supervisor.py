@@ -55,6 +55,9 @@ REUSABLE = (Status.STOPPED, Status.FAILED, Status.CLOSED, Status.QUEUED, Status.
 # long: with CLONE_VFORK pmond runs again the moment the child's execve let go of our memory, before the exec
 # is done, and on the same CPU that work would delay the child (benches/README.md, restart breakdown).
 SETTLE_DELAY = 0.005
+SETTLE_SLICE = 0.002  # seconds of that bookkeeping per turn of the loop
+# Respawns closer together than this are a storm: pmond does not wait for each child's exec (child_first).
+BURST_GAP = 0.002
 # Descriptors pmond needs besides one pidfd per process (database, queues, log, inotify, hooks, requests).
 NOFILE_RESERVE = 256
 # SIGCHLD: at most one sweep (wait4(-1) until nothing is left: each call walks every child of ours) this often.
@@ -258,8 +261,13 @@ class Supervisor:
         self._nofile_said = False
         self._settle_handle: Optional[asyncio.TimerHandle] = None
         self._sweep_handle: Optional[asyncio.TimerHandle] = None
+        self._last_respawn = 0.0  # monotonic time the last fast respawn ended (BURST_GAP)
         self.hooks = HookRunner(
-            loop, lambda: self.cfg.hooks, lambda: self.cfg.hook_timeout_ms / 1000, self.watchers.__setitem__
+            loop,
+            lambda: self.cfg.hooks,
+            lambda: self.cfg.hook_timeout_ms / 1000,
+            self.watchers.__setitem__,
+            lambda pid: self.watchers.pop(pid, None),
         )
 
     # -- settings ---------------------------------------------------------------------------------------
@@ -817,15 +825,23 @@ class Supervisor:
         self.store.update_runtime(p, deferred=True)
         self.unsettled.append((p, rt, restart))
         if self._settle_handle is None:
-            self._settle_handle = self.loop.call_later(SETTLE_DELAY, self.settle)
+            self._settle_handle = self.loop.call_later(SETTLE_DELAY, self.settle, SETTLE_SLICE)
 
-    def settle(self) -> None:
-        """The bookkeeping of the starts since the last call (see _record_start), then every deferred write."""
+    def settle(self, budget: Optional[float] = None) -> None:
+        """The bookkeeping of the starts since the last call (see _record_start), then every deferred write.
+        With a `budget` (seconds: the timer's call), the rest waits for the loop's next turn once it is spent,
+        so that a storm's respawns go first and its hooks and log lines after (SETTLE_SLICE)."""
         if self._settle_handle is not None:
             self._settle_handle.cancel()
             self._settle_handle = None
+        deadline = None if budget is None else time.monotonic() + budget
         pending, self.unsettled = self.unsettled, []
-        for p, rt, restart in pending:
+        for i, (p, rt, restart) in enumerate(pending):
+            if deadline is not None and i and time.monotonic() > deadline:
+                self.unsettled[:0] = pending[i:]
+                # a timer of 0: it runs after the deaths that the loop's next poll finds
+                self._settle_handle = self.loop.call_later(0, self.settle, budget)
+                break
             start_time = 0
             if self.by_pid.get(rt.pid) is rt:  # not collected yet: the pid is still that process's
                 try:
@@ -1089,9 +1105,13 @@ class Supervisor:
             or rt.copy in trees.killed
         ):
             return False
-        uptime = time.monotonic() - rt.started
+        now = time.monotonic()
+        uptime = now - rt.started
         if not policy.restarts_at_once(policy.effective(self.cfg, *inputs), uptime, info.code, info.signal):
             return False
+        # One restart: the child goes first (its exec is not interrupted by us). A storm (the last respawn
+        # ended a moment ago): the next respawn does.
+        child_first = now - self._last_respawn > BURST_GAP
         if _trace_fd >= 0:
             _trace(b"spawn", 0)
         try:
@@ -1105,7 +1125,7 @@ class Supervisor:
                 launch.groups,
                 launch.log_path,
                 rlimits=launch.rlimits,
-                child_first=True,
+                child_first=child_first,
                 cgroup_dir=trees.path(rt.copy),
                 cgroup_dir_procs=not trees.born_in_cgroup,
                 only_if_empty=True,
@@ -1115,6 +1135,7 @@ class Supervisor:
             return False
         if _trace_fd >= 0:
             _trace(b"spawned", pid)
+        self._last_respawn = time.monotonic()
         self._untrack(rt)
         rt.set_exited(info)
         process_id = rt.process_id
