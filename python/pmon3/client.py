@@ -134,8 +134,12 @@ class Client:
         try:
             reply = self._conn.call(protocol.request(request.CMD, request.to_args()), timeout or self.timeout)
         except (DaemonTimeoutError, DaemonUnavailableError, ProtocolError):
+            # The connection is done for: bound to a pmond that died (the next call finds the one that
+            # replaces it), or with a late reply still on its way. Never retried here: it may have taken effect.
+            self.close()
             raise
         except OSError as exc:
+            self.close()
             raise DaemonUnavailableError(f"could not talk to pmond: {exc}") from None
         for warning in reply.get("warnings") or []:
             self.on_warning(str(warning))
