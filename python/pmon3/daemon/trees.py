@@ -114,7 +114,8 @@ class Trees:
         # died meanwhile is still found
         self.seen: dict[Copy, dict[int, int]] = {}
         # Copy cgroups ended with cgroup.kill. The kernel (seen on 6.18) then kills every child later born into
-        # that cgroup with clone3(CLONE_INTO_CGROUP): such a cgroup is replaced by a fresh one before reuse.
+        # that cgroup with clone3(CLONE_INTO_CGROUP): such a cgroup is replaced by a fresh one before reuse. So is
+        # one this pmond starts a process in for the first time (a previous pmond may have killed it).
         self.killed: set[Copy] = set()
         if cfg.trees in ("auto", "cgroup"):
             self.base = self._cgroup_base(cfg)
@@ -168,6 +169,10 @@ class Trees:
         """What spawn needs so that the child is born in its tree."""
         if self.base is None:
             return {}
+        path = self.path(copy)
+        assert path is not None
+        if self.born_in_cgroup and copy not in self.dir_fds and os.path.isdir(path):
+            self.killed.add(copy)  # a previous pmond's cgroup: it may have ended it with cgroup.kill, so renew it
         if copy in self.killed:
             self._renew(copy)
             if copy in self.killed:  # could not be renewed: enter it before exec (cgroup.kill spares that)
