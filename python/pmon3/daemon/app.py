@@ -103,6 +103,7 @@ class Daemon:
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
         self.boot.adopt_survivors()
+        await self.supervisor.end_untracked(p.id for p in self.store.list_processes())
         self.rotator = LogRotator(cfg.logs, self._rotated_logs, self.loop)
         self.rotator.start()
         self.supervisor.on_start.append(lambda p: self.rotator.rescan_soon(p.log))  # watch a new log at once

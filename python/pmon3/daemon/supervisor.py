@@ -443,6 +443,28 @@ class Supervisor:
             self.start(current)
         return True
 
+    async def end_untracked(self, rows: Iterable[int]) -> int:
+        """At start, after adoption (cgroup mode): processes in a copy tree that no adopted process leads were
+        left by a pmond that died: the children of a leader that died while no pmond watched, or a copy spawned
+        just before the crash, before its pid was written. Nobody tracks them and boot would start the process
+        again beside them, so they are ended first (SIGKILL: their leader is gone or unknown). Trees of rows that
+        no longer exist go with their cgroups. Returns how many trees were ended."""
+        existing = set(rows)
+        ended = 0
+        for copy in self.trees.copies():
+            rt = self.runtimes.get(copy[0])
+            if rt is not None and rt.leaf == copy[1]:
+                continue  # the adopted copy's own tree
+            if self.trees.populated(copy, 0):
+                log.warning(
+                    "process %d: ending what a previous pmond left untracked in %s", copy[0], self.trees.describe(copy)
+                )
+                await self._end_tree(copy, 0, signal.SIGKILL, 0)
+                ended += 1
+            if copy[0] not in existing:
+                self.trees.release(copy[0])
+        return ended
+
     async def shutdown_stop(self, layers: list[list[int]]) -> None:
         """pmond is stopping with handle_interrupts: every live process ends `closed`, dependents first. No row
         lock: a request still holding one must not keep pmond from stopping."""

@@ -8,7 +8,8 @@ Two ways to know the tree (`desc` says which one a process uses):
   copy in the other one while the old copy still runs, so that ending the old tree never touches the new.
   Emptiness comes from the kernel (`cgroup.events`, watched with inotify) and `cgroup.kill` ends everything at
   once. Used wherever pmond can create cgroups (root on a cgroup2 system,
-  or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id.
+  or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id, and what a
+  crashed pmond left in a copy tree that no adopted process leads is ended before anything starts again.
 - session: elsewhere. The leader starts its own session; the tree is every process of that session plus
   their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init). A child
   that calls setsid after its parent died is not found this way; the cgroup mode has no such gap.
@@ -146,6 +147,22 @@ class Trees:
             log.debug("no cgroups for process trees: %s", exc)
             return None
         return base
+
+    def copies(self) -> list[Copy]:
+        """Every copy tree our cgroup holds, a previous pmond's included (cgroup mode; none in session mode)."""
+        if self.base is None:
+            return []
+        found: list[Copy] = []
+        try:
+            entries = os.listdir(self.base)
+        except OSError:
+            return []
+        for entry in sorted(entries):
+            if entry[:1] == "p" and entry[1:].isdigit():
+                found += [
+                    (int(entry[1:]), leaf) for leaf in LEAVES if os.path.isdir(os.path.join(self.base, entry, leaf))
+                ]
+        return found
 
     def path(self, copy: Copy) -> Optional[str]:
         return os.path.join(self.base, f"p{copy[0]}", copy[1]) if self.base else None
