@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import time
+from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union
 
 import apsw
 
+from .errors import CommandError
 from .models import Group, Process
 from .states import Status
+
+log = logging.getLogger("pmond.store")
+# What a write meets when the disk (or the filesystem's quota) is full, or the disk fails.
+_WRITE_FAILURES = (apsw.FullError, apsw.IOError)
+
+
+class StoreWriteError(CommandError):
+    """A change could not be written (disk full): nothing of it was changed."""
 
 
 def _per_owner_namespaces(db: apsw.Connection, default_owner: int) -> None:
@@ -204,7 +216,12 @@ class SchemaError(Exception):
 
 class Store:
     """Only pmond opens the database. Process rows are written by the supervisor alone (see
-    tests/unit/test_ownership.py); groups by the group service."""
+    tests/unit/test_ownership.py); groups by the group service.
+
+    When a write fails (disk full): a change asked for (a row, a group, a membership) raises StoreWriteError and
+    changes nothing; the runtime state of a row (pid, status, counters: what happened, not what was asked) is
+    kept here and shown as it is, and written as soon as a write succeeds again (`flush`, retried by pmond), so
+    that supervision goes on while the disk is full."""
 
     def __init__(self, path: str, default_owner: Optional[int] = None) -> None:
         fresh = not os.path.exists(path)
@@ -220,6 +237,9 @@ class Store:
         # write-through cache is exact; it keeps SQLite reads off the restart path.
         self._cache: dict[int, Process] = {}
         self._complete = False  # the cache holds every row (after a full listing): `ls` needs no SQL
+        # Runtime fields of rows whose last runtime write failed: what the rows really are until written.
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.on_pending: Callable[[], None] = lambda: None  # pmond retries `flush` after this
         self._migrate(os.geteuid() if default_owner is None else default_owner)
         self.db.execute("PRAGMA foreign_keys=ON")
         if fresh:
@@ -253,7 +273,16 @@ class Store:
         return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that either happens or changes nothing, with one line saying why not."""
+        try:
+            yield
+        except _WRITE_FAILURES as exc:
+            raise StoreWriteError(f"pmond cannot write its database ({_reason(exc)})") from None
 
     # -- processes ------------------------------------------------------------------------------------
     def _row(self, row: tuple[Any, ...], groups: Optional[list[str]] = None) -> Process:
@@ -294,6 +323,8 @@ class Store:
                 )
             ]
         p.groups = groups
+        for field, value in self.pending.get(p.id, {}).items():
+            setattr(p, field, value)
         return p
 
     def list_processes(self, owner: Optional[int] = None) -> list[Process]:
@@ -336,7 +367,7 @@ class Store:
         """Ids are max(id)+1 as in pmon3, so a dropped table starts again at 1."""
         ts = now_text()
         p.created_at = p.updated_at = ts
-        with self.db:
+        with self._writing(), self.db:
             p.id = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM processes"))
             self.db.execute(
                 f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * _NCOLUMNS)})",
@@ -347,50 +378,75 @@ class Store:
         self._remember(p)
         return p
 
-    def update(self, p: Process) -> None:
+    def update(self, p: Process, with_groups: bool = False) -> None:
+        """The whole row (and with `with_groups` its groups: p.groups), in one transaction."""
         p.updated_at = now_text()
         values = self._values(p)
         cols = [c.strip() for c in _COLUMNS.split(",")]
         assignments = ", ".join(f"{c} = ?" for c in cols[1:])
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute(f"UPDATE processes SET {assignments} WHERE id = ?", (*values[1:], p.id))
+            if with_groups:
+                self._set_groups(p)
+        self.pending.pop(p.id, None)  # its runtime fields were written with it
         cached = self._cache.get(p.id)
         if cached is None:
             self._complete = False
             return
         fresh = _copy(p)
-        fresh.groups = cached.groups  # groups are not part of this write (set_groups is)
+        fresh.groups = sorted(set(p.groups)) if with_groups else cached.groups  # else not part of this write
         self._cache[p.id] = fresh
 
     def update_runtime(self, p: Process) -> None:
-        """The hot path after a spawn or an exit: only the columns that change."""
+        """The hot path after a spawn or an exit: only the columns that change. Never fails: what cannot be
+        written now is kept (and shown) until `flush` writes it."""
         p.updated_at = now_text()
+        fields = {field: getattr(p, field) for field in _RUNTIME_FIELDS}
+        cached = self._cache.get(p.id)
+        if cached is not None:
+            for field, value in fields.items():
+                setattr(cached, field, value)
+        try:
+            self._write_runtime(p.id, fields)
+        except _WRITE_FAILURES as exc:
+            if not self.pending:
+                log.warning(
+                    "cannot write the database (%s): keeping process states in memory until it works", _reason(exc)
+                )
+            self.pending[p.id] = {**fields, "flap": json.loads(json.dumps(p.flap))}
+            self.on_pending()
+            return
+        self.pending.pop(p.id, None)
+        if self.pending:
+            self.flush()
+
+    def _write_runtime(self, process_id: int, fields: dict[str, Any]) -> None:
         self.db.execute(
             "UPDATE processes SET pid = ?, pid_start_time = ?, status = ?, restart_count = ?, started_at = ?, "
             "last_exit_code = ?, last_exit_signal = ?, updated_at = ?, flap = ? WHERE id = ?",
             (
-                p.pid,
-                p.pid_start_time,
-                int(p.status),
-                p.restart_count,
-                p.started_at,
-                p.last_exit_code,
-                p.last_exit_signal,
-                p.updated_at,
-                json.dumps(p.flap),
-                p.id,
+                *(int(v) if f == "status" else json.dumps(v) if f == "flap" else v for f, v in fields.items()),
+                process_id,
             ),
         )
-        cached = self._cache.get(p.id)
-        if cached is not None:
-            for field in _RUNTIME_FIELDS:
-                setattr(cached, field, getattr(p, field))
+
+    def flush(self) -> bool:
+        """Write the runtime states kept since writes failed; True once nothing is left."""
+        for process_id, fields in list(self.pending.items()):
+            try:
+                self._write_runtime(process_id, fields)
+            except _WRITE_FAILURES:
+                return False
+            del self.pending[process_id]
+        log.info("the database can be written again: process states written")
+        return True
 
     def delete(self, process_id: int) -> None:
-        self._cache.pop(process_id, None)
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
+        self._cache.pop(process_id, None)
+        self.pending.pop(process_id, None)
 
     # -- groups ---------------------------------------------------------------------------------------------
     def list_groups(self, owner: Optional[int] = None) -> list[Group]:
@@ -411,7 +467,7 @@ class Store:
         return _group(rows[0]) if rows else None
 
     def create_group(self, owner: int, name: str) -> Group:
-        with self.db:
+        with self._writing(), self.db:
             gid = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM groups"))
             self.db.execute(
                 "INSERT INTO groups(id, owner, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -421,7 +477,7 @@ class Store:
 
     def delete_group(self, group_id: int) -> None:
         """The group goes, its memberships with it; the processes stay."""
-        with self.db:
+        with self._writing(), self.db:
             self.db.execute("DELETE FROM process_groups WHERE group_id = ?", (group_id,))
             self.db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
         self._cache.clear()
@@ -437,7 +493,7 @@ class Store:
 
     def change_membership(self, group_ids: list[int], process_ids: list[int], add: bool) -> None:
         """Every (group, process) pair, all or nothing."""
-        with self.db:
+        with self._writing(), self.db:
             for g in group_ids:
                 for p in process_ids:
                     if add:
@@ -480,7 +536,7 @@ class Store:
         )
 
     def set_groups(self, p: Process) -> None:
-        with self.db:
+        with self._writing(), self.db:
             self._set_groups(p)
         cached = self._cache.get(p.id)
         if cached is not None:
@@ -500,3 +556,9 @@ class Store:
                 "SELECT ?, id FROM groups WHERE owner = ? AND name = ?",
                 (p.id, p.owner, name),
             )
+
+
+def _reason(exc: Exception) -> str:
+    """apsw's text of a failed write, e.g. `database or disk is full`."""
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith(type(exc).__name__) else text

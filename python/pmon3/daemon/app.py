@@ -19,7 +19,7 @@ from ..config import Config
 from ..errors import ConfigError, ErrorCode, Pmon3Error
 from ..ipc import protocol, transport
 from ..states import REVIVE_AT_BOOT
-from ..store import SchemaError, Store
+from ..store import SchemaError, Store, StoreWriteError
 from ..text import escape
 from . import handlers, notify
 from .apply import Applier
@@ -59,6 +59,7 @@ class Daemon:
         self.config_stamp: Optional[tuple[float, int, int]] = None
         self.reload_error: Optional[str] = None  # why the current config.yml is refused, if it is
         self.restart_requested = False
+        self.flush_handle: Optional[asyncio.TimerHandle] = None
         self.endpoint = cfg.mq_base if cfg.transport == "mq" else cfg.socket_path
 
     def acquire_lock(self, inherited: Optional[int] = None) -> None:
@@ -76,8 +77,11 @@ class Daemon:
         except BlockingIOError:
             os.close(fd)
             raise AlreadyRunning("pmond is already running") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # for people; the lock is what counts (and a full disk must not keep pmond from starting)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            log.warning("could not write my pid into %s: %s", self.cfg.lock_path, exc.strerror)
         self.lock_fd = fd
 
     async def start(self, lock_fd: Optional[int] = None) -> None:
@@ -91,6 +95,7 @@ class Daemon:
         _raise_mq_limit()
         self.maybe_reload()  # records the stamp of the file we started with, and logs its warnings
         self.store = Store(cfg.db_path)
+        self.store.on_pending = self._retry_writes
         self.authz = Authz(self.store, cfg)
         self.trees = Trees(cfg, self.loop)
         self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz, self.trees)
@@ -130,7 +135,20 @@ class Daemon:
             return []
 
     def _remember_queue_uid(self, uid: int) -> None:
-        self.store.set_meta("mq_uids", json.dumps(sorted({*self._queue_uids(), uid})))
+        try:
+            self.store.set_meta("mq_uids", json.dumps(sorted({*self._queue_uids(), uid})))
+        except StoreWriteError as exc:  # the user is served anyway; only a crash now would leave the queue
+            log.error("uid %d's request queue is not remembered: %s", uid, exc.message)
+
+    def _retry_writes(self) -> None:
+        """Runtime states that could not be written (disk full) are written as soon as it works again."""
+        if self.flush_handle is None:
+            self.flush_handle = self.loop.call_later(WRITE_RETRY, self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self.flush_handle = None
+        if not self.store.flush():
+            self._retry_writes()
 
     def _request_restart(self) -> None:
         self.restart_requested = True
@@ -261,7 +279,7 @@ class Daemon:
             sup.close()
             # Same pid and start time after exec: clients must wait for the new pmond's `ready`.
             transport.write_pid_file(self.cfg.data_directory, "starting", self.cfg.transport, self.endpoint)
-            self.store.close()
+            self._close_store()
             return
         transport.remove_pid_file(self.cfg.data_directory)
         if self.cfg.handle_interrupts:
@@ -270,6 +288,13 @@ class Daemon:
         else:
             log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
         sup.close()
+        self._close_store()
+
+    def _close_store(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+        if self.store.pending and not self.store.flush():
+            log.error("pmond stops with %d process states it could not write", len(self.store.pending))
         self.store.close()
 
 
@@ -289,6 +314,7 @@ def _raise_mq_limit() -> None:
 
 # How long a stopping pmond lets requests being handled finish (so that `daemon stop` gets its answer).
 IN_FLIGHT_GRACE = 2.0
+WRITE_RETRY = 1.0  # seconds between attempts to write what a full disk refused
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 

@@ -10,6 +10,7 @@ been up `min_uptime` is respawned before anything else is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -34,7 +35,7 @@ from ..errors import (
 from ..logfiles import rotated_files
 from ..models import ExitInfo, Process
 from ..states import Status, check_transition
-from ..store import Store
+from ..store import Store, StoreWriteError
 from . import policy, readiness, spec
 from .accounts import RunAs, resolve_user
 from .authz import Authz
@@ -174,7 +175,8 @@ class Supervisor:
                 try:
                     self.start(p)
                 except SpawnError as exc:  # a failed start leaves nothing new behind
-                    self.store.delete(p.id)
+                    with contextlib.suppress(StoreWriteError):  # disk full: the row stays, `failed`
+                        self.store.delete(p.id)
                     self._forget(p.id)
                     self._release_sockets(p)
                     raise SpawnError(f"command error: start process error: {exc}") from None
@@ -185,8 +187,7 @@ class Supervisor:
             if exec_semantics and (alive or current.status not in REUSABLE):
                 raise ConflictError(f"process already running with the name provided: {new.name}")
             p = spec.merge(current, new, groups_given)
-            self.store.update(p)
-            self.store.set_groups(p)
+            self.store.update(p, with_groups=True)
             if not alive:
                 try:
                     self.start(p)
@@ -201,15 +202,15 @@ class Supervisor:
             p = self._get(process_id)
             if verb == "start" and self.is_alive(process_id):
                 return p, False
-            if self.is_alive(process_id):
-                await self.terminate(process_id, force=False)
-            p = self._get(process_id)
             for key, value in changes.items():
                 setattr(p, key, value)
             if verb == "restart":
                 p.restart_count += 1
+            self.store.update(p)  # first: if it cannot be written (disk full), nothing has happened
+            if self.is_alive(process_id):
+                await self.terminate(process_id, force=False)
+            p = self._get(process_id)
             self._clear_runtime_state(process_id)
-            self.store.update(p)
             try:
                 self.start(p)
             except SpawnError as exc:
@@ -261,13 +262,18 @@ class Supervisor:
             await self._terminate_copy(new, force=False)
             self._close_notifier(new.copy)
             raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
+        target.restart_count += 1
+        try:
+            self.store.update(target)
+        except StoreWriteError as exc:
+            await self._terminate_copy(new, force=True)
+            self._close_notifier(new.copy)
+            raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
         # The new copy serves: it becomes the process, then the old one is stopped gracefully.
         old.role, new.role = "retiring", "main"
         self.runtimes[process_id] = new
         self.leaves[process_id] = leaf
         self._stop_watchdog(old)
-        target.restart_count += 1
-        self.store.update(target)
         self._record_start(target, new)
         self._set_status(target, Status.RUNNING)
         self.store.update_runtime(target)
@@ -358,14 +364,14 @@ class Supervisor:
                 p.groups = list(target.groups)
                 self.store.set_groups(p)
                 return self._get(process_id), True
+            p = spec.merge(p, new, groups_given)
+            if restart:
+                p.restart_count += 1
+            self.store.update(p, with_groups=True)  # first: if it cannot be written (disk full), nothing happened
             if restart:
                 await self.terminate(process_id, force=False)
                 p = self._get(process_id)
-                p.restart_count += 1
                 self._clear_runtime_state(process_id)
-            p = spec.merge(p, new, groups_given)
-            self.store.update(p)
-            self.store.set_groups(p)
             rt = self.runtimes.get(process_id)
             if rt is not None and rt.launch is not None:
                 rt.policy_inputs = (p.auto_restart, dict(p.policy))
@@ -393,8 +399,17 @@ class Supervisor:
         """Stop (gracefully unless forced) and delete the row; the log files pmond made for it go too."""
         async with self.lock(process_id):
             p = self._get(process_id)
-            await self.terminate(process_id, force=force)
-            self.store.delete(process_id)
+            info = await self.terminate(process_id, force=force)
+            try:
+                self.store.delete(process_id)
+            except StoreWriteError as exc:  # disk full: the row stays, as a stopped process
+                current = self._get(process_id)
+                if current.status != Status.STOPPED:
+                    if info is not None:
+                        current.last_exit_code, current.last_exit_signal = info.code, info.signal
+                    self._set_status(current, Status.STOPPED)
+                    self.store.update_runtime(current)
+                raise StoreWriteError(f"{p.name} was stopped but not deleted: {exc.message}") from None
             self._forget(process_id)
             self.trees.release(process_id)
             for leaf in LEAVES:

@@ -113,13 +113,34 @@ def write_pid_file(data_directory: str, state: str, transport: str, endpoint: st
     }
     path = os.path.join(data_directory, PID_FILE)
     tmp = f"{path}.{os.getpid()}"
+    data = json.dumps(info).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.fchmod(fd, 0o644)
-        os.write(fd, json.dumps(info).encode())
+        os.write(fd, data)
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(tmp)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _rewrite_in_place(path, data)  # the disk is full: the old file's block is still ours to reuse
+        return
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+def _rewrite_in_place(path: str, data: bytes) -> None:
+    """Overwrite the existing pid file (no new block needed, so it works on a full disk) and cut it to size; a
+    reader in between sees a broken file, i.e. no pmond, for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            raise OSError(errno.EPERM, f"{path} is not pmond's pid file")
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
-    os.replace(tmp, path)
 
 
 def remove_pid_file(data_directory: str) -> None:
