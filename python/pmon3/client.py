@@ -129,6 +129,8 @@ class Client:
         """Send one request and return the reply's data, or raise the error it carries."""
         from .ipc import protocol
 
+        if self._conn is not None and self._conn.stale():
+            self.close()  # its pmond died since the last call: this request goes to the one serving now
         if self._conn is None:
             self._connect()
         try:

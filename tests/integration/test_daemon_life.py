@@ -73,6 +73,9 @@ def test_a_client_object_outlives_a_crashed_pmond(daemon: Pmond):
             assert time.monotonic() - t0 < NO_HANG
         daemon.start()
         assert [(q["name"], q["pid"]) for q in c.list()] == [("longlived", p["pid"])]
+        daemon.stop(signal.SIGKILL)
+        daemon.start()  # unnoticed: nothing was sent to the dead pmond, so the next request goes to this one
+        assert [q["name"] for q in c.list()] == ["longlived"]
         c.delete("longlived")
 
 

@@ -647,6 +647,11 @@ class Connection:
             self.connect(timeout)
         return self.inner.call(msg, timeout)
 
+    def stale(self) -> bool:
+        """Whether the pmond this connection was made to has died (nothing sent yet can have reached it)."""
+        instance = getattr(self.inner, "instance", None)
+        return instance is not None and not instance.alive()
+
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
