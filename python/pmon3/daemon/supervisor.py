@@ -685,6 +685,7 @@ class Supervisor:
         is_child = _parent_of(p.pid) == os.getpid()
         started = time.monotonic() - _age(p.pid_start_time)  # its uptime counts from its own start
         leaf = self.trees.leaf_of(p.id, p.pid)
+        self.trees.adopted((p.id, leaf), p.pid, pidfd)
         rt = Runtime(p.id, leaf, p.pid, pidfd, is_child, started, self.loop.create_future())
         rt.ready = self.loop.create_future()
         rt.ready.set_result(None)

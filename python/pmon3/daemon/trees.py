@@ -11,8 +11,9 @@ Two ways to know the tree (`desc` says which one a process uses):
   or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id, and what a
   crashed pmond left in a copy tree that no adopted process leads is ended before anything starts again.
 - session: elsewhere. The leader starts its own session; the tree is every process of that session plus
-  their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init). A child
-  that calls setsid after its parent died is not found this way; the cgroup mode has no such gap.
+  their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init); a leader
+  adopted after a pmond crash is held by pidfd, so its descendants are found through it. A child that calls
+  setsid after its parent died (a double-forked daemon) is not found this way; the cgroup mode has no such gap.
 """
 
 from __future__ import annotations
@@ -71,8 +72,8 @@ def _proc_ids(pid: int) -> Optional[tuple[int, int]]:
 
 
 def session_tree(leader: int, also: frozenset[int] = frozenset()) -> set[int]:
-    """Every live process of `leader`'s session, the live ones of `also` (members seen before), and all their
-    descendants."""
+    """Every live process of `leader`'s session, the live ones of `also` (members seen before, held by pidfd,
+    among them an adopted leader), and all their descendants."""
     table: dict[int, tuple[int, int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -91,7 +92,9 @@ def session_tree(leader: int, also: frozenset[int] = frozenset()) -> set[int]:
                 return True
         return False
 
-    members = {pid for pid, (_ppid, sid) in table.items() if (sid == leader or pid in also) and ours(pid)}
+    # Members seen before are known by pidfd: they count even when no longer pmond's descendants (re-parented
+    # to init by a pmond crash; an adopted leader is not the new pmond's child).
+    members = {pid for pid, (_ppid, sid) in table.items() if (sid == leader and ours(pid)) or pid in also}
     grew = True
     while grew:
         grew = False
@@ -285,6 +288,12 @@ class Trees:
             except OSError:
                 continue
         return members
+
+    def adopted(self, copy: Copy, leader: int, pidfd: int) -> None:
+        """Session mode: an adopted leader is no longer pmond's descendant; held by pidfd as a member seen, it
+        and so its descendants (a child that called setsid included) stay part of its tree."""
+        if self.base is None:
+            self.seen.setdefault(copy, {})[leader] = os.dup(pidfd)
 
     def describe(self, copy: Copy) -> str:
         return f"cgroup {self.path(copy)}" if self.base else "session (+ subreaper)"
