@@ -1116,7 +1116,8 @@ class Supervisor:
         p = self.store.get(p.id) or p
         if info is not None:
             p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        self._set_status(p, final)
+        if p.status != final:  # stopping what is stopped already: nothing to change
+            self._set_status(p, final)
         if final == Status.STOPPED:
             p.restart_count = 0  # as pmon3: a stop resets the restart counter
             p.flap = {}
