@@ -221,7 +221,9 @@ class Store:
     When a write fails (disk full): a change asked for (a row, a group, a membership) raises StoreWriteError and
     changes nothing; the runtime state of a row (pid, status, counters: what happened, not what was asked) is
     kept here and shown as it is, and written as soon as a write succeeds again (`flush`, retried by pmond), so
-    that supervision goes on while the disk is full."""
+    that supervision goes on while the disk is full. A pmond that dies before then loses those states: the next
+    one finds what runs again (adoption, leftovers ended, rows revived), so e.g. a `stop` answered while the disk
+    was full can be undone by such a crash."""
 
     def __init__(self, path: str, default_owner: Optional[int] = None) -> None:
         fresh = not os.path.exists(path)
