@@ -145,8 +145,9 @@ class Authz:
         return self.store.get_by_name(caller.uid, name)
 
     # -- users ------------------------------------------------------------------------------------------------
-    def run_as(self, caller: Caller, requested: str) -> RunAs:
-        """Root may run processes as anyone; everybody else only as themselves."""
+    def run_as(self, caller: Caller, requested: str, owner: Optional[int] = None) -> RunAs:
+        """Root may run processes as anyone; everybody else only as themselves. `owner`: the row the run user is
+        for (default: a new row of the caller's), which must be allowed to run as that user (may_run_as)."""
         own = caller.name
         user = requested or own
         if not caller.is_root and user != own:
@@ -156,7 +157,18 @@ class Authz:
             raise PermissionDeniedError(
                 f"this pmond runs as {accounts.name_of(self.own_uid)}: it cannot run processes as {user}"
             )
+        self.may_run_as(caller.uid if owner is None else owner, run)
         return run
+
+    def may_run_as(self, owner: int, run: RunAs) -> None:
+        """A user's process runs as that user, whoever asks: its owner chooses what it runs (restart -a, -l), so
+        root giving it another identity (restart user/x -u root) would give the owner that identity. Only
+        pmond's own user's processes (root's) may run as someone else."""
+        if owner != self.own_uid and run.uid != owner:
+            who = self.owner_name(owner)
+            raise PermissionDeniedError(
+                f"permission denied: a process of {who} runs as {who}, not as {run.name} (exec it as root instead)"
+            )
 
     # -- groups -----------------------------------------------------------------------------------------------
     def visible_groups(self, caller: Caller) -> list[Group]:

@@ -154,7 +154,7 @@ def restart_changes(authz: Authz, caller: Caller, p: Process, flags: RestartFlag
     """The spec fields `restart -u/-a/-l/--log-dir/-d` change, all validated before the process is touched."""
     changes: dict[str, Any] = {}
     if flags.user:
-        user = authz.run_as(caller, flags.user)
+        user = authz.run_as(caller, flags.user, owner=p.owner)
         changes.update(username=user.name, uid=user.uid, gid=user.gid)
     if flags.args:
         changes["argv"] = split_words(flags.args, "args")

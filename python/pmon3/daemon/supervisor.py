@@ -567,6 +567,10 @@ class Supervisor:
             raise SpawnError(str(exc)) from None
         if os.geteuid() != 0 and user.uid != os.geteuid():
             raise SpawnError(f"this pmond cannot run processes as {user.name}")
+        try:
+            self.authz.may_run_as(p.owner, user)  # a row stored before the rule (or edited) is refused too
+        except PermissionDeniedError as exc:
+            raise SpawnError(exc.message) from None
         if p.options.get("strict_modes", True):
             try:
                 self.authz.trusted_executable(user, p.process_file)
