@@ -826,6 +826,12 @@ class UnixClient:
             raise DaemonUnavailableError(
                 f"pmond must be running (cannot connect to {self.path}: {exc.strerror})"
             ) from None
+        # The file checked above could have been replaced before connect (pmond restarting in a shared
+        # directory): the kernel says who listens, and nothing is sent unless it is pmond itself.
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if (pid, uid) != (self.instance.pid, self.instance.uid):
+            sock.close()
+            raise DaemonUnavailableError(f"{self.path} is not pmond's socket: refusing to use it")
         self.sock = sock
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
