@@ -27,7 +27,15 @@ OPS: dict[str, Callable[..., Any]] = {}
 
 
 def op(fn: Callable[..., Any]) -> Callable[..., Any]:
-    OPS[fn.__name__] = fn
+    """An operation of this script; parameters it does not take (the tests pass all endpoints) are ignored."""
+    import inspect
+
+    known = set(inspect.signature(fn).parameters)
+
+    def call(**params: Any) -> Any:
+        return fn(**{k: v for k, v in params.items() if k in known})
+
+    OPS[fn.__name__] = call
     return fn
 
 
@@ -342,6 +350,20 @@ def partial(data: str, base: str, n: int, count: int = 65535) -> Any:
         assert q.send_timeout(frame + os.urandom(room), 30), "pmond stopped reading"
     q.close()
     return {"sent": n, "seconds": time.monotonic() - t0}
+
+
+@op
+def full_replies(data: str, base: str, n: int) -> Any:
+    """`n` well-formed requests, each naming a reply queue of ours that we filled: pmond cannot answer them."""
+    q = own_queue(data, base)
+    for _ in range(n):
+        rq = reply_queue(base)
+        while rq.send(b"full"):
+            pass
+        send_message(q, protocol.request("version", reply_to=rq.name))
+        rq.close()  # pmond holds it (and has unlinked its name once it took the request)
+    q.close()
+    return {"sent": n}
 
 
 @op

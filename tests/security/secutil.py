@@ -14,6 +14,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -252,3 +253,52 @@ def wait_gone(pid: int, timeout: float = 15) -> None:
 
 def monotonic_ms() -> float:
     return time.monotonic() * 1000
+
+
+class Latency:
+    """root's `list` through pmon3.Client, every `every` seconds on a thread while a `with` block runs: how long
+    each answer took (a Client call, not a CLI start, so that only pmond's own delay is in it)."""
+
+    def __init__(self, d: Pmond, every: float = 0.02) -> None:
+        self.d = d
+        self.every = every
+        self.samples: list[float] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with client(self.d) as c:
+            while not self._stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    c.list()
+                except Exception as exc:  # noqa: BLE001 - recorded: a test asserts there is none
+                    self.errors.append(repr(exc))
+                self.samples.append(time.monotonic() - t0)
+                self._stop.wait(self.every)
+
+    def __enter__(self) -> Latency:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    @property
+    def worst(self) -> float:
+        return max(self.samples)
+
+    @property
+    def median(self) -> float:
+        return sorted(self.samples)[len(self.samples) // 2]
+
+    def __repr__(self) -> str:
+        return f"root list: {len(self.samples)} calls, median {self.median * 1000:.1f} ms, worst {self.worst * 1000:.1f} ms"
+
+
+def endpoints(d: Pmond) -> dict[str, str]:
+    """What the attacker needs to reach `d` on either transport."""
+    with client(d) as c:
+        return {"data": str(d.data), "base": c.cfg.mq_base, "path": c.cfg.socket_path}

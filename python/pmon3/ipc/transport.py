@@ -453,18 +453,21 @@ class MQServer:
                 return
             else:
                 reply = await self.handler(uid, msg)
-            await self._send(reply_q, reply)
+            await self._send(reply_q, reply, owner)
         except Exception:  # never let one request take the server down or leave a client waiting blind
             _log().exception("request %s failed", msg.get("id"))
         finally:
             reply_q.close()
 
-    async def _send(self, q: _native.MessageQueue, reply: dict[str, Any]) -> None:
+    async def _send(self, q: _native.MessageQueue, reply: dict[str, Any], owner: int) -> None:
         for frame in protocol.frames(reply["id"], protocol.encode(reply), q.msgsize):
             deadline = time.monotonic() + SEND_TIMEOUT
             while not q.send(frame):
                 if time.monotonic() > deadline or not await _writable(self.loop, q.fileno(), deadline):
-                    _log().info("client gone: reply %s dropped", reply["id"])
+                    # a client that never reads (or fills its own reply queue) must not write our log per request
+                    self.abuse.warn(
+                        ("gone", owner), "uid %s does not read its replies: reply %s dropped", owner, reply["id"]
+                    )
                     return
 
 
