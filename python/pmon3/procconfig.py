@@ -209,6 +209,8 @@ def render(entries: list[dict[str, Any]], fmt: str) -> str:
         return escape_c1_in_json(json.dumps({"processes": entries}, indent=2, ensure_ascii=False))
     if fmt == "toml":
         return escape_c1_in_json(_render_toml(entries))
+    if fmt == "yaml":  # a C1 control is only ever inside a double-quoted scalar there, where \u00XX is YAML too
+        return escape_c1_in_json(_render_yaml(entries))
     return _render(entries, fmt)
 
 

@@ -295,7 +295,8 @@ class Latency:
         return sorted(self.samples)[len(self.samples) // 2]
 
     def __repr__(self) -> str:
-        return f"root list: {len(self.samples)} calls, median {self.median * 1000:.1f} ms, worst {self.worst * 1000:.1f} ms"
+        n, median, worst = len(self.samples), self.median * 1000, self.worst * 1000
+        return f"root list: {n} calls, median {median:.1f} ms, worst {worst:.1f} ms"
 
 
 def endpoints(d: Pmond) -> dict[str, str]:
