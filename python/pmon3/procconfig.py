@@ -123,6 +123,8 @@ def normalize(data: Any, path: str = "process config") -> list[dict[str, Any]]:
         if not entry.get("file"):
             raise ProcessConfigError(f"{path}: processes[{i}]: `file` is required")
         entry.setdefault("name", os.path.basename(str(entry["file"])))
+        if not isinstance(entry["name"], str):
+            raise ProcessConfigError(f"{path}: processes[{i}]: `name` must be a string")
         if entry["name"] in names:
             raise ProcessConfigError(f"{path}: processes[{i}]: duplicate name {entry['name']!r}")
         names.add(entry["name"])

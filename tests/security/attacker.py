@@ -145,7 +145,10 @@ def barrier(target: _native.MessageQueue, base: str, lobby: bool) -> bool:
         send_message(target, msg)
         return any(r.get("id") == msg["id"] for r in receive_all(rq, 15))
     finally:
-        _native.MessageQueue.unlink(rq.name)
+        try:
+            _native.MessageQueue.unlink(rq.name)  # pmond unlinks the name of a queue it answers into
+        except OSError:
+            pass
         rq.close()
 
 
@@ -181,6 +184,33 @@ def mq_send(data: str, base: str, messages: list[dict[str, Any]], lobby: bool = 
                 except OSError:
                     pass
                 rq.close()
+        target.close()
+
+
+@op
+def mq_raw(data: str, base: str, bodies: list[str], lobby: bool = False, expect: Optional[list[bool]] = None) -> Any:
+    """Each body (text in which `{reply}` becomes a fresh reply queue of ours) framed as one message on our
+    request queue or the lobby, then a barrier: what each reply queue received (waiting for the answers
+    `expect` says should come; the barrier proves the others were dropped)."""
+    target = _native.MessageQueue(base, read=False) if lobby else own_queue(data, base)
+    ours: list[_native.MessageQueue] = []
+    try:
+        for body in bodies:
+            rq = reply_queue(base)
+            ours.append(rq)
+            raw = body.replace("{reply}", rq.name).encode()
+            for frame in protocol.frames(os.urandom(16).hex(), raw, target.msgsize):
+                assert target.send_timeout(frame, 10), "pmond does not read its queue"
+        answered = barrier(target, base, lobby)
+        waits = expect or [False] * len(ours)
+        return {"barrier": answered, "replies": [receive_all(rq, 10.0 if w else 0.0) for rq, w in zip(ours, waits)]}
+    finally:
+        for rq in ours:
+            try:
+                _native.MessageQueue.unlink(rq.name)
+            except OSError:
+                pass
+            rq.close()
         target.close()
 
 
@@ -665,7 +695,7 @@ def _fuzz_connection(path: str, fz: Fuzzer, n: int, deadline: float) -> int:
 
 def main() -> None:
     name = sys.argv[1]
-    params = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    params = json.loads(sys.stdin.read() if sys.argv[2] == "-" else sys.argv[2])
     report(OPS[name](**params))
 
 

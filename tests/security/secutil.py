@@ -81,17 +81,19 @@ def client(d: Pmond) -> Any:
 # -- the attacker ----------------------------------------------------------------------------------------------
 
 
-def _attacker_cmd(op: str, params: dict[str, Any]) -> tuple[list[str], dict[str, str]]:
+def _attacker_cmd(op: str, params: Optional[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The command that runs attacker.py as another user; its parameters in argv, or on stdin (None)."""
     prefix, extra = cli_command_for_others()
-    return [prefix[0], "-c", ATTACKER_SCRIPT.read_text(), op, json.dumps(params)], extra
+    return [prefix[0], "-c", ATTACKER_SCRIPT.read_text(), op, "-" if params is None else json.dumps(params)], extra
 
 
 def attack(d: Pmond, user: str, op: str, timeout: float = 120, **params: Any) -> Any:
-    """Run one operation of attacker.py as `user` to its end; its JSON report."""
-    cmd, extra = _attacker_cmd(op, params)
+    """Run one operation of attacker.py as `user` to its end (its parameters on stdin: they may be large); its
+    JSON report."""
+    cmd, extra = _attacker_cmd(op, None)
     res = subprocess.run(
         cmd, env={**d.env, **extra, "HOME": "/"}, user=user, capture_output=True, text=True, timeout=timeout,
-        cwd="/",
+        cwd="/", input=json.dumps(params),
     )  # fmt: skip
     if res.returncode != 0:
         raise AssertionError(f"attacker {op} exited {res.returncode}:\n{res.stdout}\n{res.stderr}")

@@ -62,6 +62,12 @@ def _writable_by_others(run: RunAs, st: os.stat_result) -> str:
     return ""
 
 
+def as_id(text: str) -> Optional[int]:
+    """An id as one can be written: ASCII digits of an integer SQLite holds. str.isdigit() alone takes "²" (which
+    int() refuses) and 20 digits (which SQLite cannot bind); such a key is a name, and names no row."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def check_name(name: str, what: str = "process name") -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidRequestError(f"invalid {what} {name!r}: use {NAME_RULE}")
@@ -92,8 +98,8 @@ class Authz:
         """The process `key` names for this caller: an id, a name of the caller's own, or `user/name`."""
         text = str(key)
         p: Optional[Process] = None
-        if text.isdigit():
-            p = self.store.get(int(text))
+        if (row_id := as_id(text)) is not None:
+            p = self.store.get(row_id)
             if p is not None and not self.may_act(caller, p):
                 p = None
         if p is None:
@@ -115,7 +121,8 @@ class Authz:
         if not sep:
             return caller.uid, text
         try:
-            owner = accounts.uid_of(user) if not user.isdigit() else int(user)
+            uid = as_id(user)
+            owner = accounts.uid_of(user) if uid is None else uid
         except InvalidRequestError:
             return None, name
         if owner != caller.uid and not caller.is_root:
@@ -177,8 +184,8 @@ class Authz:
     def find_group(self, caller: Caller, key: object) -> Group:
         text = str(key)
         g: Optional[Group] = None
-        if text.isdigit():
-            g = self.store.get_group(int(text))
+        if (group_id := as_id(text)) is not None:
+            g = self.store.get_group(group_id)
             if g is not None and not (caller.is_root or g.owner == caller.uid):
                 g = None
         if g is None:

@@ -67,7 +67,7 @@ def parse(text: str) -> ReadySpec:
         return ReadySpec(text)
     if kind == "tcp":
         host, _, port = rest.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise InvalidRequestError(f"ready {text!r}: expected tcp:PORT or tcp:HOST:PORT")
         return ReadySpec("tcp", host=host or "127.0.0.1", port=int(port))
     if kind == "http":

@@ -738,7 +738,7 @@ class Supervisor:
             rt.notified.set()
         if "STATUS" in msg:
             rt.status_text = msg["STATUS"][:512]
-        if msg.get("MAINPID", "").isdigit():
+        if msg.get("MAINPID", "").isascii() and msg["MAINPID"].isdigit():  # "²".isdigit(), int() refuses it
             main = int(msg["MAINPID"])
             if main == rt.pid or main in self.trees.members(copy, rt.pid):
                 rt.main_pid = main
