@@ -556,13 +556,13 @@ class Fuzzer:
                 self._head(rng.randrange(0, 5), rng.choice([0, 1, 2, 5, 65535]), key) + body[:room]
                 for _ in range(rng.randrange(1, 4))
             ]
-        if roll < 0.88:  # wrong magic or version
+        if roll < 0.90:  # wrong magic or version
             magic = rng.choice([b"P3", b"XX", b"\x00\x00"])
             ver = rng.choice([0, 2, 255])
             return [struct.pack("!2sBHH16s", magic, ver, 0, 1, key) + body[:room]]
-        if roll < 0.93:  # a whole oversized message (frames of a message over 1 MiB)
+        if roll < 0.91:  # a whole oversized message (over 1 MiB in ~520 frames: rare, or it is most frames)
             count = (protocol.MAX_REQUEST // room) + 2
-            return [self._head(i, count, key) + b"x" * room for i in range(min(count, 600))]
+            return [self._head(i, count, key) + b"x" * room for i in range(count)]
         return [rng.randbytes(rng.randrange(0, min(msgsize, 64)))]  # garbage, short frames
 
     @staticmethod
@@ -576,10 +576,10 @@ def fuzz(transport_: str, data: str, base: str, path: str, frames: int, seconds:
     deadline = time.monotonic() + seconds
     t0 = time.monotonic()
     if transport_ == "mq":
-        sent, bad_lobby = _fuzz_mq(data, base, frames, deadline, seed)
-        return {"frames": sent, "lobby_frames": bad_lobby, "seconds": time.monotonic() - t0}
-    sent, conns = _fuzz_unix(path, frames, deadline, seed)
-    return {"frames": sent, "connections": conns, "seconds": time.monotonic() - t0}
+        sent, on_lobby, replies = _fuzz_mq(data, base, frames, deadline, seed)
+        return {"frames": sent, "lobby_frames": on_lobby, "reply_frames": replies, "seconds": time.monotonic() - t0}
+    sent, conns, received = _fuzz_unix(path, frames, deadline, seed)
+    return {"frames": sent, "connections": conns, "reply_bytes": received, "seconds": time.monotonic() - t0}
 
 
 class ReplyQueues:
@@ -591,6 +591,7 @@ class ReplyQueues:
     def __init__(self, base: str) -> None:
         self.base = base
         self.open: list[_native.MessageQueue] = []
+        self.received = 0  # reply frames pmond sent us: the requests that reached a handler (or hello)
 
     def new(self) -> str:
         while len(self.open) >= self.KEEP:
@@ -605,9 +606,11 @@ class ReplyQueues:
     def drain(self) -> None:
         for q in self.open:
             while q.receive() is not None:
-                pass
+                self.received += 1
 
     def _drop(self, q: _native.MessageQueue) -> None:
+        while q.receive() is not None:
+            self.received += 1
         try:
             _native.MessageQueue.unlink(q.name)
         except OSError:
@@ -620,7 +623,7 @@ class ReplyQueues:
         self.open = []
 
 
-def _fuzz_mq(data: str, base: str, frames: int, deadline: float, seed: int) -> tuple[int, int]:
+def _fuzz_mq(data: str, base: str, frames: int, deadline: float, seed: int) -> tuple[int, int, int]:
     own = own_queue(data, base)
     lobby = _native.MessageQueue(base, read=False)
     replies = ReplyQueues(base)  # pmond's replies land there and are thrown away
@@ -642,19 +645,20 @@ def _fuzz_mq(data: str, base: str, frames: int, deadline: float, seed: int) -> t
         replies.close()
         own.close()
         lobby.close()
-    return sent, on_lobby
+    return sent, on_lobby, replies.received
 
 
-def _fuzz_unix(path: str, frames: int, deadline: float, seed: int) -> tuple[int, int]:
+def _fuzz_unix(path: str, frames: int, deadline: float, seed: int) -> tuple[int, int, int]:
     fz = Fuzzer(seed, lambda: "")
     sent = conns = 0
+    received = [0]
     while sent < frames and time.monotonic() < deadline:
         conns += 1
-        sent += _fuzz_connection(path, fz, frames - sent, deadline)
-    return sent, conns
+        sent += _fuzz_connection(path, fz, frames - sent, deadline, received)
+    return sent, conns, received[0]
 
 
-def _fuzz_connection(path: str, fz: Fuzzer, n: int, deadline: float) -> int:
+def _fuzz_connection(path: str, fz: Fuzzer, n: int, deadline: float, received: list[int]) -> int:
     """Pipeline messages on one connection, reading answers as they come; pmond may close it (an oversized
     length, a slow body): then a new one."""
     s = socket.socket(socket.AF_UNIX)
@@ -679,10 +683,12 @@ def _fuzz_connection(path: str, fz: Fuzzer, n: int, deadline: float) -> int:
                 return sent  # pmond waits for bytes we will not send: a new connection
             if r:
                 try:
-                    if s.recv(1 << 20) == b"":
-                        return sent
+                    got = s.recv(1 << 20)
                 except ConnectionResetError:
                     return sent
+                if not got:
+                    return sent
+                received[0] += len(got)
             if w:
                 try:
                     out = out[s.send(out) :]
