@@ -80,6 +80,8 @@ def test_roots_group_restart_never_runs_the_users_script_as_root(
     d = daemon
     mine = ok_as(d, ATTACKER, "exec", str(attacker_dir / "job.sh"), "--name", "ujob2", "-g", "rootgrp")
     wait_for(lambda: ran_as(attacker_dir), 10, "the user's script to run")
+    res = d.cli("group", "assign", "rootgrp", f"{ATTACKER}/ujob2", check=False)  # not even root mixes owners
+    assert res.returncode == 1 and "a group holds only its owner's processes" in res.stderr, res.stderr
     before = d.get("rootproc")
     after = d.json("group", "restart", "rootgrp", "-u", "root")
     assert [p["name"] for p in after["processes"]] == ["rootproc"]

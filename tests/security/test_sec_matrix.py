@@ -241,3 +241,34 @@ def test_logf_own_follows_and_others_are_refused(daemon: Pmond, world: dict[str,
         proc.kill()
         proc.communicate()
         clean_up(d)
+
+
+def test_running_as_someone_else_is_refused_by_pmond_not_only_by_the_cli(daemon: Pmond, world: dict[str, str]):
+    """The CLI refuses `-u root` itself; pmond must refuse it too, for a client that is not the CLI."""
+    import json
+
+    from secutil import attack, endpoints
+
+    d = daemon
+    ep = endpoints(d)
+    before = snapshot(d, world)
+    requests = [
+        {"cmd": "exec", "args": {"file": "/bin/sleep", "name": f"as-{user}", "args": "300", "user": user}}
+        for user in ("root", OTHER)
+    ] + [{"cmd": "restart", "args": {"id": "m-own", "flags": {"user": user}}} for user in ("root", OTHER)]
+    ok_as(d, ATTACKER, "exec", "/bin/sleep", "--name", "m-own", "-a", "300")
+    try:
+        if d.transport == "unix":
+            bodies = [json.dumps({"v": 1, "id": f"r{i}", **r}) for i, r in enumerate(requests)]
+            replies = attack(d, ATTACKER, "sock_send", bodies=bodies, **ep)["replies"]
+        else:
+            report = attack(d, ATTACKER, "mq_send", messages=[{**r, "reply_to": "own"} for r in requests], **ep)
+            replies = [r[0] if r else None for r in report["replies"]]
+        for request, reply in zip(requests, replies):
+            assert reply is not None and reply["ok"] is False, (request, reply)
+            assert "permission denied" in reply["error"]["message"], (request, reply)
+        with client(d) as c:
+            assert {p["username"] for p in c.list() if p["owner"] == ATTACKER} == {ATTACKER}
+        assert snapshot(d, world) == before
+    finally:
+        clean_up(d)
