@@ -6,6 +6,7 @@ prints `ready` first, then waits for a line on stdin before it reports).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import io
 import json
@@ -456,44 +457,72 @@ def _junk(rng: random.Random) -> bytes:
 
 # -- the fuzzer ------------------------------------------------------------------------------------------------
 
-COMMANDS = [
-    "list", "desc", "stop", "restart", "del", "kill", "drop", "init", "reset", "export", "dgraph", "exec",
-    "group_create", "group_list", "group_desc", "group_assign", "group_remove", "group_stop", "group_restart",
-    "group_drop", "group_del", "apply", "daemon_status", "version", "top", "hello", "frobnicate",
-]  # fmt: skip
 WEIRD: list[Any] = [
-    "", "²", "١٢", "9" * 40, "-1", "a\x00b", "root/x", "0/x", "99999999999999999999/x", "\x1b[2J\x9b31m", "../../etc",
-    "a" * 10000, "/", "/nonexistent/x", "relative", "x" * 129, None, True, -1, 2**63, 10**30, 1.5, [], {}, [1, [2]],
-    {"a": {"b": {}}}, "\u202e", "\ud800" if False else "\ufffd",
+    "", "²", "١٢", "9" * 40, "9" * 19, "-1", "a\x00b", "root/x", "0/x", "99999999999999999999/x", "²/x", "a\x00b/x",
+    "\x1b[2J\x9b31m", "../../etc", "a" * 10000, "/", "/nonexistent/x", "relative", "x" * 129, "fz-1", "1", "0",
+    None, True, False, -1, 0, 2**63, 10**30, 1.5, float("inf"), [], {}, [1, [2]], ["a", None], {"a": {"b": {}}},
+    "\u202e", "\ufffd", "root", "pmon3other", "nobody", "SIGKILL", "1s", "-5ms",
 ]  # fmt: skip
-FIELDS = [
-    "id", "name", "file", "args", "argv", "env_vars", "user", "log", "log_dir", "groups", "dependencies", "cwd",
-    "force", "verb", "flags", "order", "entries", "processes", "blocking", "process_config_only", "restart",
-    "stop_signal", "min_uptime", "success_exit_codes", "strict_modes", "no_auto_restart", "dry_run", "prune",
-]  # fmt: skip
+
+
+def request_fields() -> dict[str, dict[str, Any]]:
+    """Every command pmond knows, with the fields of its request (ipc/messages.py): name -> type hint."""
+    import typing
+
+    from pmon3.ipc import messages
+
+    found: dict[str, dict[str, Any]] = {}
+    todo = list(messages.Request.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.CMD and not cls.CMD.startswith("("):
+            hints = typing.get_type_hints(cls, vars(messages))
+            found[cls.CMD] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+    found["restart"]["flags"] = {f.name: Any for f in dataclasses.fields(messages.RestartFlags)}
+    return found
 
 
 class Fuzzer:
     """Random and mutated frames: garbage, wrong headers, partial and oversized messages, deep JSON, huge
-    numbers, wrong versions, and well-formed requests with bad fields. Never a request that would create a
-    process: an `exec` always names a file that does not exist."""
+    numbers, wrong versions, and well-formed requests of every command with plausible and bad fields (the
+    request types of ipc/messages.py). Never a request that would create a process: an `exec` or an apply
+    entry always names a file that does not exist."""
 
     def __init__(self, seed: int, reply_to: Callable[[], str]) -> None:
         self.rng = random.Random(seed)
         self.reply_to = reply_to
+        self.commands = request_fields()
+        self.names = sorted(self.commands) + ["frobnicate"]
+
+    def value(self, hint: Any) -> Any:
+        rng = self.rng
+        if rng.random() < 0.5:
+            return rng.choice(WEIRD)
+        if hint is bool:
+            return rng.choice([True, False])
+        if hint is int:
+            return rng.choice([0, 1, 7, 2**31, 2**62])
+        if isinstance(hint, dict):  # restart flags
+            return {k: self.value(Any) for k in rng.sample(sorted(hint), rng.randrange(0, len(hint) + 1))}
+        if "list" in str(hint) and rng.random() < 0.5:
+            return [rng.choice(WEIRD) for _ in range(rng.randrange(0, 3))]
+        return rng.choice(["fz-1", "1", "2", "root/fz", "pmon3other/fz", "fz-1,fz-2", "", "json", "name"])
 
     def request(self) -> dict[str, Any]:
         rng = self.rng
-        cmd = rng.choice(COMMANDS)
-        args: dict[str, Any] = {}
-        for _ in range(rng.randrange(0, 4)):
-            args[rng.choice(FIELDS)] = rng.choice(WEIRD)
+        cmd = rng.choice(self.names)
+        fields = self.commands.get(cmd, {})
+        args: dict[str, Any] = {k: self.value(h) for k, h in fields.items() if rng.random() < 0.6}
+        if rng.random() < 0.1:
+            args[rng.choice(["bogus", "id", "name", "file", "__class__"])] = rng.choice(WEIRD)
         if cmd == "exec":
             args["file"] = "/nonexistent/" + str(rng.choice(WEIRD))[:100]
-        if cmd in ("apply",) and rng.random() < 0.5:
-            args["entries"] = [{"name": rng.choice(WEIRD), "file": "/nonexistent/y", **{rng.choice(FIELDS): 1}}]
-        if cmd in ("drop", "kill"):
-            args = {"force": rng.choice([True, False, "x"])}  # only the fuzzer's own (none) can go
+        if cmd == "apply" and "entries" in args:
+            args["entries"] = [
+                {"file": "/nonexistent/y", **{rng.choice(list(self.commands["exec"])): rng.choice(WEIRD)}}
+                for _ in range(rng.randrange(0, 3))
+            ] + [rng.choice(WEIRD) for _ in range(rng.randrange(0, 2))]
         msg: dict[str, Any] = {"v": 1, "id": os.urandom(16).hex(), "cmd": cmd, "args": args}
         reply_to = self.reply_to()
         if reply_to:

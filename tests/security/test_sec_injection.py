@@ -83,6 +83,13 @@ def test_controls_never_reach_a_terminal_or_pmonds_log(daemon: Pmond, attacker_d
         (0, ["export", "yaml"]),
         (0, ["ls", "--json"]),
     ]
+    try:
+        check(d, cases, log)
+    finally:
+        cli_as(d, ATTACKER, ["drop", "-f"])
+
+
+def check(d: Pmond, cases: list[tuple[int, list[str]]], log: str) -> None:
     results = cli_as(d, ATTACKER, *(argv for _rc, argv in cases))
     for (rc, _argv), res in zip(cases, results):
         assert res.returncode == rc, res
@@ -99,7 +106,6 @@ def test_controls_never_reach_a_terminal_or_pmonds_log(daemon: Pmond, attacker_d
         clean(out.stdout, ("root", args))
     clean(log_bytes(d).decode(errors="replace"), "pmond's log")
     assert b"apply of" in log_bytes(d)  # the apply's source did reach the log, escaped
-    cli_as(d, ATTACKER, ["drop", "-f"])
 
 
 def test_export_escapes_c1_controls_in_every_format(daemon: Pmond):
@@ -117,6 +123,6 @@ def test_export_escapes_c1_controls_in_every_format(daemon: Pmond):
     for doc in docs:
         clean(doc.stdout, doc)
     expected = shlex.join(["-c", "exec sleep 300", "a\x85b"])
-    assert json.loads(docs[0].stdout)["processes"][0]["args"] == expected
-    assert procconfig.normalize(yaml.safe_load(docs[1].stdout))[0]["args"] == expected
+    assert {e["name"]: e for e in json.loads(docs[0].stdout)["processes"]}["c1"]["args"] == expected
+    assert {e["name"]: e for e in procconfig.normalize(yaml.safe_load(docs[1].stdout))}["c1"]["args"] == expected
     assert cli_as(d, ATTACKER, ["del", "c1", "-f"])[0].returncode == 0
