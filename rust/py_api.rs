@@ -250,6 +250,34 @@ where
     }
 }
 
+/// A regular expression matched in time linear in the input (the `regex` crate: no backtracking, so no
+/// pattern a user gives pmond can make a match take minutes), with bounded compiled size.
+#[pyclass(name = "Regex", module = "pmon3._native", frozen)]
+struct PyRegex {
+    inner: regex::bytes::Regex,
+}
+
+/// Compiled program and lazy DFA cache limits of a pattern: generous for a readiness pattern, small enough
+/// that `a{1000}{1000}` is refused instead of taking memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+#[pymethods]
+impl PyRegex {
+    #[new]
+    fn new(pattern: &str) -> PyResult<Self> {
+        regex::bytes::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(|inner| PyRegex { inner })
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
+    fn search(&self, py: Python<'_>, data: &[u8]) -> bool {
+        py.detach(|| self.inner.is_match(data))
+    }
+}
+
 #[pyclass(name = "MessageQueue", module = "pmon3._native", frozen)]
 struct PyMessageQueue {
     inner: MessageQueue,
@@ -430,6 +458,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bind_unix, m)?)?;
     m.add_function(wrap_pyfunction!(pidfd_getfd, m)?)?;
     m.add_class::<PyMessageQueue>()?;
+    m.add_class::<PyRegex>()?;
     m.add_function(wrap_pyfunction!(mq_list, m)?)?;
     m.add_function(wrap_pyfunction!(fallocate, m)?)?;
     for (name, value) in [

@@ -23,6 +23,7 @@ __all__ = [
     "bind_unix",
     "pidfd_getfd",
     "MessageQueue",
+    "Regex",
     "mq_list",
     "fallocate",
     "FALLOC_FL_KEEP_SIZE",
@@ -141,6 +142,15 @@ def access_as(path: str, mode: int, uid: int, gid: int, groups: list[int]) -> No
 def open_as(path: str, flags: int, mode: int, uid: int, gid: int, groups: list[int]) -> int:
     """os.open(path, flags, mode) as that user: the descriptor (always close-on-exec) belongs to
     the caller; a file it creates is owned by uid and gid."""
+
+@final
+class Regex:
+    """A regular expression matched in time linear in the input (Rust's regex crate: no backtracking, so no
+    backreferences or lookaround); ValueError for a bad or too large pattern."""
+
+    def __new__(cls, pattern: str) -> Regex: ...
+    def search(self, data: bytes) -> bool:
+        """Whether the pattern matches anywhere in `data` (the GIL is released)."""
 
 @final
 class MessageQueue:

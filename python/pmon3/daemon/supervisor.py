@@ -36,7 +36,7 @@ from ..logfiles import rotated_files
 from ..models import ExitInfo, Process
 from ..states import Status, check_transition
 from ..store import Store, StoreWriteError
-from . import policy, readiness, spec
+from . import fsas, policy, readiness, spec
 from .accounts import RunAs, resolve_user
 from .authz import Authz
 from .hooks import HookRunner
@@ -709,7 +709,12 @@ class Supervisor:
     def _notifier(self, copy: Copy) -> Notifier:
         notifier = self.notifiers.get(copy)
         if notifier is None:
-            name = f"pmon3{'_' + self.cfg.name_suffix if self.cfg.name_suffix else ''}/notify/p{copy[0]}{copy[1]}"
+            # Abstract names are anyone's to bind: a random part, or a user binds the next ones first and the
+            # process cannot start (the name is visible in /proc/net/unix once bound, but then it is ours).
+            name = (
+                f"pmon3{'_' + self.cfg.name_suffix if self.cfg.name_suffix else ''}/notify/"
+                f"p{copy[0]}{copy[1]}.{os.urandom(8).hex()}"
+            )
             notifier = self.notifiers[copy] = Notifier(
                 self.loop, name, lambda pid: self._in_copy(copy, pid), lambda msg, pid: self._notified(copy, msg, pid)
             )
@@ -780,9 +785,9 @@ class Supervisor:
         rt.notified = asyncio.Event()
         offset = 0
         if spec_.kind == "log" and p.log:
-            try:
-                offset = os.stat(p.log).st_size  # lines from before this copy do not count
-            except OSError:
+            try:  # lines from before this copy do not count; the run user's view of the file, as it is read
+                offset = fsas.stat_as(p.uid, p.log).st_size
+            except (OSError, Pmon3Error):
                 offset = 0
         held = [s for s, _sock in self.sockets.held.get(self.socket_key(p), []) if s.kind in ("tcp", "tcp6")]
         try:
@@ -793,6 +798,7 @@ class Supervisor:
                 notified=rt.notified,
                 log_path=p.log,
                 log_offset=offset,
+                log_uid=p.uid,
                 default_port=held[0].port if held else 0,
             )
         except readiness.NotReady as exc:
