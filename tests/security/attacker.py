@@ -6,7 +6,6 @@ prints `ready` first, then waits for a line on stdin before it reports).
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import io
 import json
@@ -271,6 +270,32 @@ def squat_sock(path: str) -> Any:
 
 
 @op
+def squat_abstract(names: list[str]) -> Any:
+    """Bind datagram sockets at abstract names pmond might use later, then report what they received."""
+    socks = []
+    for name in names:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            s.bind("\0" + name)
+            socks.append(s)
+        except OSError:
+            s.close()
+    report({"ready": True, "bound": len(socks)})
+    wait_for_go()
+    received = 0
+    for s in socks:
+        s.setblocking(False)
+        while True:
+            try:
+                s.recv(4096)
+                received += 1
+            except OSError:
+                break
+        s.close()
+    return {"received": received}
+
+
+@op
 def create(paths: list[str], directory: bool = False) -> Any:
     """Try to create a file (or a directory) at each path: its errno name, "" when it worked."""
     out = []
@@ -478,8 +503,11 @@ def request_fields() -> dict[str, dict[str, Any]]:
         todo += cls.__subclasses__()
         if cls.CMD and not cls.CMD.startswith("("):
             hints = typing.get_type_hints(cls, vars(messages))
-            found[cls.CMD] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-    found["restart"]["flags"] = {f.name: Any for f in dataclasses.fields(messages.RestartFlags)}
+            found[cls.CMD] = {f.name: hints[f.name] for f in cls.FIELDS}
+    flags = {f.name: Any for f in messages.RestartFlags.FIELDS}
+    for fields in found.values():
+        if "flags" in fields:
+            fields["flags"] = flags
     return found
 
 
