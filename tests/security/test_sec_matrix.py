@@ -6,6 +6,7 @@ nothing); then root checks that nothing of the victims changed."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 from helpers import RUN, Pmond, cli_command_for_others, pid_alive, wait_for
+from pmon3.errors import NotFoundError
 from secutil import ATTACKER, OTHER, TRANSPORTS, FileState, cli_as, client, needs_root, ok_as, row_state, sec_daemon
 
 pytestmark = needs_root
@@ -95,6 +97,12 @@ CASES: dict[str, Case] = {
     "start": Case(
         own=[m("m-start"), ["stop", "m-start"], ["start", "m-start"]], fail=[["start", v] for v in ON_VICTIMS]
     ),
+    "reload": Case(
+        own=[m("m-reload"), ["reload", "m-reload"]],
+        fail=[["reload", v] for v in ON_VICTIMS]
+        + [["reload", "{rp_id}", "-a", "1"], ["reload", "{op_id}", "-u", "{other}"]],
+    ),  # fmt: skip
+    "scale": Case(own=[m("m-scale"), ["scale", "m-scale", "2"]], fail=[["scale", v, "3"] for v in ON_VICTIMS]),
     "del": Case(own=[m("m-del"), ["del", "m-del"]], fail=[["del", v, *f] for v in ON_VICTIMS for f in ([], ["-f"])]),
     "kill": Case(own=[m("m-kill"), ["kill"]], blind=[["kill"], ["kill", "-f"]]),
     "drop": Case(own=[m("m-drop"), ["drop", "-f"]], blind=[["drop"], ["drop", "-f"]]),
@@ -126,6 +134,10 @@ CASES: dict[str, Case] = {
     "group restart": Case(
         own=[m("m-grestart", "-g", "mg-restart"), ["group", "restart", "mg-restart"]],
         fail=[["group", "restart", g] for g in ON_GROUPS] + [["group", "restart", "{rg_id}", "-a", "1"]],
+    ),
+    "group reload": Case(
+        own=[m("m-greload", "-g", "mg-reload"), ["group", "reload", "mg-reload"]],
+        fail=[["group", "reload", g] for g in ON_GROUPS],
     ),
     "group drop": Case(
         own=[m("m-gdrop", "-g", "mg-drop"), ["group", "drop", "mg-drop"]],
@@ -181,7 +193,8 @@ def clean_up(d: Pmond) -> None:
     with client(d) as c:
         for p in c.list():
             if p["owner"] == ATTACKER:
-                c.delete(p["id"], force=True)
+                with contextlib.suppress(NotFoundError):  # an instance goes with its head
+                    c.delete(p["id"], force=True)
         for g in c.group_list():
             if g["owner"] == ATTACKER:
                 c.group_delete(g["id"])
