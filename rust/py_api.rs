@@ -21,7 +21,7 @@ impl From<Error> for PyErr {
     }
 }
 
-type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64);
+type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64, bool);
 
 /// A Python limit -> prlimit64's: -1 (resource.RLIM_INFINITY) or 2**64-1 is unlimited.
 fn rlimit_value(v: i128) -> Result<u64, Error> {
@@ -110,7 +110,17 @@ fn killpg(pgid: i32, sig: i32) -> PyResult<()> {
 fn reap() -> PyResult<Vec<ExitTuple>> {
     Ok(reaper::reap()?
         .into_iter()
-        .map(|r| (r.pid, r.code, r.signal, r.utime, r.stime, r.maxrss_kib))
+        .map(|r| {
+            (
+                r.pid,
+                r.code,
+                r.signal,
+                r.utime,
+                r.stime,
+                r.maxrss_kib,
+                r.core_dumped,
+            )
+        })
         .collect())
 }
 

@@ -53,8 +53,8 @@ __all__ = [
     "IN_ONESHOT",
 ]
 
-# (pid, exit_code or None, signal or None, user_cpu_seconds, system_cpu_seconds, max_rss_kib)
-_ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int]
+# (pid, exit_code or None, signal or None, user_cpu_seconds, system_cpu_seconds, max_rss_kib, core_dumped)
+_ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int, bool]
 
 def spawn(
     file: str,

@@ -94,6 +94,7 @@ class ExitInfo:
     user_cpu: float = 0.0
     system_cpu: float = 0.0
     max_rss_kib: int = 0
+    core_dumped: bool = False
 
     @property
     def success(self) -> bool:

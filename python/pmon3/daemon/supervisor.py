@@ -848,12 +848,12 @@ class Supervisor:
         except OSError as exc:
             log.error("reap failed: %s", exc)
             return
-        for pid, code, sig, utime, stime, rss in records:
+        for pid, code, sig, utime, stime, rss, core in records:
             rt = self.by_pid.get(pid)
             if rt is not None:
-                self._exited(rt, ExitInfo(pid, code, sig, utime, stime, rss))
+                self._exited(rt, ExitInfo(pid, code, sig, utime, stime, rss, core))
             elif pid in self.watchers:  # a hook
-                self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss))
+                self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss, core))
 
     def _pidfd_ready(self, rt: Runtime) -> None:
         self.sweep()
