@@ -37,6 +37,7 @@ Processes = list[m.ProcessInfo]
 Groups = list[m.GroupInfo]
 GroupsWithProcesses = list[m.GroupWithProcesses]
 Entries = list[dict[str, Any]]
+Exits = list[m.ExitInfo]
 
 
 def load_config(path: Optional[str] = None) -> Config:
@@ -377,6 +378,11 @@ class Client:
         timeout = 60.0 if dry_run else 60.0 + self.stop_timeout() * max(1, len(entries))
         plan: m.ApplyPlan = self.call(m.ApplyRequest(entries, dry_run, prune, path), timeout)
         return plan
+
+    def history(self, key: Optional[Key] = None, limit: int = 20) -> Exits:
+        """Exits of one process, or of all the caller's (root: everyone's), newest first."""
+        records: Exits = self.call(m.HistoryRequest(str(key) if key is not None else "", limit))
+        return records
 
     def top(self) -> dict[str, Any]:
         data: dict[str, Any] = self.call(m.TopRequest())

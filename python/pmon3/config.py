@@ -314,6 +314,7 @@ class Config:
     # event name (restart|failure|backoff) -> command line, run without a shell
     hooks: dict[str, str] = _reloadable(default_factory=dict)
     hook_timeout_ms: int = _reloadable(30000)
+    history_retain: int = _reloadable(1000)  # exits kept per process (history.retain); 0: no history is written
     # Unknown keys, ignored: one line each, naming the file and the key.
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -592,6 +593,12 @@ def _events(s: _Section, top: _Section, cfg: Config) -> None:
     s.done()
 
 
+def _history(s: _Section) -> int:
+    retain = s.integer("retain", 1000, 0, None, "exits kept per process; 0: none")
+    s.done()
+    return retain
+
+
 def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
     """Check and apply every key of a parsed config.yml; raises ConfigError on the first bad one."""
     warnings: list[str] = []
@@ -611,6 +618,7 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     cfg.restart = _restart(top.section("restart"))
     cfg.flap = _flap(top.section("flap_detection"))
     _events(top.section("event_handling"), top, cfg)
+    cfg.history_retain = _history(top.section("history"))
     top.done()
     cfg.warnings = tuple(warnings)
     return cfg

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Union
 import apsw
 
 from .errors import CommandError
-from .models import Group, Process
+from .models import ExitRecord, Group, Process
 from .states import Status
 
 log = logging.getLogger("pmond.store")
@@ -161,6 +161,31 @@ MIGRATIONS: list[Migration] = [
     _per_owner_namespaces,
     # v4: per-process options beyond the restart policy (strict_modes, listen, ready, limits, ...), as JSON.
     "ALTER TABLE processes ADD COLUMN options TEXT NOT NULL DEFAULT '{}';",
+    # v5: the history of exits (models.ExitRecord), newest last; at most `history.retain` rows per process.
+    """
+    CREATE TABLE exits (
+        id INTEGER PRIMARY KEY,
+        process_id INTEGER NOT NULL,
+        owner INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        time REAL NOT NULL,
+        pid INTEGER NOT NULL,
+        code INTEGER,
+        signal INTEGER,
+        core_dumped INTEGER NOT NULL DEFAULT 0,
+        detected TEXT NOT NULL,
+        uptime REAL NOT NULL,
+        reason TEXT NOT NULL,
+        action TEXT NOT NULL,
+        delay_ms REAL,
+        peak_rss INTEGER,
+        cpu_seconds REAL,
+        oom_kill INTEGER,
+        oom_source TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX exits_by_process ON exits (process_id, id);
+    """,
 ]
 
 _COLUMNS = (
@@ -208,6 +233,59 @@ def _group(row: tuple[Any, ...]) -> Group:
 
 def now_text() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
+
+
+_EXIT_COLUMNS = (
+    "process_id, owner, name, time, pid, code, signal, core_dumped, detected, uptime, reason, action, delay_ms, "
+    "peak_rss, cpu_seconds, oom_kill, oom_source, note"
+)
+
+
+def _exit_values(r: ExitRecord) -> tuple[Any, ...]:
+    return (
+        r.process_id,
+        r.owner,
+        r.name,
+        r.time,
+        r.pid,
+        r.code,
+        r.signal,
+        int(r.core_dumped),
+        r.detected,
+        r.uptime,
+        r.reason,
+        r.action,
+        r.delay_ms,
+        r.peak_rss,
+        r.cpu_seconds,
+        None if r.oom_kill is None else int(r.oom_kill),
+        r.oom_source,
+        r.note,
+    )
+
+
+def _exit_row(row: tuple[Any, ...]) -> ExitRecord:
+    return ExitRecord(
+        id=row[0],
+        process_id=row[1],
+        owner=row[2],
+        name=row[3],
+        time=row[4],
+        pid=row[5],
+        code=row[6],
+        signal=row[7],
+        core_dumped=bool(row[8]),
+        detected=row[9],
+        uptime=row[10],
+        reason=row[11],
+        action=row[12],
+        delay_ms=row[13],
+        peak_rss=row[14],
+        cpu_seconds=row[15],
+        oom_kill=None if row[16] is None else bool(row[16]),
+        oom_source=row[17],
+        note=row[18],
+    )
 
 
 class SchemaError(Exception):
@@ -446,9 +524,50 @@ class Store:
     def delete(self, process_id: int) -> None:
         with self._writing(), self.db:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
+            # its history goes too: ids are reused (max + 1), a new process must not inherit it
+            self.db.execute("DELETE FROM exits WHERE process_id = ?", (process_id,))
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
         self._cache.pop(process_id, None)
         self.pending.pop(process_id, None)
+
+    # -- exits (the history) -------------------------------------------------------------------------------
+    def add_exits(self, records: list[ExitRecord]) -> None:
+        """One transaction for a batch (pmond writes them after the restarts they record)."""
+        with self._writing(), self.db:
+            self.db.executemany(
+                f"INSERT INTO exits ({_EXIT_COLUMNS}) VALUES ({', '.join('?' * (_EXIT_COLUMNS.count(',') + 1))})",
+                [_exit_values(r) for r in records],
+            )
+
+    def exits(self, process_ids: Optional[list[int]], limit: int) -> list[ExitRecord]:
+        """The newest `limit` exits of these processes (all when None), newest first."""
+        if process_ids is None:
+            rows = self.db.execute(f"SELECT id, {_EXIT_COLUMNS} FROM exits ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            marks = ", ".join("?" * len(process_ids))
+            rows = self.db.execute(
+                f"SELECT id, {_EXIT_COLUMNS} FROM exits WHERE process_id IN ({marks}) ORDER BY id DESC LIMIT ?",
+                (*process_ids, limit),
+            )
+        return [_exit_row(r) for r in rows]
+
+    def exit_counts(self) -> dict[int, int]:
+        return {
+            int(r[0] or 0): int(r[1] or 0) for r in self.db.execute("SELECT process_id, COUNT(*) FROM exits GROUP BY 1")
+        }
+
+    def trim_exits(self, process_id: int, keep: int) -> None:
+        """Keep the newest `keep` exits of a process."""
+        with self._writing(), self.db:
+            self.db.execute(
+                "DELETE FROM exits WHERE process_id = ? AND id <= "
+                "(SELECT id FROM exits WHERE process_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (process_id, process_id, keep),
+            )
+
+    def delete_exits(self, process_id: int) -> None:
+        with self._writing(), self.db:
+            self.db.execute("DELETE FROM exits WHERE process_id = ?", (process_id,))
 
     # -- groups ---------------------------------------------------------------------------------------------
     def list_groups(self, owner: Optional[int] = None) -> list[Group]:

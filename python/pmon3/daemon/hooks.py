@@ -16,7 +16,7 @@ import pwd
 import shlex
 import shutil
 import signal
-from typing import Callable
+from typing import Any, Callable, Optional
 
 from .. import _native
 from ..config import BASE_PATH
@@ -25,31 +25,35 @@ from ..models import ExitInfo, Process
 log = logging.getLogger("pmond.hooks")
 
 
-def payload(p: Process, status: int, pid: int) -> str:
-    """pmon3's event JSON (reference §9.2), in its key order, plus restart_count."""
-    return json.dumps(
-        {
-            "created_at": p.created_at,
-            "updated_at": p.updated_at,
-            "log": p.log,
-            "name": p.name,
-            "process_file": p.process_file,
-            "args": p.args,
-            "env_vars": " ".join(shlex.quote(e) for e in p.env_vars),
-            "username": p.username,
-            "memory_usage": "",
-            "cpu_usage": "",
-            "dependencies": " ".join(p.dependencies),
-            "Groups": [{"name": g} for g in p.groups] or None,
-            "status": status,
-            "id": p.id,
-            "pid": pid,
-            "uid": p.uid,
-            "gid": p.gid,
-            "auto_restart": p.auto_restart,
-            "restart_count": p.restart_count,
-        }
-    )
+def payload(p: Process, status: int, pid: int, last_exit: Optional[dict[str, Any]] = None) -> str:
+    """pmon3's event JSON (reference §9.2), in its key order, plus restart_count and `exit`: the process's
+    last exit as `pmon3 history --json` shows it (null when none is known)."""
+    data: dict[str, Any] = {
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "log": p.log,
+        "name": p.name,
+        "process_file": p.process_file,
+        "args": p.args,
+        "env_vars": " ".join(shlex.quote(e) for e in p.env_vars),
+        "username": p.username,
+        "memory_usage": "",
+        "cpu_usage": "",
+        "dependencies": " ".join(p.dependencies),
+        "Groups": [{"name": g} for g in p.groups] or None,
+        "status": status,
+        "id": p.id,
+        "pid": pid,
+        "uid": p.uid,
+        "gid": p.gid,
+        "auto_restart": p.auto_restart,
+        "restart_count": p.restart_count,
+    }
+    if last_exit is not None:
+        data["exit"] = {k: v for k, v in last_exit.items() if k not in ("id", "process_id", "name", "owner")}
+    else:
+        data["exit"] = None
+    return json.dumps(data)
 
 
 class HookRunner:
@@ -66,12 +70,12 @@ class HookRunner:
         self.watch = watch
         self.running: dict[int, int] = {}  # pid -> pidfd
 
-    def fire(self, event: str, p: Process, status: int, pid: int) -> None:
+    def fire(self, event: str, p: Process, status: int, pid: int, last_exit: Optional[dict[str, Any]] = None) -> None:
         command = self.commands().get(event)
         if not command:
             return
         try:
-            self._spawn(event, command, payload(p, status, pid), p.name)
+            self._spawn(event, command, payload(p, status, pid, last_exit), p.name)
         except (OSError, ValueError) as exc:
             log.error("%s hook for %s could not start: %s", event, p.name, exc)
 

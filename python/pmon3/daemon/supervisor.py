@@ -33,12 +33,13 @@ from ..errors import (
     SpawnError,
 )
 from ..logfiles import rotated_files
-from ..models import ExitInfo, Process
+from ..models import ExitInfo, ExitRecord, Process
 from ..states import Status, check_transition
 from ..store import Store, StoreWriteError
 from . import fsas, policy, readiness, spec
 from .accounts import RunAs, resolve_user
 from .authz import Authz
+from .history import History
 from .hooks import HookRunner
 from .readiness import Notifier
 from .sockets import Key as SocketKey
@@ -83,6 +84,8 @@ class Runtime:
     status_text: str = ""  # the last STATUS= it sent
     main_pid: int = 0  # MAINPID= it named: followed when the first process exits
     watchdog: Optional[asyncio.TimerHandle] = None
+    kill_reason: str = ""  # pmond killed it (watchdog, not_ready): the history's reason
+    kill_note: str = ""
 
     @property
     def copy(self) -> Copy:
@@ -113,7 +116,8 @@ class Supervisor:
         self.quick_deaths: dict[int, int] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
         self.locks: dict[int, asyncio.Lock] = {}
-        self.stopping: set[int] = set()
+        # processes being stopped on purpose -> (history reason, action) of the exit that follows
+        self.stopping: dict[int, tuple[str, str]] = {}
         self.shutting_down = False
         self.started = time.monotonic()
         self.watchers: dict[int, Callable[[ExitInfo], None]] = {}
@@ -121,6 +125,7 @@ class Supervisor:
         self.hooks = HookRunner(
             loop, lambda: self.cfg.hooks, lambda: self.cfg.hook_timeout_ms / 1000, self.watchers.__setitem__
         )
+        self.history = History(store, trees, loop, lambda: self.cfg.history_retain)
 
     # -- settings ---------------------------------------------------------------------------------------
     def settings(self, p: Process) -> policy.RestartSettings:
@@ -148,6 +153,9 @@ class Supervisor:
         rt = self.runtimes.get(process_id)
         if rt is not None and rt.status_text:
             info["notify_status"] = rt.status_text
+        last = self.history.last_exit(process_id)
+        if last is not None:
+            info["last_exit"] = last.summary()
         return info
 
     async def wait_ready(self, process_id: int) -> None:
@@ -195,9 +203,12 @@ class Supervisor:
                     raise SpawnError(f"command error: start process error: {exc}") from None
         return self.store.get(p.id) or p
 
-    async def restart(self, process_id: int, changes: dict[str, Any], verb: str) -> tuple[Process, bool]:
+    async def restart(
+        self, process_id: int, changes: dict[str, Any], verb: str, why: tuple[str, str] = ("stop", "restarted")
+    ) -> tuple[Process, bool]:
         """restart: stop gracefully, apply the validated `changes`, start, count. start: the same, except that a
-        live process is left alone. Returns the row and whether it was started."""
+        live process is left alone. Returns the row and whether it was started. `why`: what the history
+        records for the exit."""
         async with self.lock(process_id):
             p = self._get(process_id)
             if verb == "start" and self.is_alive(process_id):
@@ -208,7 +219,7 @@ class Supervisor:
                 p.restart_count += 1
             self.store.update(p)  # first: if it cannot be written (disk full), nothing has happened
             if self.is_alive(process_id):
-                await self.terminate(process_id, force=False)
+                await self.terminate(process_id, force=False, why=why)
             p = self._get(process_id)
             self._clear_runtime_state(process_id)
             try:
@@ -369,7 +380,7 @@ class Supervisor:
                 p.restart_count += 1
             self.store.update(p, with_groups=True)  # first: if it cannot be written (disk full), nothing happened
             if restart:
-                await self.terminate(process_id, force=False)
+                await self.terminate(process_id, force=False, why=("stop", "restarted"))
                 p = self._get(process_id)
                 self._clear_runtime_state(process_id)
             rt = self.runtimes.get(process_id)
@@ -399,7 +410,7 @@ class Supervisor:
         """Stop (gracefully unless forced) and delete the row; the log files pmond made for it go too."""
         async with self.lock(process_id):
             p = self._get(process_id)
-            info = await self.terminate(process_id, force=force)
+            info = await self.terminate(process_id, force=force, why=("stop", "deleted"))
             try:
                 self.store.delete(process_id)
             except StoreWriteError as exc:  # disk full: the row stays, as a stopped process
@@ -492,6 +503,7 @@ class Supervisor:
         for copy in list(self.notifiers):
             self._close_notifier(copy)
         self.sockets.close()
+        self.history.close()
 
     def _get(self, process_id: int) -> Process:
         p = self.store.get(process_id)
@@ -608,6 +620,7 @@ class Supervisor:
         }
         if pass_fds:
             options.update(pass_fds=pass_fds, listen_pid=True)
+        self.history.started(copy)
         launch = Launch(
             p.process_file,
             [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
@@ -694,6 +707,7 @@ class Supervisor:
         rt.ready = self.loop.create_future()
         rt.ready.set_result(None)
         self._track(rt)
+        self.history.started(rt.copy)
         if p.options.get("listen") and not self.sockets.fds(self.socket_key(p)):
             if not self.sockets.recover(self.socket_key(p), list(p.options["listen"]), pidfd, p.pid):
                 log.warning("%s: its held sockets are bound again at its next start", p.name)
@@ -765,6 +779,7 @@ class Supervisor:
             except readiness.NotReady as exc:
                 if rt.role == "main" and self.by_pid.get(rt.pid) is rt:
                     log.error("%s (pid %d) is not ready: %s; stopping it", p.name, rt.pid, exc)
+                    rt.kill_reason, rt.kill_note = "not_ready", str(exc)
                     self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
                     self._signal(rt, signal.SIGKILL)
                 return
@@ -832,6 +847,7 @@ class Supervisor:
         if self.by_pid.get(rt.pid) is not rt or rt.role != "main":
             return
         log.error("pid %d sent no WATCHDOG=1 in time: killing it (it is restarted as after a crash)", rt.pid)
+        rt.kill_reason, rt.kill_note = "watchdog", "no WATCHDOG=1 in time"
         self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
         self._signal(rt, signal.SIGKILL)
 
@@ -900,33 +916,39 @@ class Supervisor:
         if self.by_pid.get(rt.pid) is not rt:
             return
         self._untrack(rt)
-        uptime = time.monotonic() - rt.started
+        ended = time.monotonic()
+        uptime = ended - rt.started
         if not rt.exited.done():
             rt.exited.set_result(info)
-        if rt.role != "main":
-            return  # a reload's copy: the reload handles it
         process_id = rt.process_id
-        if process_id in self.stopping or self.shutting_down:
-            return  # whoever is stopping it records the outcome
+        if rt.role != "main":
+            if rt.role == "retiring":  # a reload's old copy: the reload handles it
+                self._note_exit(process_id, rt, info, ended, "reload", "replaced")
+            return
+        why = self.stopping.get(process_id)
+        if why is not None or self.shutting_down:
+            if why is not None and why[1] != "deleted":  # whoever is stopping it sets the status
+                self._note_exit(process_id, rt, info, ended, *why)
+            return
         if self._follow_main_pid(rt):
             return
         if self.trees.populated(rt.copy, rt.pid):
             # The leader died but its tree lives on: end it before anything restarts (no two generations).
-            self._background(self._end_tree_then_decide(rt, uptime, info))
+            self._background(self._end_tree_then_decide(rt, uptime, info, ended))
             return
-        self._decide(rt, uptime, info)
+        self._decide(rt, uptime, info, ended, _detected(rt))
 
-    def _decide(self, rt: Runtime, uptime: float, info: ExitInfo) -> None:
-        if self._respawn_at_once(rt, uptime, info):
+    def _decide(self, rt: Runtime, uptime: float, info: ExitInfo, ended: float, detected: str) -> None:
+        if self._respawn_at_once(rt, uptime, info, ended, detected):
             return
         p = self.store.get(rt.process_id)
         if p is None:
             return
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        self._after_exit(p, uptime, info)  # first the restart, then the bookkeeping
+        self._after_exit(p, rt, uptime, info, ended, detected)  # first the restart, then the bookkeeping
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
 
-    async def _end_tree_then_decide(self, rt: Runtime, uptime: float, info: ExitInfo) -> None:
+    async def _end_tree_then_decide(self, rt: Runtime, uptime: float, info: ExitInfo, ended: float) -> None:
         process_id = rt.process_id
         async with self.lock(process_id):  # a user's stop or delete waits for this, then finds it dead
             p = self.store.get(process_id)
@@ -938,7 +960,7 @@ class Supervisor:
             p = self.store.get(process_id)
             if p is None or p.status == Status.STOPPED:
                 return
-            self._decide(rt, uptime, info)
+            self._decide(rt, uptime, info, ended, "tree")
 
     async def _end_tree(self, copy: Copy, leader: int, sig: int, timeout: float) -> None:
         """`sig` to what is left of the tree; SIGKILL for what is still there after `timeout`."""
@@ -951,7 +973,7 @@ class Supervisor:
         if not await self.trees.wait_gone(copy, leader, KILL_WAIT):
             log.error("processes of pid %d's tree survived SIGKILL for %.0f s", leader, KILL_WAIT)
 
-    def _respawn_at_once(self, rt: Runtime, uptime: float, info: ExitInfo) -> bool:
+    def _respawn_at_once(self, rt: Runtime, uptime: float, info: ExitInfo, ended: float, detected: str) -> bool:
         """The hot path: a long-enough run that died is respawned from its Launch before anything else is
         looked up or written. Anything less simple (flap detection, a delay, no restart, a failed spawn)
         goes the general way."""
@@ -968,6 +990,7 @@ class Supervisor:
             new = self._launch(process_id, rt.leaf, rt.launch, rt.policy_inputs, "main")
         except SpawnError:
             return False
+        spawned = time.monotonic()
         self.quick_deaths.pop(process_id, None)
         p = self.store.get(process_id)
         if p is None:
@@ -976,18 +999,59 @@ class Supervisor:
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         p.restart_count += 1
         self._record_start(p, new)
+        self._note_exit(p, rt, info, ended, _reason(rt, info), "restarted", (spawned - ended) * 1000, detected)
         self._watch_ready(new, p)
         self._restart_hook(p, old_status, old_pid)
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
         return True
 
+    def _note_exit(
+        self,
+        p: Process | int,
+        rt: Runtime,
+        info: ExitInfo,
+        ended: float,
+        reason: str,
+        action: str,
+        delay_ms: Optional[float] = None,
+        detected: str = "",
+        note: str = "",
+    ) -> Optional[ExitRecord]:
+        """Queue the exit for the history (written after whatever is being done now)."""
+        row = p if isinstance(p, Process) else self.store.get(p)
+        if row is None:
+            return None
+        return self.history.record(
+            process_id=row.id,
+            owner=row.owner,
+            name=row.name,
+            copy=rt.copy,
+            started=rt.started,
+            ended=ended,
+            info=info,
+            detected=detected or _detected(rt),
+            reason=reason,
+            action=action,
+            delay_ms=delay_ms,
+            note=note or rt.kill_note,
+        )
+
+    def _fire(self, event: str, p: Process, status: int, pid: int) -> None:
+        """A hook, with the process's last exit, once the exit being recorded is complete."""
+
+        def fire() -> None:
+            last = self.history.last.get(p.id)
+            self.hooks.fire(event, p, status, pid, last.to_json(self.authz.owner_name(p.owner)) if last else None)
+
+        self.history.when_final(fire)
+
     def _restart_hook(self, p: Process, old_status: Status, old_pid: int) -> None:
         if self.restart_hooks_due():
-            self.hooks.fire("restart", p, int(old_status), old_pid)
+            self._fire("restart", p, int(old_status), old_pid)
         else:
             log.info("restart of %s during the initialization period: no hook", p.name)
 
-    def _after_exit(self, p: Process, uptime: float, info: ExitInfo) -> None:
+    def _after_exit(self, p: Process, rt: Runtime, uptime: float, info: ExitInfo, ended: float, detected: str) -> None:
         settings = self.settings(p)
         decision = policy.after_exit(
             settings=settings,
@@ -998,22 +1062,32 @@ class Supervisor:
         )
         self.quick_deaths[p.id] = decision.quick_deaths
         old_status, old_pid = p.status, p.pid
+        reason = _reason(rt, info)
         if not decision.restart:
             self._set_status(p, Status.STOPPED if decision.outcome == "stopped" else Status.FAILED)
             self.store.update_runtime(p)
+            self._note_exit(p, rt, info, ended, reason, p.status.label, None, detected)
             if p.status == Status.FAILED:
-                self.hooks.fire("failure", p, int(old_status), old_pid)
+                self._fire("failure", p, int(old_status), old_pid)
             return
         flap = policy.FlapSettings.from_config(self.cfg)
         p.flap, retry_at = policy.flap_check(p.flap, time.time(), flap)
         if retry_at is not None:
+            wait_ms = max(0.0, retry_at - time.time()) * 1000
+            self._note_exit(p, rt, info, ended, reason, "backoff", wait_ms, detected)
             self._back_off(p, retry_at)
             return
         if decision.delay == 0:
-            self._restart_now(p, old_status, old_pid)
+            rec = self._note_exit(p, rt, info, ended, reason, "restarted", None, detected)
+            error = self._restart_now(p, old_status, old_pid)
+            if rec is not None:  # still queued: completed in a loop callback
+                rec.delay_ms = (time.monotonic() - ended) * 1000 if error is None else None
+                if error is not None:
+                    rec.action, rec.note = "failed", f"restart failed: {error}"
             return
         self._set_status(p, Status.RESTARTING)
         self.store.update_runtime(p)
+        self._note_exit(p, rt, info, ended, reason, "scheduled", decision.delay * 1000, detected)
         log.info("%s will restart in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
         self._schedule(p.id, decision.delay)
 
@@ -1021,7 +1095,7 @@ class Supervisor:
         self._set_status(p, Status.BACKOFF)
         self.store.update_runtime(p)
         log.warning("%s is flapping: backoff until %s", p.name, time.strftime("%H:%M:%S", time.localtime(retry_at)))
-        self.hooks.fire("backoff", p, int(Status.BACKOFF), p.pid)
+        self._fire("backoff", p, int(Status.BACKOFF), p.pid)
         self._schedule(p.id, max(0.0, retry_at - time.time()))
 
     def _schedule(self, process_id: int, delay: float) -> None:
@@ -1046,8 +1120,9 @@ class Supervisor:
         elif p.status in (Status.RESTARTING, Status.FAILED):
             self._restart_now(p, p.status, p.pid)
 
-    def _restart_now(self, p: Process, old_status: Status, old_pid: int) -> None:
-        """An automatic restart: counted, and a failure to spawn is retried with the quick-death delay."""
+    def _restart_now(self, p: Process, old_status: Status, old_pid: int) -> Optional[str]:
+        """An automatic restart: counted, and a failure to spawn is retried with the quick-death delay.
+        Returns None, or why the spawn failed."""
         p.restart_count += 1
         p.flap = policy.flap_note_restart(p.flap, time.time(), policy.FlapSettings.from_config(self.cfg))
         try:
@@ -1060,8 +1135,9 @@ class Supervisor:
             self._set_status(p, Status.FAILED)
             self.store.update_runtime(p)
             self._schedule(p.id, delay)
-            return
+            return str(exc)
         self._restart_hook(p, old_status, old_pid)
+        return None
 
     # -- stopping -------------------------------------------------------------------------------------------
     def _signal(self, rt: Runtime, sig: int) -> None:
@@ -1079,9 +1155,12 @@ class Supervisor:
                 if exc2.errno not in (errno.ESRCH, errno.EBADF):
                     raise
 
-    async def terminate(self, process_id: int, force: bool) -> Optional[ExitInfo]:
+    async def terminate(
+        self, process_id: int, force: bool, why: tuple[str, str] = ("stop", "stopped")
+    ) -> Optional[ExitInfo]:
         """End the process and its whole tree: the stop signal to all of it, then SIGKILL after its
-        stop_timeout. Returns the leader's exit once nothing of the tree is left."""
+        stop_timeout. Returns the leader's exit once nothing of the tree is left. `why` is the (reason, action)
+        the history records for the exit."""
         self.cancel_timer(process_id)
         rt = self.runtimes.get(process_id)
         p = self.store.get(process_id)
@@ -1093,11 +1172,11 @@ class Supervisor:
             if self.trees.populated(copy, leader):
                 await self._end_tree(copy, leader, sig, settings.stop_timeout)
             return None
-        self.stopping.add(process_id)
+        self.stopping[process_id] = why
         try:
             return await self._terminate_copy(rt, force)
         finally:
-            self.stopping.discard(process_id)
+            self.stopping.pop(process_id, None)
 
     async def _terminate_copy(self, rt: Runtime, force: bool) -> ExitInfo:
         """The stop signal to one copy's whole tree, SIGKILL after stop_timeout; returns once it is gone."""
@@ -1122,7 +1201,8 @@ class Supervisor:
         return info
 
     async def _stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:
-        info = await self.terminate(p.id, force)
+        why = ("stop", "stopped") if final == Status.STOPPED else ("shutdown", final.label)
+        info = await self.terminate(p.id, force, why)
         p = self.store.get(p.id) or p
         if info is not None:
             p.last_exit_code, p.last_exit_signal = info.code, info.signal
@@ -1140,9 +1220,24 @@ class Supervisor:
         self.quick_deaths.pop(process_id, None)
 
     def _forget(self, process_id: int) -> None:
+        """The row is deleted: what pmond kept about it goes too (its exits went with the row)."""
         self._clear_runtime_state(process_id)
+        self.history.forget(process_id)
         self.locks.pop(process_id, None)
         self.leaves.pop(process_id, None)
+
+
+def _detected(rt: Runtime) -> str:
+    """How an end was seen: wait4 of our own child, or only the pidfd of a process we did not start."""
+    return "child" if rt.is_child else "adopted"
+
+
+def _reason(rt: Runtime, info: ExitInfo) -> str:
+    if rt.kill_reason:
+        return rt.kill_reason
+    if info.code is not None:
+        return "exit"
+    return "signal" if info.signal is not None else "unknown"
 
 
 def _other(leaf: str) -> str:

@@ -36,6 +36,19 @@ Copy = tuple[int, str]
 LEAVES = ("a", "b")
 
 
+def read_stat(path: str, key: bytes) -> Optional[int]:
+    """The value of `key` in a flat-keyed cgroup file (cpu.stat, memory.events); None without it."""
+    try:
+        with open(path, "rb") as fh:
+            for line in fh:
+                name, _, value = line.partition(b" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def cgroup2_mount() -> Optional[str]:
     try:
         with open("/proc/self/mountinfo") as fh:
@@ -169,6 +182,18 @@ class Trees:
 
     def path(self, copy: Copy) -> Optional[str]:
         return os.path.join(self.base, f"p{copy[0]}", copy[1]) if self.base else None
+
+    # -- accounting (cgroup mode) ------------------------------------------------------------------------
+    def cpu_usec(self, copy: Copy) -> Optional[int]:
+        """CPU time of everything that ever ran in the copy's cgroup (cpu.stat usage_usec: there without any
+        controller); None in session mode."""
+        path = self.path(copy)
+        return read_stat(os.path.join(path, "cpu.stat"), b"usage_usec") if path else None
+
+    def oom_kills(self, copy: Copy) -> Optional[int]:
+        """memory.events oom_kill of the copy's cgroup; None without the memory controller there."""
+        path = self.path(copy)
+        return read_stat(os.path.join(path, "memory.events"), b"oom_kill") if path else None
 
     def leaf_of(self, process_id: int, pid: int) -> str:
         """Which copy cgroup a live process is in (adoption): from /proc/<pid>/cgroup."""

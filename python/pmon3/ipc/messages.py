@@ -206,6 +206,38 @@ class ProcessInfo(TypedDict, total=False):
     memory_usage: str
     tree: str
     message: str
+    # desc: the last exit in one line (ExitInfo.summary), when there was one
+    last_exit: str
+
+
+class ExitInfo(TypedDict):
+    """One exit of a process (`pmon3 history --json`, Client.history): see docs/operations.md."""
+
+    id: int
+    process_id: int
+    name: str
+    owner: str
+    time: float
+    pid: int
+    code: Optional[int]
+    signal: Optional[int]
+    signal_name: str
+    core_dumped: bool
+    # child | adopted | tree
+    detected: str
+    uptime: float
+    # exit | signal | oom | unknown | max_memory | watchdog | not_ready | stop | reload | shutdown
+    reason: str
+    # restarted | scheduled | backoff | failed | stopped | closed | replaced
+    action: str
+    delay_ms: Optional[float]
+    peak_rss: Optional[int]
+    cpu_seconds: Optional[float]
+    oom_kill: Optional[bool]
+    oom_source: str
+    note: str
+    # one line, as desc shows the last exit
+    summary: str
 
 
 class GroupInfo(TypedDict):
@@ -575,6 +607,14 @@ class ScaleRequest(Request):
     instances: int
 
 
+class HistoryRequest(Request):
+    CMD = "history"
+    DOC = "Exits of one process (id or name) or of all the caller's (root: everyone's), newest first."
+    REPLY = "list[ExitInfo]"
+    id: str = ""
+    limit: int = 20
+
+
 REQUESTS: tuple[type[Request], ...] = (
     Hello,
     Version,
@@ -607,6 +647,7 @@ REQUESTS: tuple[type[Request], ...] = (
     GroupReloadRequest,
     ScaleRequest,
     ApplyRequest,
+    HistoryRequest,
 )
 BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}
 

@@ -66,6 +66,7 @@ MODULES = (
     "daemon",
     "apply",
     "reload",
+    "history",
 )
 
 
