@@ -197,9 +197,17 @@ class Client:
         ready_timeout: Optional[Union[str, int]] = None,
         watchdog: Optional[Union[str, int]] = None,
         instances: Optional[int] = None,
+        limits: Union[None, str, Sequence[str], dict[str, Any]] = None,
+        max_memory: Optional[Union[str, int]] = None,
+        memory_max: Optional[Union[str, int]] = None,
+        cpu_max: Optional[Union[str, int, float]] = None,
+        pids_max: Optional[Union[str, int]] = None,
     ) -> m.ProcessInfo:
         """Start `file` (relative paths are taken from this process's working directory). An env file is read
-        here, with the caller's own rights; `env` values win over it."""
+        here, with the caller's own rights; `env` values win over it. `limits`: setrlimit limits such as
+        "nofile=65536,core=0" (or a list of items, or {"nofile": 65536}); `max_memory`: restart when the tree's
+        memory stays above it ("512M"); `memory_max`, `cpu_max`, `pids_max`: cgroup limits of the tree, where
+        pmond has the controllers (see docs/operations.md)."""
         items: list[str] = []
         if env_file:
             from .procconfig import parse_env_file
@@ -237,6 +245,11 @@ class Client:
             ready_timeout=ready_timeout,
             watchdog=watchdog,
             instances=instances,
+            limits=limits if limits is None or isinstance(limits, (str, dict)) else list(limits),
+            max_memory=max_memory,
+            memory_max=memory_max,
+            cpu_max=cpu_max,
+            pids_max=pids_max,
         )
         p: m.ProcessInfo = self.call(req)
         return p

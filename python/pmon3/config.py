@@ -315,6 +315,7 @@ class Config:
     hooks: dict[str, str] = _reloadable(default_factory=dict)
     hook_timeout_ms: int = _reloadable(30000)
     history_retain: int = _reloadable(1000)  # exits kept per process (history.retain); 0: no history is written
+    memory_check_ms: int = _reloadable(5000)  # limits.memory_check_interval: how often max_memory is checked
     # Unknown keys, ignored: one line each, naming the file and the key.
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -599,6 +600,14 @@ def _history(s: _Section) -> int:
     return retain
 
 
+def _limits(s: _Section) -> int:
+    interval = s.ms("memory_check_interval", 5000)
+    if interval < 100:
+        raise _expected(s.key("memory_check_interval"), "a duration of at least 100ms", s.get("memory_check_interval"))
+    s.done()
+    return interval
+
+
 def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
     """Check and apply every key of a parsed config.yml; raises ConfigError on the first bad one."""
     warnings: list[str] = []
@@ -619,6 +628,7 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     cfg.flap = _flap(top.section("flap_detection"))
     _events(top.section("event_handling"), top, cfg)
     cfg.history_retain = _history(top.section("history"))
+    cfg.memory_check_ms = _limits(top.section("limits"))
     top.done()
     cfg.warnings = tuple(warnings)
     return cfg

@@ -29,6 +29,7 @@ from .control import Control
 from .groups import Groups
 from .handlers import Context
 from .logrotate import LogRotator
+from .memwatch import MemoryWatch
 from .supervisor import Supervisor
 from .trees import Trees
 from .usage import Usage
@@ -103,6 +104,7 @@ class Daemon:
         self.groups = Groups(self.store)
         self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
         self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
+        self.memory = MemoryWatch(cfg, self.supervisor, self.loop)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
@@ -121,6 +123,7 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
+        self.memory.start()
         transport.write_pid_file(cfg.data_directory, "ready", cfg.transport, self.endpoint)
         self.run_in_background(self.boot_start())
         notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
@@ -271,6 +274,7 @@ class Daemon:
         for task in list(self.background):
             task.cancel()
         self.rotator.stop()
+        self.memory.stop()
         for server in self.servers:
             await server.drain(IN_FLIGHT_GRACE)  # replies already being answered (a stop's own) go out first
             server.close()

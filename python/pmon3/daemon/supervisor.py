@@ -22,7 +22,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Callable, Optional
 
-from .. import _native
+from .. import _native, limits
 from ..config import BASE_PATH, Config, signal_number
 from ..errors import (
     ConflictError,
@@ -33,7 +33,7 @@ from ..errors import (
     SpawnError,
 )
 from ..logfiles import rotated_files
-from ..models import ExitInfo, ExitRecord, Process
+from ..models import ExitInfo, ExitRecord, Process, bytes_text
 from ..states import Status, check_transition
 from ..store import Store, StoreWriteError
 from . import fsas, policy, readiness, spec
@@ -44,7 +44,7 @@ from .hooks import HookRunner
 from .readiness import Notifier
 from .sockets import Key as SocketKey
 from .sockets import Sockets
-from .trees import LEAVES, Copy, Trees
+from .trees import CGROUP_LIMITS, LEAVES, CgroupError, Copy, Trees
 
 log = logging.getLogger("pmond.supervisor")
 
@@ -62,6 +62,7 @@ class Launch:
     argv: list[str]
     env: list[str]
     options: dict[str, Any]
+    max_memory: int = 0  # bytes; 0: not watched (memwatch.py)
 
 
 @dataclasses.dataclass(eq=False)
@@ -86,6 +87,7 @@ class Runtime:
     watchdog: Optional[asyncio.TimerHandle] = None
     kill_reason: str = ""  # pmond killed it (watchdog, not_ready): the history's reason
     kill_note: str = ""
+    max_memory: int = 0  # restarted when its tree stays above this many bytes (memwatch.py); 0: not watched
 
     @property
     def copy(self) -> Copy:
@@ -171,11 +173,22 @@ class Supervisor:
         check_transition(p.status, new)
         p.status = new
 
+    def check_limits(self, p: Process) -> None:
+        """A process with cgroup limits is refused before anything is stored where pmond cannot apply them."""
+        wanted = spec.cgroup_limits(p)
+        if not wanted:
+            return
+        try:
+            self.trees.require({CGROUP_LIMITS[k][0] for k in wanted})
+        except CgroupError as exc:
+            raise InvalidRequestError(f"{', '.join(wanted)}: {exc}") from None
+
     # -- operations for the request handlers ----------------------------------------------------------------
     async def upsert(self, new: Process, *, exec_semantics: bool, groups_given: bool) -> Process:
         """Create `new` (a validated spec) or update its owner's stored row of that name, and start it unless it
         is alive. With exec semantics a live (or restarting) name is refused, as pmon3; a config entry updates
         the row and leaves a live process running."""
+        self.check_limits(new)
         existing = self.store.get_by_name(new.owner, new.name)
         if existing is None:
             p = self.store.insert(new)  # a new row starts `queued`
@@ -227,6 +240,22 @@ class Supervisor:
             except SpawnError as exc:
                 raise SpawnError(f"command error: start process error: {exc}") from None
             return self._get(process_id), True
+
+    async def restart_for_memory(self, process_id: int, used: int, limit: int) -> None:
+        """memwatch: the tree stayed above max_memory: a graceful restart, counted, recorded as max_memory."""
+        rt = self.runtimes.get(process_id)
+        p = self.store.get(process_id)
+        if rt is None or p is None or process_id in self.stopping:
+            return
+        rt.kill_note = f"tree memory {bytes_text(used)} > max_memory {bytes_text(limit)}"
+        log.warning("%s (id %d): %s: restarting it", p.name, p.id, rt.kill_note)
+        old_status, old_pid = p.status, p.pid
+        try:
+            p, _started = await self.restart(process_id, {}, "restart", why=("max_memory", "restarted"))
+        except (SpawnError, NotFoundError) as exc:
+            log.error("restart of %s for max_memory failed: %s", p.name, exc)
+            return
+        self._restart_hook(p, old_status, old_pid)
 
     async def reload(self, process_id: int, changes: dict[str, Any]) -> tuple[Process, str]:
         """Zero-downtime restart: start a new copy (with `changes` applied) beside the serving one, wait until
@@ -364,6 +393,7 @@ class Supervisor:
         running and the new restart policy applies from its next exit. A process that is not alive is updated
         and left as it is: a stopped one stays stopped, a pending restart starts the new spec. Returns the row
         and whether it was restarted."""
+        self.check_limits(new)
         async with self.lock(process_id):
             p = self._get(process_id)
             restart = restart and self.is_alive(process_id)
@@ -386,6 +416,10 @@ class Supervisor:
             rt = self.runtimes.get(process_id)
             if rt is not None and rt.launch is not None:
                 rt.policy_inputs = (p.auto_restart, dict(p.policy))
+            if rt is not None:  # max_memory applies without a restart
+                rt.max_memory = int(p.options.get("max_memory") or 0)
+                if rt.launch is not None:
+                    rt.launch.max_memory = rt.max_memory
             if restart:
                 try:
                     self.start(p)
@@ -620,12 +654,19 @@ class Supervisor:
         }
         if pass_fds:
             options.update(pass_fds=pass_fds, listen_pid=True)
+        if p.options.get("limits"):
+            options["rlimits"] = limits.rlimits(p.options["limits"])
+        try:
+            self.trees.apply_limits(copy, spec.cgroup_limits(p))
+        except CgroupError as exc:
+            raise SpawnError(f"{', '.join(spec.cgroup_limits(p)) or 'cgroup limits'}: {exc}") from None
         self.history.started(copy)
         launch = Launch(
             p.process_file,
             [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
             env,
             options,
+            int(p.options.get("max_memory") or 0),
         )
         rt = self._launch(p.id, leaf, launch, (p.auto_restart, dict(p.policy)), role)
         p.uid, p.gid = user.uid, user.gid
@@ -662,6 +703,7 @@ class Supervisor:
             process_id, leaf, pid, pidfd, True, time.monotonic(), self.loop.create_future(), launch, policy_inputs
         )
         rt.role = role
+        rt.max_memory = launch.max_memory
         self._track(rt)
         return rt
 
@@ -704,6 +746,7 @@ class Supervisor:
         leaf = self.trees.leaf_of(p.id, p.pid)
         self.trees.adopted((p.id, leaf), p.pid, pidfd)
         rt = Runtime(p.id, leaf, p.pid, pidfd, is_child, started, self.loop.create_future())
+        rt.max_memory = int(p.options.get("max_memory") or 0)
         rt.ready = self.loop.create_future()
         rt.ready.set_result(None)
         self._track(rt)

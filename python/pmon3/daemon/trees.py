@@ -34,6 +34,77 @@ log = logging.getLogger("pmond.trees")
 # A copy of a process: its row id and which of its two copy cgroups (a reload starts the new one in the other).
 Copy = tuple[int, str]
 LEAVES = ("a", "b")
+# Where pmond moves itself when it must pass controllers down (cgroup v2's no-internal-processes rule): a leaf
+# beside the per-process cgroups, <base>/daemon.
+DAEMON_LEAF = "daemon"
+# Process options that are cgroup limits: the controller each needs and the file it is written to.
+CGROUP_LIMITS = {
+    "memory_max": ("memory", "memory.max"),
+    "cpu_max": ("cpu", "cpu.max"),
+    "pids_max": ("pids", "pids.max"),
+}
+
+
+class CgroupError(Exception):
+    """A cgroup limit cannot be applied here; the message says why in one line."""
+
+
+def _words(path: str) -> set[str]:
+    try:
+        with open(path) as fh:
+            return set(fh.read().split())
+    except OSError:
+        return set()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def delegate(mount: str, base: str, wanted: set[str], me: int) -> None:
+    """Make the `wanted` controllers (memory, cpu, pids) available to the per-process cgroups under `base`
+    (pmond's `<own cgroup>/pmon3[_suffix]`). What `base` may enable is what its parent enables for it; when the
+    parent (pmond's own cgroup, e.g. pmond.service with Delegate=yes) has them only in `cgroup.controllers`,
+    pmond enables them in the parent's `cgroup.subtree_control`. cgroup v2 allows that only while no process
+    lives in the parent itself (the root cgroup excepted), so pmond first moves itself into `<base>/daemon`; if
+    other processes live there too, nothing is enabled and CgroupError names them. Raises CgroupError when the
+    controllers are not delegated to pmond at all."""
+    parent = os.path.dirname(base)
+    if not wanted <= _words(os.path.join(base, "cgroup.controllers")):
+        offered = _words(os.path.join(parent, "cgroup.controllers"))
+        missing = sorted(wanted - offered)
+        if missing:
+            have = " ".join(sorted(offered)) or "none"
+            raise CgroupError(
+                f"the {', '.join(missing)} cgroup controller{'s are' if len(missing) > 1 else ' is'} not delegated "
+                f"to pmond (its cgroup {parent} offers: {have}; under systemd: Delegate=yes)"
+            )
+        try:
+            if os.path.normpath(parent) != os.path.normpath(mount):  # the root cgroup may have processes
+                leaf = os.path.join(base, DAEMON_LEAF)
+                os.makedirs(leaf, mode=0o755, exist_ok=True)
+                _write(os.path.join(leaf, "cgroup.procs"), str(me))
+                with open(os.path.join(parent, "cgroup.procs")) as fh:
+                    others = [int(x) for x in fh.read().split()]
+                if others:
+                    shown = ", ".join(map(str, others[:5])) + (" ..." if len(others) > 5 else "")
+                    raise CgroupError(
+                        f"cannot enable the {', '.join(sorted(wanted))} controller in {parent}: processes other "
+                        f"than pmond live there ({shown}); run pmond in a cgroup of its own"
+                    )
+            _write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+        except OSError as exc:
+            raise CgroupError(
+                f"cannot enable the {', '.join(sorted(wanted))} controller in {parent}: {exc.strerror}"
+            ) from None
+    if not wanted <= _words(os.path.join(base, "cgroup.subtree_control")):
+        try:
+            _write(os.path.join(base, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+        except OSError as exc:
+            raise CgroupError(
+                f"cannot enable the {', '.join(sorted(wanted))} controller in {base}: {exc.strerror}"
+            ) from None
 
 
 def read_stat(path: str, key: bytes) -> Optional[int]:
@@ -151,6 +222,9 @@ class Trees:
         if mount is None or own is None:
             return None
         name = "pmon3" + (f"_{cfg.name_suffix}" if cfg.name_suffix else "")
+        parts = own.strip("/").split("/")
+        if parts[-2:] == [name, DAEMON_LEAF]:  # pmond moved itself there to pass controllers down (delegate)
+            own = "/" + "/".join(parts[:-2])
         base = os.path.join(mount, own.lstrip("/"), name)
         try:
             os.makedirs(base, mode=0o755, exist_ok=True)
@@ -183,7 +257,7 @@ class Trees:
     def path(self, copy: Copy) -> Optional[str]:
         return os.path.join(self.base, f"p{copy[0]}", copy[1]) if self.base else None
 
-    # -- accounting (cgroup mode) ------------------------------------------------------------------------
+    # -- accounting and limits (cgroup mode) -------------------------------------------------------------
     def cpu_usec(self, copy: Copy) -> Optional[int]:
         """CPU time of everything that ever ran in the copy's cgroup (cpu.stat usage_usec: there without any
         controller); None in session mode."""
@@ -194,6 +268,58 @@ class Trees:
         """memory.events oom_kill of the copy's cgroup; None without the memory controller there."""
         path = self.path(copy)
         return read_stat(os.path.join(path, "memory.events"), b"oom_kill") if path else None
+
+    def memory_current(self, copy: Copy) -> Optional[int]:
+        """memory.current of the copy's cgroup (the memory controller's own count for the whole tree)."""
+        path = self.path(copy)
+        if path is None:
+            return None
+        try:
+            with open(os.path.join(path, "memory.current")) as fh:
+                return int(fh.read())
+        except (OSError, ValueError):
+            return None
+
+    def require(self, controllers: set[str]) -> None:
+        """Make sure `controllers` can be used for per-process limits, or raise CgroupError saying why not."""
+        if not controllers:
+            return
+        if self.base is None:
+            raise CgroupError(
+                "pmond tracks process trees by session here (it cannot create cgroups), so it has no cgroup to "
+                "put the limit on"
+            )
+        mount = cgroup2_mount() or "/"
+        delegate(mount, self.base, controllers, os.getpid())
+
+    def apply_limits(self, copy: Copy, limits: dict[str, str]) -> None:
+        """Write the process's cgroup limits (CGROUP_LIMITS keys -> file values) into its copy cgroup before a
+        spawn; a limit no longer asked for goes back to `max`. Raises CgroupError."""
+        path = self.path(copy)
+        if path is None:
+            if limits:
+                self.require({CGROUP_LIMITS[k][0] for k in limits})
+            return
+        wanted = {CGROUP_LIMITS[k][0] for k in limits}
+        if wanted:
+            self.require(wanted)
+            parent = os.path.dirname(path)
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            if not wanted <= _words(os.path.join(parent, "cgroup.subtree_control")):
+                try:
+                    _write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+                except OSError as exc:
+                    raise CgroupError(
+                        f"cannot enable {', '.join(sorted(wanted))} in {parent}: {exc.strerror}"
+                    ) from None
+        for key, (_controller, name) in CGROUP_LIMITS.items():
+            file = os.path.join(path, name)
+            if key not in limits and not os.path.exists(file):
+                continue
+            try:
+                _write(file, limits.get(key, "max"))
+            except OSError as exc:
+                raise CgroupError(f"cannot set {name} of {path}: {exc.strerror}") from None
 
     def leaf_of(self, process_id: int, pid: int) -> str:
         """Which copy cgroup a live process is in (adoption): from /proc/<pid>/cgroup."""

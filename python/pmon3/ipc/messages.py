@@ -373,6 +373,14 @@ class ExecRequest(Request):
     watchdog: Union[None, str, int, float] = None
     # Copies of the process sharing its sockets: NAME, NAME@1, ... NAME@N-1.
     instances: Optional[int] = None
+    # setrlimit limits: "nofile=65536,core=0", a list of such items, or {"nofile": 65536} (see pmon3/limits.py)
+    limits: Union[None, str, list[str], dict[str, Any]] = None
+    # restart when the tree's resident memory stays above this (bytes, or "512M")
+    max_memory: Union[None, str, int] = None
+    # cgroup v2 limits of the tree (only where pmond has the controllers): bytes or "1G"; "50%" or "QUOTA PERIOD"; n
+    memory_max: Union[None, str, int] = None
+    cpu_max: Union[None, str, int, float] = None
+    pids_max: Union[None, str, int] = None
 
 
 class ListRequest(Request):
