@@ -397,6 +397,11 @@ class Client:
         records: Exits = self.call(m.HistoryRequest(str(key) if key is not None else "", limit))
         return records
 
+    def metrics(self) -> str:
+        """The Prometheus text exposition of pmond's metrics (root: exactly the endpoint's)."""
+        data: dict[str, str] = self.call(m.MetricsRequest())
+        return data["text"]
+
     def top(self) -> dict[str, Any]:
         data: dict[str, Any] = self.call(m.TopRequest())
         return data

@@ -316,6 +316,8 @@ class Config:
     hook_timeout_ms: int = _reloadable(30000)
     history_retain: int = _reloadable(1000)  # exits kept per process (history.retain); 0: no history is written
     memory_check_ms: int = _reloadable(5000)  # limits.memory_check_interval: how often max_memory is checked
+    metrics_listen: str = _fixed("metrics.listen", "")  # "HOST:PORT" or a unix socket path; "": no endpoint
+    metrics_users: str = _reloadable("root")  # metrics.users: root (pmond's own user's processes) | all
     # Unknown keys, ignored: one line each, naming the file and the key.
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -608,6 +610,25 @@ def _limits(s: _Section) -> int:
     return interval
 
 
+def _metrics(s: _Section, cfg: Config) -> None:
+    cfg.metrics_listen = s.text("listen").strip()
+    if cfg.metrics_listen:
+        check_listen(cfg.metrics_listen, s.key("listen"))
+    cfg.metrics_users = s.choice("users", "root", ("root", "all"))
+    s.done()
+
+
+def check_listen(value: str, key: str) -> tuple[str, int]:
+    """metrics.listen: an absolute unix socket path -> (path, 0); HOST:PORT or [V6]:PORT -> (host, port)."""
+    if value.startswith("/"):
+        return value, 0
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _expected(key, "HOST:PORT (e.g. 127.0.0.1:9465) or a unix socket path", value)
+    return host, int(port)
+
+
 def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
     """Check and apply every key of a parsed config.yml; raises ConfigError on the first bad one."""
     warnings: list[str] = []
@@ -629,6 +650,7 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     _events(top.section("event_handling"), top, cfg)
     cfg.history_retain = _history(top.section("history"))
     cfg.memory_check_ms = _limits(top.section("limits"))
+    _metrics(top.section("metrics"), cfg)
     top.done()
     cfg.warnings = tuple(warnings)
     return cfg

@@ -30,6 +30,7 @@ from .groups import Groups
 from .handlers import Context
 from .logrotate import LogRotator
 from .memwatch import MemoryWatch
+from .metrics import Metrics, result_of
 from .supervisor import Supervisor
 from .trees import Trees
 from .usage import Usage
@@ -104,6 +105,7 @@ class Daemon:
         self.groups = Groups(self.store)
         self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
         self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
+        self.metrics = Metrics(cfg, self.authz, self.supervisor)
         self.memory = MemoryWatch(cfg, self.supervisor, self.loop)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
@@ -123,6 +125,7 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
+        await self.metrics.start()
         self.memory.start()
         transport.write_pid_file(cfg.data_directory, "ready", cfg.transport, self.endpoint)
         self.run_in_background(self.boot_start())
@@ -244,9 +247,17 @@ class Daemon:
             self.cfg,
             self.run_in_background,
             self.applier,
+            self.metrics,
         )
 
     async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:
+        reply = await self._handle(uid, msg)
+        # counted per command and result; an unknown command name is the client's text: one label for all
+        command = msg["cmd"] if msg.get("cmd") in self.registry else "unknown"
+        self.metrics.count_request(command, result_of(reply))
+        return reply
+
+    async def _handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:
         req_id = msg["id"]
         entry = self.registry.get(msg["cmd"])
         if entry is None:
@@ -274,6 +285,7 @@ class Daemon:
         for task in list(self.background):
             task.cancel()
         self.rotator.stop()
+        self.metrics.close()
         self.memory.stop()
         for server in self.servers:
             await server.drain(IN_FLIGHT_GRACE)  # replies already being answered (a stop's own) go out first

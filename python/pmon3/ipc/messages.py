@@ -623,6 +623,15 @@ class HistoryRequest(Request):
     limit: int = 20
 
 
+class MetricsRequest(Request):
+    CMD = "metrics"
+    DOC = (
+        "The Prometheus text of metrics.listen: root gets exactly the endpoint's, another user the same "
+        "metrics for their own processes only."
+    )
+    REPLY = '{"text": string}'
+
+
 REQUESTS: tuple[type[Request], ...] = (
     Hello,
     Version,
@@ -656,6 +665,7 @@ REQUESTS: tuple[type[Request], ...] = (
     ScaleRequest,
     ApplyRequest,
     HistoryRequest,
+    MetricsRequest,
 )
 BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}
 

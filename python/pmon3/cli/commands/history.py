@@ -1,4 +1,4 @@
-"""history [NAME|ID] [-n N] [--json]: how processes ended and what pmond did next."""
+"""history [NAME|ID] [-n N] [--json]: how processes ended and what pmond did next; metrics: Prometheus text."""
 
 from __future__ import annotations
 
@@ -70,3 +70,13 @@ def history_cmd(id: Optional[str], limit: int, as_json: bool) -> None:
         message("no exits recorded")
     else:
         history_table(list(records))
+
+
+@click.command("metrics")
+@handle_errors
+def metrics_cmd() -> None:
+    """Prometheus metrics, as metrics.listen serves them (for node_exporter's textfile collector)."""
+    with session() as c:
+        text = c.metrics()
+    # pmond escapes every control character in label values (daemon/metrics.py): the text is safe as it is.
+    sys.stdout.write(text)
