@@ -32,7 +32,7 @@ from typing import Callable, Optional
 
 from ..models import ExitInfo, ExitRecord
 from ..store import Store, StoreWriteError
-from .trees import Copy, Trees
+from .trees import Copy, Trees, read_small
 
 log = logging.getLogger("pmond.history")
 
@@ -58,14 +58,13 @@ def _own_peak() -> int:
 
 
 def vmstat_oom_kills() -> Optional[int]:
+    """The machine's OOM kills since boot (/proc/vmstat oom_kill; one read and a search, ~10 us)."""
     try:
-        with open("/proc/vmstat", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"oom_kill "):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        data = read_small("/proc/vmstat")
+        at = data.index(b"\noom_kill ") + 10
+        return int(data[at : data.index(b"\n", at)])
+    except (OSError, ValueError):
+        return None
 
 
 class OomWatch:
@@ -228,7 +227,8 @@ class History:
             del self.oom_base[copy]
 
     # -- completing and writing -----------------------------------------------------------------------------
-    def _complete(self, item: _Pending) -> ExitRecord:
+    def _complete(self, item: _Pending, vmstat: Optional[int]) -> ExitRecord:
+        """`vmstat`: the machine's OOM kill count now, read once per batch when the kernel log is not ours."""
         rec, copy = item.record, item.copy
         if rec.peak_rss is not None and rec.peak_rss <= _own_peak():
             # A child spawned vfork-style shares pmond's memory until exec, and wait4's ru_maxrss keeps that
@@ -240,32 +240,28 @@ class History:
             if base is not None and usage >= base:
                 rec.cpu_seconds = (usage - base) / 1e6  # the whole tree's (plus the new copy's first moments)
             self.cpu_base[copy] = usage
+        kills = self.trees.oom_kills(copy)
         if rec.signal == signal.SIGKILL and rec.reason == "signal":
-            rec.oom_kill, rec.oom_source = self._oom_verdict(rec, copy, item.started)
+            rec.oom_kill, rec.oom_source = self._oom_verdict(rec, copy, item.started, kills, vmstat)
             if rec.oom_kill:
                 rec.reason = "oom"
-        else:
-            kills = self.trees.oom_kills(copy)
-            if kills is not None:
-                self.oom_base[copy] = kills
-        if not self.oom.available and copy not in self.oom_base:
-            count = vmstat_oom_kills()
-            if count is not None:
-                self.vmstat_base[copy[0]] = count
+        if kills is not None:
+            self.oom_base[copy] = kills
+        elif vmstat is not None:
+            self.vmstat_base[copy[0]] = vmstat  # the baseline of the run that follows
         return rec
 
-    def _oom_verdict(self, rec: ExitRecord, copy: Copy, started: float) -> tuple[Optional[bool], str]:
-        kills = self.trees.oom_kills(copy)
+    def _oom_verdict(
+        self, rec: ExitRecord, copy: Copy, started: float, kills: Optional[int], vmstat: Optional[int]
+    ) -> tuple[Optional[bool], str]:
         if kills is not None:
             base = self.oom_base.get(copy)
-            self.oom_base[copy] = kills
             if base is not None:
                 return kills > base, "cgroup"
         if self.oom.available:
             return self.oom.killed_since(rec.pid, started), "kmsg"
-        count = vmstat_oom_kills()
         base = self.vmstat_base.get(copy[0])
-        if count is not None and base is not None and count > base:
+        if vmstat is not None and base is not None and vmstat > base:
             return None, "vmstat"
         return None, ""
 
@@ -275,9 +271,10 @@ class History:
             return
         items, self.pending = self.pending, []
         records = []
+        vmstat = None if self.oom.available else vmstat_oom_kills()  # /proc/vmstat is slow to read: once
         for item in items:
             try:
-                rec = self._complete(item)
+                rec = self._complete(item, vmstat)
             except Exception:  # a record must never take supervision down
                 log.exception("completing an exit record failed")
                 rec = item.record
