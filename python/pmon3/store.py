@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import apsw
 
@@ -288,6 +288,20 @@ def _exit_row(row: tuple[Any, ...]) -> ExitRecord:
     )
 
 
+class Summary(NamedTuple):
+    """A process as the metrics show it (Store.summaries)."""
+
+    id: int
+    owner: int
+    name: str
+    status: Status
+    restart_count: int
+    started_at: float
+    last_exit_code: Optional[int]
+    last_exit_signal: Optional[int]
+    max_memory: int
+
+
 class SchemaError(Exception):
     """The database was written by a newer pmond."""
 
@@ -406,6 +420,26 @@ class Store:
         for field, value in self.pending.get(p.id, {}).items():
             setattr(p, field, value)
         return p
+
+    def summaries(self, owner: Optional[int] = None) -> list[Summary]:
+        """What metrics need of every row (or one owner's), by id: ~10x cheaper than list_processes, which
+        decodes and caches whole rows."""
+        query = (
+            "SELECT id, owner, name, status, restart_count, started_at, last_exit_code, last_exit_signal, "
+            "json_extract(options, '$.max_memory') FROM processes"
+        )
+        if owner is None:
+            rows = self.db.execute(query + " ORDER BY id")
+        else:
+            rows = self.db.execute(query + " WHERE owner = ? ORDER BY id", (owner,))
+        out = [Summary(r[0], r[1], r[2], Status(r[3]), r[4], r[5], r[6], r[7], int(r[8] or 0)) for r in rows]
+        if self.pending:  # runtime states not written yet (disk full) are the true ones
+            fields = set(Summary._fields)
+            for i, row in enumerate(out):
+                changes = {k: v for k, v in self.pending.get(row.id, {}).items() if k in fields}
+                if changes:
+                    out[i] = row._replace(**changes)
+        return out
 
     def list_processes(self, owner: Optional[int] = None) -> list[Process]:
         """Every row, or one owner's, by id."""

@@ -10,28 +10,22 @@ import pytest
 from pmon3 import config
 from pmon3.daemon.metrics import RENDER_CHUNK, Metrics
 from pmon3.errors import ConfigError
-from pmon3.models import Process
 from pmon3.states import Status
+from pmon3.store import Summary
 
 parser = pytest.importorskip("prometheus_client.parser")
 
 
 def fake(n: int, users: str = "root") -> Metrics:
-    rows = [
-        Process(id=i, name=f"p{i}", process_file="/bin/true", owner=0 if i % 2 else 1000, status=Status.STOPPED)
-        for i in range(1, n + 1)
-    ]
-    rows[0].name = 'odd"name\\x\x1b'  # not a name pmond accepts; the format must hold anyway
-    authz: Any = SimpleNamespace(
-        own_uid=0,
-        visible=lambda caller: rows if caller.is_root else [p for p in rows if p.owner == caller.uid],
-        owner_name=lambda uid: {0: "root", 1000: "alice"}[uid],
-    )
+    rows = [Summary(i, 0 if i % 2 else 1000, f"p{i}", Status.STOPPED, 0, 0.0, None, None, 0) for i in range(1, n + 1)]
+    rows[0] = rows[0]._replace(name='odd"name\\x\x1b')  # not a name pmond accepts; the format must hold anyway
+    store: Any = SimpleNamespace(summaries=lambda owner: [r for r in rows if owner is None or r.owner == owner])
+    authz: Any = SimpleNamespace(own_uid=0, owner_name=lambda uid: {0: "root", 1000: "alice"}[uid])
     history = SimpleNamespace(reasons={1: {"exit": 2}}, ended_cpu={})
     trees = SimpleNamespace(base=None, mode="session")
     sup: Any = SimpleNamespace(runtimes={}, is_alive=lambda i: False, history=history, trees=trees)
     cfg = config.from_mapping({"metrics": {"users": users}}, "/nonexistent", "system")
-    return Metrics(cfg, authz, sup)
+    return Metrics(cfg, authz, sup, store)
 
 
 def test_the_text_parses_and_escapes_label_values():

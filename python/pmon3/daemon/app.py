@@ -105,7 +105,7 @@ class Daemon:
         self.groups = Groups(self.store)
         self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
         self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
-        self.metrics = Metrics(cfg, self.authz, self.supervisor)
+        self.metrics = Metrics(cfg, self.authz, self.supervisor, self.store)
         self.memory = MemoryWatch(cfg, self.supervisor, self.loop)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

@@ -22,16 +22,17 @@ from typing import Any, Optional
 
 from .. import __version__
 from ..config import Config, check_listen
-from ..models import EXIT_REASONS, Process
 from ..states import Status
+from ..store import Store, Summary
 from ..text import escape
 from .authz import Authz, Caller
-from .sampling import TreeUsage, sample
+from .sampling import TreeUsage, cgroup_cpu, sample
 from .supervisor import Supervisor
+from .trees import Copy
 
 log = logging.getLogger("pmond.metrics")
 
-RENDER_CHUNK = 200
+RENDER_CHUNK = 100
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MAX_HEAD = 16384
 READ_TIMEOUT = 10.0
@@ -44,7 +45,9 @@ def _escape(value: str) -> str:
 
 
 def _num(value: float) -> str:
-    if isinstance(value, int) or float(value).is_integer():
+    if type(value) is int:
+        return str(value)
+    if float(value).is_integer():
         return str(int(value))
     return repr(float(value))
 
@@ -61,12 +64,15 @@ class Family:
 
 
 class Metrics:
-    def __init__(self, cfg: Config, authz: Authz, supervisor: Supervisor) -> None:
+    def __init__(self, cfg: Config, authz: Authz, supervisor: Supervisor, store: Store) -> None:
         self.cfg = cfg
         self.authz = authz
+        self.store = store  # read only: Store.summaries
         self.supervisor = supervisor
         self.requests: dict[tuple[str, str], int] = {}
         self.scrapes = 0
+        self.absent: set[Copy] = set()  # copy cgroups that do not exist (sampling.cgroup_cpu)
+        self.render_seconds = 0.0  # the previous render's, pauses for the loop included
         self.server: Optional[asyncio.AbstractServer] = None
         self.socket_path = ""
 
@@ -76,17 +82,17 @@ class Metrics:
         self.requests[key] = self.requests.get(key, 0) + 1
 
     # -- rendering --------------------------------------------------------------------------------------------
-    def rows_for(self, caller: Optional[Caller]) -> list[Process]:
-        """The endpoint's processes (caller None, or root), or a user's own."""
+    def rows_for(self, caller: Optional[Caller]) -> list[Summary]:
+        """The endpoint's processes (caller None, or root), or a user's own (as authz.visible shows them)."""
         own = self.authz.own_uid
         if caller is not None and not caller.is_root:
-            return self.authz.visible(caller)
-        rows = self.authz.visible(Caller(own))
-        if self.cfg.metrics_users != "all":
-            rows = [p for p in rows if p.owner == own]
-        return rows
+            return self.store.summaries(caller.uid)
+        if self.cfg.metrics_users == "all":
+            return self.store.summaries(None if Caller(own).is_root else own)
+        return self.store.summaries(own)
 
     async def render(self, caller: Optional[Caller] = None) -> str:
+        t0 = time.perf_counter()
         rows = self.rows_for(caller)
         sup = self.supervisor
         fams = {
@@ -125,31 +131,38 @@ class Metrics:
         }
         statuses = [s.label for s in Status]
         usage: dict[int, TreeUsage] = {}
+        owners: dict[int, str] = {}  # one passwd lookup per owner and render
         if sup.trees.base is None:  # session mode: one pass over /proc finds every tree at once
             usage = sample(sup.trees, self._leaders(rows))
         for start in range(0, len(rows), RENDER_CHUNK):
             chunk = rows[start : start + RENDER_CHUNK]
             if sup.trees.base is not None:  # cgroup mode: each tree's own files, a chunk at a time
-                usage = sample(sup.trees, self._leaders(chunk))
+                usage = sample(sup.trees, self._leaders(chunk), self.absent)
             for p in chunk:
-                self._process(fams, p, usage.get(p.id), statuses)
+                if p.owner not in owners:
+                    owners[p.owner] = _escape(self.authz.owner_name(p.owner))
+                self._process(fams, p, usage.get(p.id), statuses, owners[p.owner])
             if start + RENDER_CHUNK < len(rows):
                 await asyncio.sleep(0)  # let deaths and requests in between chunks
         out = [line for fam in fams.values() for line in fam.lines]
         out += self._daemon()
+        self.render_seconds = time.perf_counter() - t0
         return "\n".join(out) + "\n"
 
-    def _leaders(self, rows: list[Process]) -> dict[int, tuple[int, Any]]:
+    def _leaders(self, rows: list[Summary]) -> dict[int, tuple[int, Any]]:
         runtimes = self.supervisor.runtimes
         return {p.id: (rt.pid, rt.copy) for p in rows if (rt := runtimes.get(p.id)) is not None}
 
-    def _process(self, fams: dict[str, Family], p: Process, usage: Optional[TreeUsage], statuses: list[str]) -> None:
+    def _process(
+        self, fams: dict[str, Family], p: Summary, usage: Optional[TreeUsage], statuses: list[str], owner: str
+    ) -> None:
         sup = self.supervisor
-        labels = f'id="{p.id}",name="{_escape(p.name)}",owner="{_escape(self.authz.owner_name(p.owner))}"'
+        labels = f'id="{p.id}",name="{_escape(p.name)}",owner="{owner}"'
         alive = sup.is_alive(p.id)
         fams["up"].add(labels, 1 if alive else 0)
+        current = p.status.label
         for label in statuses:
-            fams["status"].add(f'{labels},status="{label}"', 1 if p.status.label == label else 0)
+            fams["status"].add(f'{labels},status="{label}"', 1 if current == label else 0)
         fams["restarts"].add(labels, p.restart_count)
         for reason, n in sorted(sup.history.reasons.get(p.id, {}).items()):
             fams["exits"].add(f'{labels},reason="{reason}"', n)
@@ -160,17 +173,15 @@ class Metrics:
         cpu = usage.cpu if usage is not None else None
         if sup.trees.base is None:  # session mode: ended runs since pmond started + the live tree
             cpu = sup.history.ended_cpu.get(p.id, 0.0) + (cpu or 0.0)
-        elif cpu is None:
-            from .sampling import cgroup_cpu
-
-            cpu = cgroup_cpu(sup.trees, p.id)
+        elif cpu is None:  # not running: what its cgroups counted
+            cpu = cgroup_cpu(sup.trees, p.id, self.absent)
         if cpu is not None:
             fams["cpu"].add(labels, round(cpu, 6))
         fams["rss"].add(labels, usage.rss if usage is not None and alive else 0)
         if p.started_at:
             fams["start"].add(labels, round(p.started_at, 3))
-        if p.options.get("max_memory"):
-            fams["max_memory"].add(labels, int(p.options["max_memory"]))
+        if p.max_memory:
+            fams["max_memory"].add(labels, p.max_memory)
 
     def _daemon(self) -> list[str]:
         """pmond's own process_* metrics (the names prometheus_client's ProcessCollector uses) and its IPC."""
@@ -196,6 +207,12 @@ class Metrics:
         info = Family("pmon3_daemon_info", "gauge", "pmond's version, mode and way of tracking process trees.")
         info.add(f'version="{_escape(__version__)}",mode="{self.cfg.mode}",trees="{self.supervisor.trees.mode}"', 1)
         out += info.lines
+        one(
+            "pmon3_metrics_render_seconds",
+            "gauge",
+            "How long pmond took to render the previous metrics text (the loop's other work in between included).",
+            round(self.render_seconds, 6),
+        )
         req = Family("pmon3_ipc_requests_total", "counter", "Requests pmond answered, by command and result.")
         for (command, result), n in sorted(self.requests.items()):
             req.add(f'command="{_escape(command)}",result="{_escape(result)}"', n)
@@ -301,7 +318,3 @@ def result_of(reply: dict[str, Any]) -> str:
     if reply.get("ok"):
         return "ok"
     return str((reply.get("error") or {}).get("code") or "error")
-
-
-# Exit reasons, for the documentation and the tests: each exits_total series carries one of them.
-REASONS = EXIT_REASONS

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from typing import Optional
 
-from .trees import LEAVES, Copy, Trees
+from .trees import LEAVES, Copy, Trees, read_small
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -30,8 +30,7 @@ class TreeUsage:
 def _stat(pid: int) -> Optional[tuple[int, int, int, int]]:
     """(ppid, session, rss pages, cpu ticks with waited-for children) of a live process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            fields = fh.read().rsplit(b")", 1)[1].split()
+        fields = read_small(f"/proc/{pid}/stat").rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
     if fields[0] in (b"Z", b"X"):
@@ -43,8 +42,10 @@ def _stat(pid: int) -> Optional[tuple[int, int, int, int]]:
         return None
 
 
-def sample(trees: Trees, leaders: dict[int, tuple[int, Copy]]) -> dict[int, TreeUsage]:
-    """{process id: (leader pid, copy)} of live processes -> their trees' usage."""
+def sample(
+    trees: Trees, leaders: dict[int, tuple[int, Copy]], absent: Optional[set[Copy]] = None
+) -> dict[int, TreeUsage]:
+    """{process id: (leader pid, copy)} of live processes -> their trees' usage (`absent`: see cgroup_cpu)."""
     if not leaders:
         return {}
     if trees.base is not None:
@@ -56,17 +57,26 @@ def sample(trees: Trees, leaders: dict[int, tuple[int, Copy]]) -> dict[int, Tree
                 if st is not None:
                     u.rss += st[2] * PAGE
                     u.members += 1
-            u.cpu = cgroup_cpu(trees, process_id)
+            u.cpu = cgroup_cpu(trees, process_id, absent)
             out[process_id] = u
         return out
     return _session_sample(leaders)
 
 
-def cgroup_cpu(trees: Trees, process_id: int) -> Optional[float]:
-    """CPU seconds of everything that ran in the process's copy cgroups (cgroup mode), else None."""
+def cgroup_cpu(trees: Trees, process_id: int, absent: Optional[set[Copy]] = None) -> Optional[float]:
+    """CPU seconds of everything that ran in the process's copy cgroups (cgroup mode), else None. `absent`
+    remembers copy cgroups that do not exist (most processes never had a second copy): not looked for again
+    until pmond creates them."""
     total, seen = 0, False
     for leaf in LEAVES:
-        usec = trees.cpu_usec((process_id, leaf))
+        copy = (process_id, leaf)
+        if absent is not None and copy in absent:
+            if copy not in trees.dir_fds:
+                continue
+            absent.discard(copy)
+        usec = trees.cpu_usec(copy)
+        if usec is None and absent is not None:
+            absent.add(copy)
         if usec is not None:
             total, seen = total + usec, True
     return total / 1e6 if seen else None
