@@ -150,14 +150,13 @@ class History:
     # -- the supervisor's side ------------------------------------------------------------------------------
     def started(self, copy: Copy) -> None:
         """A copy is about to start or was adopted (not the hot path: a respawn keeps what the exit read)."""
-        if copy not in self.cpu_base:
-            usage = self.trees.cpu_usec(copy)
-            if usage is not None:
-                self.cpu_base[copy] = usage
-        if copy not in self.oom_base:
-            kills = self.trees.oom_kills(copy)
-            if kills is not None:
-                self.oom_base[copy] = kills
+        usage = self.trees.cpu_usec(copy)
+        # a counter lower than the last look: the copy cgroup was renewed (trees: after cgroup.kill)
+        if usage is not None and (copy not in self.cpu_base or usage < self.cpu_base[copy]):
+            self.cpu_base[copy] = usage
+        kills = self.trees.oom_kills(copy)
+        if kills is not None and (copy not in self.oom_base or kills < self.oom_base[copy]):
+            self.oom_base[copy] = kills
         if not self.oom.available and copy not in self.oom_base:
             count = vmstat_oom_kills()
             if count is not None:
