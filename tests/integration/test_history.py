@@ -270,3 +270,23 @@ def test_history_of_an_unknown_process_fails(daemon: Pmond):
     assert res.returncode == 1 and res.stderr.strip() == "process (nosuch) does not exist"
     res = daemon.cli("history", "-n", "0", check=False)
     assert res.returncode == 2
+
+
+def test_a_reload_records_the_old_copy_as_replaced(daemon: Pmond):
+    p = daemon.json("exec", "/bin/sleep", "--name", "reloaded", "-a", "300", "--ready", "delay:100ms")
+    daemon.wait_status("reloaded", "running")
+    daemon.cli("reload", "reloaded")
+    rec = wait_records(daemon, "reloaded", 1)[0]
+    assert (rec["pid"], rec["reason"], rec["action"], rec["signal_name"]) == (p["pid"], "reload", "replaced", "SIGTERM")
+    assert rec["summary"].startswith("replaced by a reload (killed by SIGTERM) after ")
+    daemon.cli("stop", "reloaded")
+
+
+def test_a_copy_that_is_never_ready_is_recorded_as_not_ready(daemon: Pmond):
+    """notify readiness from a program that never says READY=1: pmond kills it after ready_timeout."""
+    p = daemon.json(
+        "exec", "/bin/sleep", "--name", "unready", "-a", "300", "--ready", "notify", "--ready-timeout", "300ms", "-n"
+    )
+    rec = wait_records(daemon, "unready", 1)[0]
+    assert (rec["pid"], rec["reason"], rec["signal_name"]) == (p["pid"], "not_ready", "SIGKILL")
+    assert rec["summary"].startswith("killed by SIGKILL by pmond (") and rec["note"]
