@@ -110,7 +110,11 @@ def test_records_are_written_after_the_current_work_in_one_batch(tmp_path: Path)
         during = list(store.batches)
         seen: list[int] = []
         h.when_final(lambda: seen.append(len(h.last)))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the loop runs what is ready: the records wait (FLUSH_DELAY)
+        during += store.batches
+        deadline = loop.time() + 5
+        while not store.batches and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         after = list(store.batches)
         recs = store.exits([p.id], 10)
         store.close()
@@ -134,7 +138,7 @@ def test_cpu_and_peak_of_an_exit(tmp_path: Path):
         small = ExitInfo(43, 1, None, 0.0, 0.0, 1)  # 1 KiB: could be pmond's memory shared until exec
         r2 = h.record(process_id=1, owner=0, name="api", copy=(1, "a"), started=0.0, ended=2.5, info=small,
                       detected="child", reason="exit", action="failed")  # fmt: skip
-        await asyncio.sleep(0)
+        h.flush()
         store.close()
         assert r2.peak_rss is None
         return r
@@ -153,7 +157,7 @@ def test_retain(tmp_path: Path, retain: int):
         for i in range(5):
             h.record(process_id=1, owner=0, name="api", copy=(1, "a"), started=0.0, ended=1.0,
                      info=ExitInfo(i, 0, None), detected="child", reason="exit", action="stopped")  # fmt: skip
-            await asyncio.sleep(0)
+            h.flush()
         n = len(store.exits([1], 100))
         store.close()
         return n

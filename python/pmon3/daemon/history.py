@@ -1,9 +1,9 @@
 """The history of exits: every end of a supervised process, what it cost and what pmond did next.
 
 The supervisor hands over a record the moment it has decided (and, on the hot path, after the new process has
-been spawned): `record()` only appends to a list. The rest happens in one loop callback for everything that
-ended in the same iteration (`flush`): the cgroup's CPU counter and OOM evidence are read, the record becomes
-the process's last exit (desc, metrics), the hooks waiting for it fire, and the batch is written in one
+been spawned): `record()` only appends to a list. The rest happens FLUSH_DELAY later in one callback for
+everything that ended meanwhile (`flush`): the cgroup's CPU counter and OOM evidence are read, the record
+becomes the process's last exit (desc, metrics), the hooks waiting for it fire, and the batch is written in one
 transaction, trimmed to `history.retain` rows per process.
 
 CPU seconds: in cgroup mode the tree's, from the copy cgroup's `cpu.stat` usage_usec (there without any
@@ -38,6 +38,11 @@ log = logging.getLogger("pmond.history")
 
 _KILLED = re.compile(rb"Killed process (\d+) ")
 KMSG_MEMORY = 4096  # OOM kills remembered (pid -> when seen)
+# Records are completed and written this long after the first exit of a batch. A restarted program often shares
+# pmond's CPU until its main(): work pmond does right after the spawn delays it. Done in a callback at once, the
+# history cost +0.2-0.5 ms on the median kill -> main() against main (benches/latency_ab.py, paired kills);
+# 5 or 50 ms later, nothing measurable. Hooks that carry the record wait as long; a query completes it at once.
+FLUSH_DELAY = 0.05
 
 
 def _own_pid_namespace_is_init() -> bool:
@@ -202,7 +207,7 @@ class History:
         self.pending.append(_Pending(rec, copy, started))
         if not self.scheduled:
             self.scheduled = True
-            self.loop.call_soon(self.flush)
+            self.loop.call_later(FLUSH_DELAY, self.flush)
         return rec
 
     def when_final(self, fn: Callable[[], None]) -> None:
