@@ -61,6 +61,8 @@ SUPERVISORCTL = str(PEER_VENV / "bin" / "supervisorctl")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 _counter = itertools.count(1)
+# --pmond-conf: YAML lines appended to every pmond's config.yml (e.g. "history: {retain: 0}" to compare)
+EXTRA_PMOND_CONF = ""
 
 PROFILES = {
     # kills per daemon (and in the traced breakdown pass); spawn sizes with (reps of b: sequential CLI,
@@ -410,7 +412,7 @@ class Pmon:
                 f"logs: {{directory: {self.dir / 'logs'}}}\n"
                 f"message_queue: {{name_suffix: bench{os.getpid()}x{next(_counter)}}}\n"
                 "daemon: {autostart: false}\n"
-                "restart: {min_uptime: 20ms}\n" + extra_conf
+                "restart: {min_uptime: 20ms}\n" + extra_conf + EXTRA_PMOND_CONF
             )
         self.env = dict(os.environ, PMON3_CONF=str(self.conf), **(env or {}))
         self.env.pop("PMON3_DEBUG", None)
@@ -1757,7 +1759,10 @@ def main() -> int:
     ap.add_argument(
         "--only", help=f"comma-separated subset of {','.join(SCENARIOS)} (cli includes idle; reload: vs PM2)"
     )
+    ap.add_argument("--pmond-conf", default="", help='YAML appended to every pmond config, e.g. "history: {retain: 0}"')
     args = ap.parse_args()
+    global EXTRA_PMOND_CONF
+    EXTRA_PMOND_CONF = args.pmond_conf + "\n" if args.pmond_conf else ""
     profile = PROFILES["quick" if args.quick else "full"]
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     unknown = only - set(SCENARIOS)

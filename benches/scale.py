@@ -69,9 +69,7 @@ def entries(n: int, stamp: Path, fifo: Path, prefix: str = "s", file: Optional[s
     return [{"file": file or str(stamp), "name": f"{prefix}{i}", "args": args} for i in range(1, n + 1)]
 
 
-def start_from_config(
-    tag: str, procs: list[dict], tmp: Path, extra: str = "", env: Optional[dict] = None
-) -> run.Pmon:
+def start_from_config(tag: str, procs: list[dict], tmp: Path, extra: str = "", env: Optional[dict] = None) -> run.Pmon:
     conf = tmp / f"{tag}.json"
     conf.write_text(json.dumps({"processes": procs}))
     pm = run.Pmon(tag, extra_conf=f"process_config_file: {conf}\n{extra}", env=env)

@@ -21,7 +21,7 @@ impl From<Error> for PyErr {
     }
 }
 
-type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64);
+type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64, bool);
 
 /// A Python limit -> prlimit64's: -1 (resource.RLIM_INFINITY) or 2**64-1 is unlimited.
 fn rlimit_value(v: i128) -> Result<u64, Error> {
@@ -121,14 +121,33 @@ fn killpg(pgid: i32, sig: i32) -> PyResult<()> {
 fn reap() -> PyResult<Vec<ExitTuple>> {
     Ok(reaper::reap()?
         .into_iter()
-        .map(|r| (r.pid, r.code, r.signal, r.utime, r.stime, r.maxrss_kib))
+        .map(|r| {
+            (
+                r.pid,
+                r.code,
+                r.signal,
+                r.utime,
+                r.stime,
+                r.maxrss_kib,
+                r.core_dumped,
+            )
+        })
         .collect())
 }
 
 #[pyfunction]
 fn reap_pidfd(pidfd: i32, pid: i32) -> PyResult<Option<ExitTuple>> {
-    Ok(reaper::reap_pidfd(pidfd, pid)?
-        .map(|r| (r.pid, r.code, r.signal, r.utime, r.stime, r.maxrss_kib)))
+    Ok(reaper::reap_pidfd(pidfd, pid)?.map(|r| {
+        (
+            r.pid,
+            r.code,
+            r.signal,
+            r.utime,
+            r.stime,
+            r.maxrss_kib,
+            r.core_dumped,
+        )
+    }))
 }
 
 /// Give the C heap's free memory back to the kernel (glibc's malloc_trim); false where there is no such
@@ -294,6 +313,34 @@ where
             Err(e) if e.errno == libc::EINTR => py.check_signals()?,
             r => return Ok(r?),
         }
+    }
+}
+
+/// A regular expression matched in time linear in the input (the `regex` crate: no backtracking, so no
+/// pattern a user gives pmond can make a match take minutes), with bounded compiled size.
+#[pyclass(name = "Regex", module = "pmon3._native", frozen)]
+struct PyRegex {
+    inner: regex::bytes::Regex,
+}
+
+/// Compiled program and lazy DFA cache limits of a pattern: generous for a readiness pattern, small enough
+/// that `a{1000}{1000}` is refused instead of taking memory.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+#[pymethods]
+impl PyRegex {
+    #[new]
+    fn new(pattern: &str) -> PyResult<Self> {
+        regex::bytes::RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .dfa_size_limit(REGEX_SIZE_LIMIT)
+            .build()
+            .map(|inner| PyRegex { inner })
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
+    fn search(&self, py: Python<'_>, data: &[u8]) -> bool {
+        py.detach(|| self.inner.is_match(data))
     }
 }
 
@@ -481,6 +528,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bind_unix, m)?)?;
     m.add_function(wrap_pyfunction!(pidfd_getfd, m)?)?;
     m.add_class::<PyMessageQueue>()?;
+    m.add_class::<PyRegex>()?;
     m.add_function(wrap_pyfunction!(mq_list, m)?)?;
     m.add_function(wrap_pyfunction!(fallocate, m)?)?;
     for (name, value) in [

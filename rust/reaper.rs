@@ -15,6 +15,8 @@ pub struct ExitRecord {
     pub utime: f64,
     pub stime: f64,
     pub maxrss_kib: i64,
+    /// Killed by a signal and the kernel wrote a core dump (WCOREDUMP).
+    pub core_dumped: bool,
 }
 
 fn seconds(tv: libc::timeval) -> f64 {
@@ -47,6 +49,7 @@ pub fn wait_pid(pid: i32, options: c_int) -> Result<Option<ExitRecord>> {
             utime: seconds(ru.ru_utime),
             stime: seconds(ru.ru_stime),
             maxrss_kib: ru.ru_maxrss,
+            core_dumped: signaled && libc::WCOREDUMP(status),
         }));
     }
 }
@@ -111,6 +114,7 @@ pub fn reap_pidfd(pidfd: c_int, pid: i32) -> Result<Option<ExitRecord>> {
             utime: seconds(ru.ru_utime),
             stime: seconds(ru.ru_stime),
             maxrss_kib: ru.ru_maxrss,
+            core_dumped: info.si_code == libc::CLD_DUMPED,
         }));
     }
 }
@@ -320,6 +324,35 @@ mod tests {
         let rec = wait_pid(c.pid, 0).unwrap().unwrap();
         assert_eq!((rec.code, rec.signal), (Some(3), None));
         assert!(rec.maxrss_kib > 0);
+    }
+
+    #[test]
+    fn core_dumped_is_reported() {
+        use crate::preexec::Rlimit;
+        use crate::spawn::tests::temp_dir;
+        let _g = children_lock();
+        let pattern = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap_or_default();
+        let core = libc::RLIMIT_CORE as c_int;
+        for (limit, dumps) in [(0u64, false), (u64::MAX, true)] {
+            let dir = temp_dir(&format!("core-{limit}"));
+            let mut spec = SpawnSpec::new("/bin/sh", &["sh", "-c", "kill -SEGV $$"]);
+            spec.cwd = Some(dir.clone());
+            spec.rlimits = vec![Rlimit {
+                resource: core,
+                soft: limit,
+                hard: u64::MAX,
+            }];
+            let c = spawn(&spec).unwrap();
+            let rec = wait_pid(c.pid, 0).unwrap().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            assert_eq!((rec.code, rec.signal), (None, Some(libc::SIGSEGV)));
+            // A pipe in core_pattern (systemd-coredump, apport) decides by itself whether a core is made.
+            if !pattern.starts_with('|') {
+                assert_eq!(rec.core_dumped, dumps, "RLIMIT_CORE {limit}");
+            }
+        }
+        let c = spawn(&SpawnSpec::new("/bin/sh", &["sh", "-c", "exit 3"])).unwrap();
+        assert!(!wait_pid(c.pid, 0).unwrap().unwrap().core_dumped);
     }
 
     #[test]

@@ -28,6 +28,7 @@ __all__ = [
     "bind_unix",
     "pidfd_getfd",
     "MessageQueue",
+    "Regex",
     "mq_list",
     "fallocate",
     "FALLOC_FL_KEEP_SIZE",
@@ -57,8 +58,8 @@ __all__ = [
     "IN_ONESHOT",
 ]
 
-# (pid, exit_code or None, signal or None, user_cpu_seconds, system_cpu_seconds, max_rss_kib)
-_ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int]
+# (pid, exit_code or None, signal or None, user_cpu_seconds, system_cpu_seconds, max_rss_kib, core_dumped)
+_ExitRecord = tuple[int, Optional[int], Optional[int], float, float, int, bool]
 
 def spawn(
     file: str,
@@ -173,6 +174,15 @@ def access_as(path: str, mode: int, uid: int, gid: int, groups: list[int]) -> No
 def open_as(path: str, flags: int, mode: int, uid: int, gid: int, groups: list[int]) -> int:
     """os.open(path, flags, mode) as that user: the descriptor (always close-on-exec) belongs to
     the caller; a file it creates is owned by uid and gid."""
+
+@final
+class Regex:
+    """A regular expression matched in time linear in the input (Rust's regex crate: no backtracking, so no
+    backreferences or lookaround); ValueError for a bad or too large pattern."""
+
+    def __new__(cls, pattern: str) -> Regex: ...
+    def search(self, data: bytes) -> bool:
+        """Whether the pattern matches anywhere in `data` (the GIL is released)."""
 
 @final
 class MessageQueue:

@@ -37,6 +37,7 @@ Processes = list[m.ProcessInfo]
 Groups = list[m.GroupInfo]
 GroupsWithProcesses = list[m.GroupWithProcesses]
 Entries = list[dict[str, Any]]
+Exits = list[m.ExitInfo]
 
 
 def load_config(path: Optional[str] = None) -> Config:
@@ -129,13 +130,19 @@ class Client:
         """Send one request and return the reply's data, or raise the error it carries."""
         from .ipc import protocol
 
+        if self._conn is not None and self._conn.stale():
+            self.close()  # its pmond died since the last call: this request goes to the one serving now
         if self._conn is None:
             self._connect()
         try:
             reply = self._conn.call(protocol.request(request.CMD, request.to_args()), timeout or self.timeout)
         except (DaemonTimeoutError, DaemonUnavailableError, ProtocolError):
+            # The connection is done for: bound to a pmond that died (the next call finds the one that
+            # replaces it), or with a late reply still on its way. Never retried here: it may have taken effect.
+            self.close()
             raise
         except OSError as exc:
+            self.close()
             raise DaemonUnavailableError(f"could not talk to pmond: {exc}") from None
         for warning in reply.get("warnings") or []:
             self.on_warning(str(warning))
@@ -190,9 +197,17 @@ class Client:
         ready_timeout: Optional[Union[str, int]] = None,
         watchdog: Optional[Union[str, int]] = None,
         instances: Optional[int] = None,
+        limits: Union[None, str, Sequence[str], dict[str, Any]] = None,
+        max_memory: Optional[Union[str, int]] = None,
+        memory_max: Optional[Union[str, int]] = None,
+        cpu_max: Optional[Union[str, int, float]] = None,
+        pids_max: Optional[Union[str, int]] = None,
     ) -> m.ProcessInfo:
         """Start `file` (relative paths are taken from this process's working directory). An env file is read
-        here, with the caller's own rights; `env` values win over it."""
+        here, with the caller's own rights; `env` values win over it. `limits`: setrlimit limits such as
+        "nofile=65536,core=0" (or a list of items, or {"nofile": 65536}); `max_memory`: restart when the tree's
+        memory stays above it ("512M"); `memory_max`, `cpu_max`, `pids_max`: cgroup limits of the tree, where
+        pmond has the controllers (see docs/operations.md)."""
         items: list[str] = []
         if env_file:
             from .procconfig import parse_env_file
@@ -230,6 +245,11 @@ class Client:
             ready_timeout=ready_timeout,
             watchdog=watchdog,
             instances=instances,
+            limits=limits if limits is None or isinstance(limits, (str, dict)) else list(limits),
+            max_memory=max_memory,
+            memory_max=memory_max,
+            cpu_max=cpu_max,
+            pids_max=pids_max,
         )
         p: m.ProcessInfo = self.call(req)
         return p
@@ -371,6 +391,16 @@ class Client:
         timeout = 60.0 if dry_run else 60.0 + self.stop_timeout() * max(1, len(entries))
         plan: m.ApplyPlan = self.call(m.ApplyRequest(entries, dry_run, prune, path), timeout)
         return plan
+
+    def history(self, key: Optional[Key] = None, limit: int = 20) -> Exits:
+        """Exits of one process, or of all the caller's (root: everyone's), newest first."""
+        records: Exits = self.call(m.HistoryRequest(str(key) if key is not None else "", limit))
+        return records
+
+    def metrics(self) -> str:
+        """The Prometheus text exposition of pmond's metrics (root: exactly the endpoint's)."""
+        data: dict[str, str] = self.call(m.MetricsRequest())
+        return data["text"]
 
     def top(self) -> dict[str, Any]:
         data: dict[str, Any] = self.call(m.TopRequest())

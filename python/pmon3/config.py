@@ -314,6 +314,10 @@ class Config:
     # event name (restart|failure|backoff) -> command line, run without a shell
     hooks: dict[str, str] = _reloadable(default_factory=dict)
     hook_timeout_ms: int = _reloadable(30000)
+    history_retain: int = _reloadable(1000)  # exits kept per process (history.retain); 0: no history is written
+    memory_check_ms: int = _reloadable(5000)  # limits.memory_check_interval: how often max_memory is checked
+    metrics_listen: str = _fixed("metrics.listen", "")  # "HOST:PORT" or a unix socket path; "": no endpoint
+    metrics_users: str = _reloadable("root")  # metrics.users: root (pmond's own user's processes) | all
     # Unknown keys, ignored: one line each, naming the file and the key.
     warnings: tuple[str, ...] = ()
     raw: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -592,6 +596,39 @@ def _events(s: _Section, top: _Section, cfg: Config) -> None:
     s.done()
 
 
+def _history(s: _Section) -> int:
+    retain = s.integer("retain", 1000, 0, None, "exits kept per process; 0: none")
+    s.done()
+    return retain
+
+
+def _limits(s: _Section) -> int:
+    interval = s.ms("memory_check_interval", 5000)
+    if interval < 100:
+        raise _expected(s.key("memory_check_interval"), "a duration of at least 100ms", s.get("memory_check_interval"))
+    s.done()
+    return interval
+
+
+def _metrics(s: _Section, cfg: Config) -> None:
+    cfg.metrics_listen = s.text("listen").strip()
+    if cfg.metrics_listen:
+        check_listen(cfg.metrics_listen, s.key("listen"))
+    cfg.metrics_users = s.choice("users", "root", ("root", "all"))
+    s.done()
+
+
+def check_listen(value: str, key: str) -> tuple[str, int]:
+    """metrics.listen: an absolute unix socket path -> (path, 0); HOST:PORT or [V6]:PORT -> (host, port)."""
+    if value.startswith("/"):
+        return value, 0
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _expected(key, "HOST:PORT (e.g. 127.0.0.1:9465) or a unix socket path", value)
+    return host, int(port)
+
+
 def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True) -> Config:
     """Check and apply every key of a parsed config.yml; raises ConfigError on the first bad one."""
     warnings: list[str] = []
@@ -611,6 +648,9 @@ def from_mapping(raw: dict[str, Any], path: str, mode: str, exists: bool = True)
     cfg.restart = _restart(top.section("restart"))
     cfg.flap = _flap(top.section("flap_detection"))
     _events(top.section("event_handling"), top, cfg)
+    cfg.history_retain = _history(top.section("history"))
+    cfg.memory_check_ms = _limits(top.section("limits"))
+    _metrics(top.section("metrics"), cfg)
     top.done()
     cfg.warnings = tuple(warnings)
     return cfg

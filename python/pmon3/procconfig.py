@@ -52,6 +52,15 @@ _TOML_KEYS = {
     "ready_timeout": "ready_timeout",
     "watchdog": "watchdog",
     "instances": "instances",
+    "limits": "limits",
+    "maxmemory": "max_memory",
+    "max_memory": "max_memory",
+    "memorymax": "memory_max",
+    "memory_max": "memory_max",
+    "cpumax": "cpu_max",
+    "cpu_max": "cpu_max",
+    "pidsmax": "pids_max",
+    "pids_max": "pids_max",
 }
 
 
@@ -123,6 +132,8 @@ def normalize(data: Any, path: str = "process config") -> list[dict[str, Any]]:
         if not entry.get("file"):
             raise ProcessConfigError(f"{path}: processes[{i}]: `file` is required")
         entry.setdefault("name", os.path.basename(str(entry["file"])))
+        if not isinstance(entry["name"], str):
+            raise ProcessConfigError(f"{path}: processes[{i}]: `name` must be a string")
         if entry["name"] in names:
             raise ProcessConfigError(f"{path}: processes[{i}]: duplicate name {entry['name']!r}")
         names.add(entry["name"])
@@ -197,8 +208,19 @@ def export_entry(p: dict[str, Any]) -> dict[str, Any]:
     for key, value in (p.get("policy") or {}).items():
         entry[key] = value
     for key, value in (p.get("options") or {}).items():
-        entry[key] = value
+        entry[key] = option_text(key, value)
     return entry
+
+
+def option_text(key: str, value: Any) -> Any:
+    """Options as a process config spells them: limits as `core=0,nofile=65536`, sizes as 512M."""
+    from . import limits
+
+    if key == "limits" and isinstance(value, dict):
+        return limits.limits_text(value)
+    if key in ("max_memory", "memory_max") and isinstance(value, int):
+        return limits.size_text(value)
+    return value
 
 
 def render(entries: list[dict[str, Any]], fmt: str) -> str:
@@ -209,6 +231,8 @@ def render(entries: list[dict[str, Any]], fmt: str) -> str:
         return escape_c1_in_json(json.dumps({"processes": entries}, indent=2, ensure_ascii=False))
     if fmt == "toml":
         return escape_c1_in_json(_render_toml(entries))
+    if fmt == "yaml":  # a C1 control is only ever inside a double-quoted scalar there, where \u00XX is YAML too
+        return escape_c1_in_json(_render_yaml(entries))
     return _render(entries, fmt)
 
 
@@ -287,6 +311,11 @@ _TOML_OUT = {
     "ready_timeout": "ReadyTimeout",
     "watchdog": "Watchdog",
     "instances": "Instances",
+    "limits": "Limits",
+    "max_memory": "MaxMemory",
+    "memory_max": "MemoryMax",
+    "cpu_max": "CpuMax",
+    "pids_max": "PidsMax",
 }
 
 

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import operator
 import os
 import sys
 import time
-from typing import Any, Callable, Optional, Union
+from collections.abc import Iterator
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import apsw
 
-from .models import Group, Process
+from .errors import CommandError
+from .models import ExitRecord, Group, Process
 from .states import Status
+
+log = logging.getLogger("pmond.store")
+# What a write meets when the disk (or the filesystem's quota) is full, or the disk fails.
+_WRITE_FAILURES = (apsw.FullError, apsw.IOError)
+
+
+class StoreWriteError(CommandError):
+    """A change could not be written (disk full): nothing of it was changed."""
 
 
 def _per_owner_namespaces(db: apsw.Connection, default_owner: int) -> None:
@@ -151,6 +163,31 @@ MIGRATIONS: list[Migration] = [
     _per_owner_namespaces,
     # v4: per-process options beyond the restart policy (strict_modes, listen, ready, limits, ...), as JSON.
     "ALTER TABLE processes ADD COLUMN options TEXT NOT NULL DEFAULT '{}';",
+    # v5: the history of exits (models.ExitRecord), newest last; at most `history.retain` rows per process.
+    """
+    CREATE TABLE exits (
+        id INTEGER PRIMARY KEY,
+        process_id INTEGER NOT NULL,
+        owner INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        time REAL NOT NULL,
+        pid INTEGER NOT NULL,
+        code INTEGER,
+        signal INTEGER,
+        core_dumped INTEGER NOT NULL DEFAULT 0,
+        detected TEXT NOT NULL,
+        uptime REAL NOT NULL,
+        reason TEXT NOT NULL,
+        action TEXT NOT NULL,
+        delay_ms REAL,
+        peak_rss INTEGER,
+        cpu_seconds REAL,
+        oom_kill INTEGER,
+        oom_source TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX exits_by_process ON exits (process_id, id);
+    """,
 ]
 
 _COLUMNS = (
@@ -178,6 +215,22 @@ _UPDATE_RUNTIME = (
     "UPDATE processes SET pid = ?, pid_start_time = ?, status = ?, restart_count = ?, started_at = ?, "
     "last_exit_code = ?, last_exit_signal = ?, updated_at = ?, flap = ? WHERE id = ?"
 )
+
+
+def _field_values(process_id: int, f: dict[str, Any]) -> tuple[Any, ...]:
+    """_UPDATE_RUNTIME's values from a kept runtime state (Store.pending)."""
+    return (
+        f["pid"],
+        f["pid_start_time"],
+        int(f["status"]),
+        f["restart_count"],
+        f["started_at"],
+        f["last_exit_code"],
+        f["last_exit_signal"],
+        f["updated_at"],
+        json.dumps(f["flap"]),
+        process_id,
+    )
 
 
 def _runtime_values(p: Process) -> tuple[Any, ...]:
@@ -250,13 +303,87 @@ def now_text() -> str:
 PAGE_CACHE_KIB = 512
 
 
+_EXIT_COLUMNS = (
+    "process_id, owner, name, time, pid, code, signal, core_dumped, detected, uptime, reason, action, delay_ms, "
+    "peak_rss, cpu_seconds, oom_kill, oom_source, note"
+)
+
+
+def _exit_values(r: ExitRecord) -> tuple[Any, ...]:
+    return (
+        r.process_id,
+        r.owner,
+        r.name,
+        r.time,
+        r.pid,
+        r.code,
+        r.signal,
+        int(r.core_dumped),
+        r.detected,
+        r.uptime,
+        r.reason,
+        r.action,
+        r.delay_ms,
+        r.peak_rss,
+        r.cpu_seconds,
+        None if r.oom_kill is None else int(r.oom_kill),
+        r.oom_source,
+        r.note,
+    )
+
+
+def _exit_row(row: tuple[Any, ...]) -> ExitRecord:
+    return ExitRecord(
+        id=row[0],
+        process_id=row[1],
+        owner=row[2],
+        name=row[3],
+        time=row[4],
+        pid=row[5],
+        code=row[6],
+        signal=row[7],
+        core_dumped=bool(row[8]),
+        detected=row[9],
+        uptime=row[10],
+        reason=row[11],
+        action=row[12],
+        delay_ms=row[13],
+        peak_rss=row[14],
+        cpu_seconds=row[15],
+        oom_kill=None if row[16] is None else bool(row[16]),
+        oom_source=row[17],
+        note=row[18],
+    )
+
+
+class Summary(NamedTuple):
+    """A process as the metrics show it (Store.summaries)."""
+
+    id: int
+    owner: int
+    name: str
+    status: Status
+    restart_count: int
+    started_at: float
+    last_exit_code: Optional[int]
+    last_exit_signal: Optional[int]
+    max_memory: int
+
+
 class SchemaError(Exception):
     """The database was written by a newer pmond."""
 
 
 class Store:
     """Only pmond opens the database. Process rows are written by the supervisor alone (see
-    tests/unit/test_ownership.py); groups by the group service."""
+    tests/unit/test_ownership.py); groups by the group service.
+
+    When a write fails (disk full): a change asked for (a row, a group, a membership) raises StoreWriteError and
+    changes nothing; the runtime state of a row (pid, status, counters: what happened, not what was asked) is
+    kept here and shown as it is, and written as soon as a write succeeds again (`flush`, retried by pmond), so
+    that supervision goes on while the disk is full. A pmond that dies before then loses those states: the next
+    one finds what runs again (adoption, leftovers ended, rows revived), so e.g. a `stop` answered while the disk
+    was full can be undone by such a crash."""
 
     def __init__(self, path: str, default_owner: Optional[int] = None) -> None:
         fresh = not os.path.exists(path)
@@ -278,6 +405,9 @@ class Store:
         # Rows whose runtime columns the cache has and SQLite not yet (update_runtime(deferred=True)): written
         # by flush(), in one transaction, before any SQL touches processes and at close.
         self._dirty: set[int] = set()
+        # Runtime fields of rows whose last runtime write failed: what the rows really are until written.
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.on_pending: Callable[[], None] = lambda: None  # pmond retries `flush` after this
         self._migrate(os.geteuid() if default_owner is None else default_owner)
         self.db.execute("PRAGMA foreign_keys=ON")
         if fresh:
@@ -304,17 +434,9 @@ class Store:
         self.db.close()
 
     @property
-    def pending(self) -> int:
+    def deferred(self) -> int:
         """Rows with deferred writes."""
         return len(self._dirty)
-
-    def flush(self) -> None:
-        """Write the deferred runtime columns (update_runtime(deferred=True)) in one transaction."""
-        if not self._dirty:
-            return
-        ids, self._dirty = sorted(self._dirty), set()
-        with self.db:
-            self.db.executemany(_UPDATE_RUNTIME, [_runtime_values(self._cache[i]) for i in ids if i in self._cache])
 
     def integrity_check(self) -> str:
         return str(_scalar(self.db, "PRAGMA integrity_check"))
@@ -325,7 +447,16 @@ class Store:
         return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+        with self._writing():
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write that either happens or changes nothing, with one line saying why not."""
+        try:
+            yield
+        except _WRITE_FAILURES as exc:
+            raise StoreWriteError(f"pmond cannot write its database ({_reason(exc)})") from None
 
     # -- processes ------------------------------------------------------------------------------------
     def _row(self, row: tuple[Any, ...], groups: Optional[list[str]] = None) -> Process:
@@ -366,13 +497,36 @@ class Store:
                 )
             ]
         p.groups = groups
+        for field, value in self.pending.get(p.id, {}).items():
+            setattr(p, field, value)
         return p
+
+    def summaries(self, owner: Optional[int] = None) -> list[Summary]:
+        """What metrics need of every row (or one owner's), by id: ~10x cheaper than list_processes, which
+        decodes and caches whole rows."""
+        self._write_deferred()
+        query = (
+            "SELECT id, owner, name, status, restart_count, started_at, last_exit_code, last_exit_signal, "
+            "json_extract(options, '$.max_memory') FROM processes"
+        )
+        if owner is None:
+            rows = self.db.execute(query + " ORDER BY id")
+        else:
+            rows = self.db.execute(query + " WHERE owner = ? ORDER BY id", (owner,))
+        out = [Summary(r[0], r[1], r[2], Status(r[3]), r[4], r[5], r[6], r[7], int(r[8] or 0)) for r in rows]
+        if self.pending:  # runtime states not written yet (disk full) are the true ones
+            fields = set(Summary._fields)
+            for i, row in enumerate(out):
+                changes = {k: v for k, v in self.pending.get(row.id, {}).items() if k in fields}
+                if changes:
+                    out[i] = row._replace(**changes)
+        return out
 
     def list_processes(self, owner: Optional[int] = None) -> list[Process]:
         """Every row, or one owner's, by id."""
         if self._complete:
             return [_copy(p) for i, p in sorted(self._cache.items()) if owner is None or p.owner == owner]
-        self.flush()
+        self._write_deferred()
         groups: dict[int, list[str]] = {}
         for pid, name in self.db.execute(
             "SELECT pg.process_id, g.name FROM process_groups pg JOIN groups g ON g.id = pg.group_id ORDER BY g.name"
@@ -392,7 +546,7 @@ class Store:
         cached = self._cache.get(process_id)
         if cached is not None:
             return _copy(cached)
-        self.flush()
+        self._write_deferred()
         rows = self.db.execute(f"SELECT {_COLUMNS} FROM processes WHERE id = ?", (process_id,)).fetchall()
         return self._remember(self._row(rows[0])) if rows else None
 
@@ -438,7 +592,7 @@ class Store:
         if self._complete:  # the cache has every row: no SQL (a boot looks up every entry of the config)
             process_id = self._names.get((owner, name))
             return _copy(self._cache[process_id]) if process_id is not None else None
-        self.flush()
+        self._write_deferred()
         rows = self.db.execute(
             f"SELECT {_COLUMNS} FROM processes WHERE owner = ? AND name = ?", (owner, name)
         ).fetchall()
@@ -448,8 +602,8 @@ class Store:
         """Ids are max(id)+1 as in pmon3, so a dropped table starts again at 1."""
         ts = now_text()
         p.created_at = p.updated_at = ts
-        with self.db:
-            self.flush()  # the deferred writes go in the same transaction
+        self._write_deferred()  # the deferred writes first (a write of their own: batched)
+        with self._writing(), self.db:
             p.id = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM processes"))
             self.db.execute(
                 f"INSERT INTO processes ({_COLUMNS}) VALUES ({', '.join('?' * _NCOLUMNS)})",
@@ -460,25 +614,30 @@ class Store:
         self._remember(p)
         return p
 
-    def update(self, p: Process) -> None:
+    def update(self, p: Process, with_groups: bool = False) -> None:
+        """The whole row (and with `with_groups` its groups: p.groups), in one transaction."""
         p.updated_at = now_text()
         values = self._values(p)
         cols = [c.strip() for c in _COLUMNS.split(",")]
         assignments = ", ".join(f"{c} = ?" for c in cols[1:])
-        with self.db:
-            self.flush()  # the deferred writes go in the same transaction
+        self._write_deferred()  # the deferred writes first (a write of their own: batched)
+        with self._writing(), self.db:
             self.db.execute(f"UPDATE processes SET {assignments} WHERE id = ?", (*values[1:], p.id))
+            if with_groups:
+                self._set_groups(p)
+        self.pending.pop(p.id, None)  # its runtime fields were written with it
         cached = self._cache.get(p.id)
         if cached is None:
             self._complete = False
             return
         fresh = _copy(p)
-        fresh.groups = cached.groups  # groups are not part of this write (set_groups is)
+        fresh.groups = sorted(set(p.groups)) if with_groups else cached.groups  # else not part of this write
         self._put(fresh)
 
     def update_runtime(self, p: Process, deferred: bool = False) -> None:
         """The hot path after a spawn or an exit: only the columns that change. `deferred`: the cache (which
-        every read is served from) now, SQLite at the next flush(), batched with the others."""
+        every read is served from) now, SQLite at the next write or flush(), batched with the others. Never
+        fails: what cannot be written now is kept (and shown) until `flush` writes it."""
         p.updated_at = now_text()
         cached = self._cache.get(p.id)
         if cached is not None:
@@ -489,7 +648,14 @@ class Store:
                 self._dirty.add(p.id)
                 return
         self._dirty.discard(p.id)
-        self.db.execute(_UPDATE_RUNTIME, _runtime_values(p))
+        try:
+            self.db.execute(_UPDATE_RUNTIME, _runtime_values(p))
+        except _WRITE_FAILURES as exc:
+            self._keep([p], exc)
+            return
+        self.pending.pop(p.id, None)
+        if self.pending:
+            self.flush()
 
     def set_start_time(self, process_id: int, pid: int, start_time: int) -> bool:
         """The kernel's start time of the row's pid, once it is known (deferred like update_runtime); False
@@ -501,12 +667,95 @@ class Store:
         self._dirty.add(process_id)
         return True
 
+    def _keep(self, rows: list[Process], exc: Exception) -> None:
+        """Runtime states SQLite refused (disk full): kept, shown by reads, written by a later flush()."""
+        if not self.pending:
+            log.warning("cannot write the database (%s): keeping process states in memory until it works", _reason(exc))
+        for p in rows:
+            fields = {field: getattr(p, field) for field in _RUNTIME_FIELDS}
+            fields["flap"] = json.loads(json.dumps(p.flap))
+            self.pending[p.id] = fields
+        self.on_pending()
+
+    def _write_deferred(self) -> None:
+        """The deferred runtime columns (update_runtime(deferred=True)) in one transaction; what SQLite
+        refuses joins `pending`."""
+        if not self._dirty:
+            return
+        ids, self._dirty = sorted(self._dirty), set()
+        rows = [self._cache[i] for i in ids if i in self._cache]
+        try:
+            with self.db:
+                self.db.executemany(_UPDATE_RUNTIME, [_runtime_values(p) for p in rows])
+        except _WRITE_FAILURES as exc:
+            self._keep(rows, exc)
+            return
+        if self.pending:
+            for p in rows:
+                self.pending.pop(p.id, None)  # older than what was just written
+
+    def flush(self) -> bool:
+        """Write the deferred runtime states, then those kept since writes failed; True once nothing is left."""
+        self._write_deferred()
+        if not self.pending:
+            return True
+        for process_id, fields in list(self.pending.items()):
+            try:
+                self.db.execute(_UPDATE_RUNTIME, _field_values(process_id, fields))
+            except _WRITE_FAILURES:
+                return False
+            del self.pending[process_id]
+        log.info("the database can be written again: process states written")
+        return True
+
     def delete(self, process_id: int) -> None:
-        self.flush()
-        self._forget(process_id)
-        with self.db:
+        self._write_deferred()
+        with self._writing(), self.db:
             self.db.execute("DELETE FROM process_groups WHERE process_id = ?", (process_id,))
+            # its history goes too: ids are reused (max + 1), a new process must not inherit it
+            self.db.execute("DELETE FROM exits WHERE process_id = ?", (process_id,))
             self.db.execute("DELETE FROM processes WHERE id = ?", (process_id,))
+        self._forget(process_id)
+        self.pending.pop(process_id, None)
+
+    # -- exits (the history) -------------------------------------------------------------------------------
+    def add_exits(self, records: list[ExitRecord]) -> None:
+        """One transaction for a batch (pmond writes them after the restarts they record)."""
+        with self._writing(), self.db:
+            self.db.executemany(
+                f"INSERT INTO exits ({_EXIT_COLUMNS}) VALUES ({', '.join('?' * (_EXIT_COLUMNS.count(',') + 1))})",
+                [_exit_values(r) for r in records],
+            )
+
+    def exits(self, process_ids: Optional[list[int]], limit: int) -> list[ExitRecord]:
+        """The newest `limit` exits of these processes (all when None), newest first."""
+        if process_ids is None:
+            rows = self.db.execute(f"SELECT id, {_EXIT_COLUMNS} FROM exits ORDER BY id DESC LIMIT ?", (limit,))
+        else:
+            marks = ", ".join("?" * len(process_ids))
+            rows = self.db.execute(
+                f"SELECT id, {_EXIT_COLUMNS} FROM exits WHERE process_id IN ({marks}) ORDER BY id DESC LIMIT ?",
+                (*process_ids, limit),
+            )
+        return [_exit_row(r) for r in rows]
+
+    def exit_counts(self) -> dict[int, int]:
+        return {
+            int(r[0] or 0): int(r[1] or 0) for r in self.db.execute("SELECT process_id, COUNT(*) FROM exits GROUP BY 1")
+        }
+
+    def trim_exits(self, process_id: int, keep: int) -> None:
+        """Keep the newest `keep` exits of a process."""
+        with self._writing(), self.db:
+            self.db.execute(
+                "DELETE FROM exits WHERE process_id = ? AND id <= "
+                "(SELECT id FROM exits WHERE process_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (process_id, process_id, keep),
+            )
+
+    def delete_exits(self, process_id: int) -> None:
+        with self._writing(), self.db:
+            self.db.execute("DELETE FROM exits WHERE process_id = ?", (process_id,))
 
     # -- groups ---------------------------------------------------------------------------------------------
     def list_groups(self, owner: Optional[int] = None) -> list[Group]:
@@ -527,7 +776,7 @@ class Store:
         return _group(rows[0]) if rows else None
 
     def create_group(self, owner: int, name: str) -> Group:
-        with self.db:
+        with self._writing(), self.db:
             gid = int(_scalar(self.db, "SELECT COALESCE(MAX(id), 0) + 1 FROM groups"))
             self.db.execute(
                 "INSERT INTO groups(id, owner, name, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -537,8 +786,8 @@ class Store:
 
     def delete_group(self, group_id: int) -> None:
         """The group goes, its memberships with it; the processes stay."""
-        with self.db:
-            self.flush()  # the deferred writes go in the same transaction
+        self._write_deferred()  # the deferred writes first (a write of their own: batched)
+        with self._writing(), self.db:
             self.db.execute("DELETE FROM process_groups WHERE group_id = ?", (group_id,))
             self.db.execute("DELETE FROM groups WHERE id = ?", (group_id,))
         self._forget_all()
@@ -553,8 +802,8 @@ class Store:
 
     def change_membership(self, group_ids: list[int], process_ids: list[int], add: bool) -> None:
         """Every (group, process) pair, all or nothing."""
-        with self.db:
-            self.flush()  # the deferred writes go in the same transaction
+        self._write_deferred()  # the deferred writes first (a write of their own: batched)
+        with self._writing(), self.db:
             for g in group_ids:
                 for p in process_ids:
                     if add:
@@ -597,8 +846,8 @@ class Store:
         )
 
     def set_groups(self, p: Process) -> None:
-        with self.db:
-            self.flush()  # the deferred writes go in the same transaction
+        self._write_deferred()  # the deferred writes first (a write of their own: batched)
+        with self._writing(), self.db:
             self._set_groups(p)
         cached = self._cache.get(p.id)
         if cached is not None:
@@ -618,3 +867,9 @@ class Store:
                 "SELECT ?, id FROM groups WHERE owner = ? AND name = ?",
                 (p.id, p.owner, name),
             )
+
+
+def _reason(exc: Exception) -> str:
+    """apsw's text of a failed write, e.g. `database or disk is full`."""
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith(type(exc).__name__) else text

@@ -48,6 +48,7 @@ def test_unit_contract() -> None:
     assert s["Type"] == "notify"
     assert s["NotifyAccess"] == "main"
     assert s["KillMode"] == "process"  # pmond stops (or deliberately keeps) its children itself
+    assert s["Delegate"] == "yes"  # its cgroup subtree is pmond's: per-process cgroups and their controllers
     assert s["ExecStart"].endswith("/pmond")
     assert "WatchdogSec" in s
     assert s["WantedBy"] == "multi-user.target"

@@ -196,3 +196,50 @@ def test_shutdown_stops_dependents_before_their_dependencies(tmp_path: Path):
             d.cli("exec", prog, "--name", name, *deps)
         assert d.stop(signal.SIGTERM) == 0
         assert order.read_text().split() == ["app", "cache", "db"]
+
+
+def _cgroup_of(d: Pmond, name: str) -> Path:
+    tree = d.get(name)["tree"]
+    if not tree.startswith("cgroup "):
+        pytest.skip("pmond uses no cgroups here: a crashed pmond's untracked processes cannot be found")
+    return Path(tree.removeprefix("cgroup "))
+
+
+def test_orphans_of_a_leader_that_died_while_pmond_was_down_are_ended_before_it_starts_again(tmp_path: Path):
+    name = unique("orphaner")
+    with running_daemon(tmp_path) as d:
+        p = d.json("exec", script(tmp_path, "orphaner.sh", "/bin/sleep 300 &\nwait\n"), "--name", name)
+        _cgroup_of(d, name)
+        old = wait_for(lambda: (found := live_copies(name)) and len(found) == 2 and found, what="leader and child")
+        d.stop(signal.SIGKILL)
+        kill_and_reap(p["pid"])  # the leader dies unwatched; its child lives on, nobody's
+        assert any(pid_alive(pid) for pid in old)
+        d.start()
+        d.wait_booted()
+        q = d.get(name)
+        assert q["status"] == "running" and q["pid"] not in old
+        assert not any(pid_alive(pid) for pid in old)  # ended, not left beside the new copy
+        new = wait_for(lambda: (found := live_copies(name)) and len(found) == 2 and found, what="the new copy's tree")
+        assert q["pid"] in new and not set(new) & set(old)
+
+
+def test_a_copy_started_just_before_a_crash_is_not_left_running_untracked(tmp_path: Path):
+    """pmond died between spawning a copy and writing its pid: the row says stopped, the copy runs in the
+    process's cgroup (here a stand-in moved there). The next pmond ends it; the row stays stopped."""
+    name = unique("unrecorded")
+    with running_daemon(tmp_path) as d:
+        d.cli("exec", "/bin/sleep", "--name", name, "-a", "300")
+        cgroup = _cgroup_of(d, name)
+        d.cli("stop", name)
+        d.stop(signal.SIGKILL)
+        stand_in = subprocess.Popen(["/bin/sleep", "300"], env={"PMON3_NAME": name}, start_new_session=True)
+        try:
+            (cgroup / "cgroup.procs").write_text(str(stand_in.pid))
+            assert live_copies(name) == [stand_in.pid]
+            d.start()
+            assert stand_in.poll() == -signal.SIGKILL  # ended before pmond answered anyone
+            d.wait_booted()
+            assert d.get(name)["status"] == "stopped" and live_copies(name) == []
+        finally:
+            stand_in.kill()
+            stand_in.wait()

@@ -57,6 +57,28 @@ def test_a_crashed_pmond_is_reported_at_once_and_a_new_one_serves_everyone(daemo
         assert procs[name]["pid"] == p["pid"] and took < NO_HANG
 
 
+def test_a_client_object_outlives_a_crashed_pmond(daemon: Pmond):
+    """A long-lived pmon3.Client (a script, a web UI) reports the dead pmond at once and then talks to the one
+    that replaces it, instead of staying bound to the dead one's endpoints."""
+    from pmon3 import Client
+    from pmon3.errors import DaemonUnavailableError
+
+    with Client(str(daemon.conf), timeout=10) as c:
+        p = c.exec("/bin/sleep", name="longlived", args="300")
+        daemon.stop(signal.SIGKILL)
+        for _ in range(2):  # down: every call says so at once
+            t0 = time.monotonic()
+            with pytest.raises(DaemonUnavailableError):
+                c.list()
+            assert time.monotonic() - t0 < NO_HANG
+        daemon.start()
+        assert [(q["name"], q["pid"]) for q in c.list()] == [("longlived", p["pid"])]
+        daemon.stop(signal.SIGKILL)
+        daemon.start()  # unnoticed: nothing was sent to the dead pmond, so the next request goes to this one
+        assert [q["name"] for q in c.list()] == ["longlived"]
+        c.delete("longlived")
+
+
 def test_a_command_in_flight_when_pmond_dies_returns_at_once(daemon: Pmond):
     stubborn = script(daemon.root, "stubborn.sh", "trap '' TERM\nwhile :; do sleep 0.05; done\n")
     daemon.cli("exec", stubborn, "--name", "stubborn")

@@ -121,6 +121,17 @@ def test_stop_terminates_a_polite_process_quickly(pmond: Pmond):
     assert not pid_alive(p["pid"])
 
 
+def test_stopping_a_stopped_process_answers_stopped(pmond: Pmond):
+    pmond.cli("exec", "/bin/sleep", "--name", "twice", "-a", "300")
+    pmond.cli("stop", "twice")
+    for force in ([], ["-f"]):  # once more: nothing to do, and no internal error
+        assert pmond.json("stop", "twice", *force)["status"] == "stopped"
+    pmond.cli("group", "create", "twicegroup")
+    pmond.cli("group", "assign", "twicegroup", "twice")
+    assert [p["status"] for p in pmond.json("group", "stop", "twicegroup")["processes"]] == ["stopped"]
+    pmond.cli("group", "drop", "twicegroup")
+
+
 def test_no_autorestart_process_ends_failed(pmond: Pmond, tmp_root):
     prog = script(tmp_root, "once.sh", "exit 4\n")
     pmond.cli("exec", prog, "--name", "once", "-n")

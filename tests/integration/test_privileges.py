@@ -62,23 +62,25 @@ def test_user_cannot_run_as_someone_else(daemon: Pmond):
 
 
 def test_user_sees_and_touches_only_their_own(daemon: Pmond):
-    mine = {p["name"] for p in daemon.json("ls", user=USER)}
-    assert mine == {"userjob"}
+    daemon.json("exec", "/bin/sleep", "--name", "seen-root", "-a", "300")
+    daemon.json("exec", "/bin/sleep", "--name", "seen-user", "-a", "300", user=USER)
+    mine = daemon.json("ls", user=USER)
+    assert "seen-user" in {p["name"] for p in mine} and {p["owner"] for p in mine} == {USER}
     root_view = {p["name"] for p in daemon.json("ls")}
-    assert {"userjob", "rootmade"} <= root_view
-    victim = daemon.get("rootmade")
-    for cmd in (["stop", "rootmade"], ["del", "rootmade"], ["restart", str(victim["id"])], ["desc", "rootmade"]):
+    assert {"seen-user", "seen-root"} <= root_view
+    victim = daemon.get("seen-root")
+    for cmd in (["stop", "seen-root"], ["del", "seen-root"], ["restart", str(victim["id"])], ["desc", "seen-root"]):
         res = daemon.cli(*cmd, user=USER, check=False)
         assert res.returncode == 1 and ("does not exist" in res.stderr or "could not find" in res.stderr), cmd
-    assert pid_alive(victim["pid"]) and daemon.get("rootmade")["pid"] == victim["pid"]
-    # Names are per owner: the user's own `rootmade` is a second process; root's stays as it was.
-    theirs = daemon.json("exec", "/bin/sleep", "--name", "rootmade", "-a", "300", user=USER)
+    assert pid_alive(victim["pid"]) and daemon.get("seen-root")["pid"] == victim["pid"]
+    # Names are per owner: the user's own `seen-root` is a second process; root's stays as it was.
+    theirs = daemon.json("exec", "/bin/sleep", "--name", "seen-root", "-a", "300", user=USER)
     assert theirs["id"] != victim["id"] and theirs["owner"] == USER
-    assert daemon.get("rootmade")["pid"] == victim["pid"]
-    assert daemon.get(f"{USER}/rootmade")["pid"] == theirs["pid"]
-    daemon.cli("del", "rootmade", user=USER)
-    daemon.cli("stop", "userjob", user=USER)
-    assert daemon.get(f"{USER}/userjob")["status"] == "stopped"
+    assert daemon.get("seen-root")["pid"] == victim["pid"]
+    assert daemon.get(f"{USER}/seen-root")["pid"] == theirs["pid"]
+    daemon.cli("del", "seen-root", user=USER)
+    daemon.cli("stop", "seen-user", user=USER)
+    assert daemon.get(f"{USER}/seen-user")["status"] == "stopped"
 
 
 def test_user_log_path_is_opened_with_the_users_rights(daemon: Pmond, tmp_root: Path):
@@ -94,6 +96,7 @@ def test_queues_are_owned_per_uid(daemon: Pmond):
     from pmon3 import _native
 
     pw = pwd.getpwnam(USER)
+    daemon.cli("ls", user=USER)  # the user's first request makes pmond create its queue
     q = _native.MessageQueue(f"/pmon3_{daemon.suffix}.{pw.pw_uid}", read=False)
     try:
         assert q.owner()[0] == pw.pw_uid and q.owner()[2] == 0o600

@@ -263,12 +263,12 @@ def test_a_process_that_stops_pinging_the_watchdog_is_restarted(daemon: Pmond):
     prog = daemon.root / "pinger.py"
     prog.write_text(NOTIFIER)
     prog.chmod(0o755)
-    p = daemon.json("exec", str(prog), "--name", "pinger", "-a", "10", "--ready", "notify", "--watchdog", "500ms")
-    first = wait_for(lambda: (q := daemon.get("pinger"))["status"] == "running" and q, what="READY=1")
-    env = open(f"/proc/{p['pid']}/environ", "rb").read().split(b"\0")
+    p = daemon.json("exec", str(prog), "--name", "pinger", "-a", "30", "--ready", "notify", "--watchdog", "500ms")
+    env = open(f"/proc/{p['pid']}/environ", "rb").read().split(b"\0")  # read first: it is killed in ~3 s
     assert b"WATCHDOG_USEC=500000" in env
-    # ten pings 0.1 s apart keep it alive past several watchdog periods; then it hangs and is restarted
-    again = daemon.wait_restarted("pinger", first["pid"], timeout=15)
+    first = wait_for(lambda: (q := daemon.get("pinger"))["status"] == "running" and q, what="READY=1")
+    # thirty pings 0.1 s apart keep it alive past several watchdog periods; then it hangs and is restarted
+    again = daemon.wait_restarted("pinger", first["pid"], timeout=20)
     assert again["last_exit_signal"] == signal.SIGKILL
     assert not pid_alive(first["pid"])
     daemon.cli("del", "pinger")

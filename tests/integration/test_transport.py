@@ -1,9 +1,10 @@
-"""Both transports carry the protocol; malformed or hostile traffic never hurts the daemon."""
+"""Both transports carry the protocol; malformed or hostile traffic never hurts the daemon. The mq checks
+against other users (the owner of a reply queue, hello-only lobby) are proved as real users in
+tests/security/test_sec_transport.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from helpers import Pmond, make_daemon, pid_alive
-from pmon3 import _native
 from pmon3.ipc import protocol
 
 
@@ -60,7 +60,7 @@ def test_socket_survives_garbage_and_unknown_commands(unix_daemon: Pmond):
         s.sendall(struct.pack("!I", 2**31))
         s.settimeout(10)
         assert s.recv(10) == b""
-    assert unix_daemon.json("ls")  # still serving
+    assert isinstance(unix_daemon.json("ls"), list)  # still serving
 
 
 def test_large_replies_are_chunked_over_mq(mq_daemon: Pmond):
@@ -69,31 +69,3 @@ def test_large_replies_are_chunked_over_mq(mq_daemon: Pmond):
         mq_daemon.cli("exec", "/bin/sleep", "--name", f"big{i}", "-a", "300 " + long_args)
     procs = mq_daemon.json("ls")
     assert len(procs) == 4 and all(len(p["argv"]) == 3001 for p in procs)
-
-
-def test_lobby_garbage_is_dropped_and_daemon_keeps_serving(mq_daemon: Pmond):
-    lobby = _native.MessageQueue(f"/pmon3_{mq_daemon.suffix}", read=False)
-    try:
-        for junk in (b"", b"garbage", b"P3" + b"\xff" * 40, protocol.frames("aa" * 16, b"{}", 1024)[0]):
-            lobby.send_timeout(junk, 5)
-        # A request on the lobby other than hello, naming someone else's queue, is ignored too.
-        msg = protocol.request("drop", {"force": True}, reply_to="/etc-passwd")
-        for frame in protocol.frames(msg["id"], protocol.encode(msg), 1024):
-            lobby.send_timeout(frame, 5)
-    finally:
-        lobby.close()
-    assert len(mq_daemon.json("ls")) == 4  # nothing was dropped
-    log = (mq_daemon.root / "pmond.stderr").read_text()
-    assert "dropped a message" in log
-
-
-def test_request_naming_a_reply_queue_of_another_uid_gets_no_answer(mq_daemon: Pmond):
-    # Root writes on its own request queue but names a reply queue that does not start with our prefix.
-    q = _native.MessageQueue(f"/pmon3_{mq_daemon.suffix}.{os.geteuid()}", read=False)
-    try:
-        msg = protocol.request("list", reply_to="/somebody-elses-queue")
-        for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
-            q.send_timeout(frame, 5)
-    finally:
-        q.close()
-    assert len(mq_daemon.json("ls")) == 4

@@ -137,3 +137,24 @@ def test_a_process_force_stopped_starts_again(cg: Pmond):
     cg.cli("exec", "/bin/true", "--name", "probe2", "--restart", "never")
     assert pid_alive(third["pid"])
     cg.cli("del", "forced")
+
+
+def test_a_cgroup_a_crashed_pmond_killed_is_renewed_by_the_next(cg: Pmond):
+    """The cgroup a pmond ended with cgroup.kill before it died is poisoned the same way for the next pmond,
+    which does not know: it renews every copy cgroup it starts something in for the first time."""
+    births = cg.root / "reborn.births"
+    prog = script(cg.root, "reborn.sh", f"echo $$ >> {births}\nexec sleep 300\n")
+
+    def born(n: int) -> None:
+        wait_for(lambda: births.exists() and len(births.read_text().split()) == n, what=f"start #{n} to run")
+
+    cg.cli("exec", prog, "--name", "reborn")
+    born(1)
+    cg.cli("stop", "-f", "reborn")  # SIGKILL through cgroup.kill
+    cg.stop(signal.SIGKILL)
+    cg.start()
+    cg.cli("restart", "reborn")
+    born(2)
+    p = cg.get("reborn")
+    assert p["status"] == "running" and pid_alive(p["pid"])
+    cg.cli("del", "reborn")

@@ -364,6 +364,7 @@ def test_fixed_keys_are_the_paths_and_ipc_endpoints():
         "ipc.socket",
         "process_trees",
         "daemon.log",
+        "metrics.listen",
     }
 
 

@@ -167,7 +167,6 @@ PM2_FILES = ["ecosystem.json", "ecosystem.yaml", pytest.param("ecosystem.config.
 PM2_WARNINGS = {
     ("apps[0] (api)", "instances"),
     ("apps[0] (api)", "exec_mode"),
-    ("apps[0] (api)", "max_memory_restart"),
     ("apps[0] (api)", "max_restarts"),
     ("apps[0] (api)", "error_file"),
     ("apps[1] (worker)", "cron_restart"),

@@ -1,7 +1,8 @@
-"""The database: migrations of an existing file, refusal of a newer schema, owner-only permissions."""
+"""The database: migrations of an existing file, refusal of a newer schema, owner-only permissions, a full disk."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import subprocess
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import apsw
 import pytest
-from helpers import RUN
+from helpers import RUN, mount_tmpfs, umount
 from pmon3 import store
-from pmon3.store import MIGRATIONS, Store
+from pmon3.models import Process
+from pmon3.states import Status
+from pmon3.store import MIGRATIONS, Store, StoreWriteError
 
 
 def user_version(path: Path) -> int:
@@ -149,6 +152,9 @@ def test_the_row_cache_stays_exact_through_every_write(tmp_path: Path):
         a.groups = ["zzz"]
         s.set_groups(a)
         assert cached() == fresh()
+        a.groups, a.argv = ["yyy", "zzz"], ["y"]
+        s.update(a, with_groups=True)
+        assert cached() == fresh()
         g = s.get_group_by_name(0, "zzz")
         assert g is not None
         s.change_membership([g.id], [a.id], add=False)
@@ -188,14 +194,14 @@ def test_deferred_runtime_writes_are_read_at_once_and_written_before_sql_and_at_
         s.update_runtime(a, deferred=True)
         b.pid = 12
         s.update_runtime(b, deferred=True)
-        assert s.pending == 2
+        assert s.deferred == 2
         got = s.get(a.id)
         assert got is not None and (got.pid, got.status, got.restart_count) == (11, Status.RUNNING, 3)
         assert [p.pid for p in s.list_processes()] == [11, 12]
         assert on_disk() == [(a.id, 0, Status.QUEUED, 0), (b.id, 0, Status.QUEUED, 0)]  # not yet
         assert s.set_start_time(a.id, 11, 777) and not s.set_start_time(a.id, 99, 1)  # another pid: refused
-        s.insert(Process(id=0, name="c", process_file="/bin/true"))  # a write takes them along
-        assert s.pending == 0
+        s.insert(Process(id=0, name="c", process_file="/bin/true"))  # a write writes them first
+        assert s.deferred == 0
         assert on_disk()[:2] == [(a.id, 11, Status.RUNNING, 3), (b.id, 12, Status.QUEUED, 0)]
         b.pid = 13
         s.update_runtime(b, deferred=True)
@@ -236,3 +242,79 @@ def test_names_come_from_the_cache_and_rows_share_nothing_a_caller_can_change(tm
         assert s.columns("name", "owner") == [("a", 6)]
     finally:
         s.close()
+
+
+def _fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full; returns it (delete it to give the space back)."""
+    ballast = directory / "ballast"
+    fd = os.open(ballast, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 65536)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    try:
+        while True:  # the last partial blocks
+            os.write(fd, b"\0" * 512)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return ballast
+
+
+def _read_only(path: Path) -> apsw.Connection:
+    return apsw.Connection(f"file:{path}?mode=ro", flags=apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI)
+
+
+def test_a_full_disk_refuses_changes_keeps_runtime_states_and_writes_them_once_there_is_room(tmp_path: Path):
+    where = tmp_path / "full"
+    mount_tmpfs(where, "1m")
+    try:
+        s = Store(str(where / "data.db"))
+        a = s.insert(Process(id=0, name="a", process_file="/bin/sleep"))
+        s.insert(Process(id=0, name="b", process_file="/bin/sleep"))
+        notified: list[int] = []
+        s.on_pending = lambda: notified.append(1)
+        ballast = _fill(where)
+
+        with pytest.raises(StoreWriteError, match="disk is full"):  # a change asked for: refused, nothing changed
+            s.insert(Process(id=0, name="c", process_file="/bin/sleep"))
+        with pytest.raises(StoreWriteError):
+            s.delete(a.id)
+        with pytest.raises(StoreWriteError):
+            s.create_group(0, "g")
+        assert [p.name for p in s.list_processes()] == ["a", "b"] and s.list_groups() == []
+
+        p = s.get(a.id)
+        assert p is not None
+        p.pid, p.status, p.restart_count = 4242, Status.RUNNING, 3
+        s.update_runtime(p)  # what happened: kept, shown, and not lost
+        assert notified and set(s.pending) == {a.id}
+        s._forget_all()  # as after a group change: the row is read again
+        again = s.get(a.id)
+        assert again is not None and (again.pid, again.status, again.restart_count) == (4242, Status.RUNNING, 3)
+        assert s.get_by_name(0, "a").pid == 4242 and s.list_processes()[0].status == Status.RUNNING
+        assert not s.flush()  # still full
+        b = s.get_by_name(0, "b")
+        assert b is not None
+        b.pid = 77
+        s.update_runtime(b, deferred=True)  # a deferred write refused: kept as well
+        assert not s.flush() and set(s.pending) == {a.id, b.id} and s.deferred == 0
+        assert s.list_processes()[1].pid == 77
+
+        ballast.unlink()
+        assert s.flush() and s.pending == {}
+        ro = _read_only(where / "data.db")
+        try:
+            assert ro.execute("SELECT pid, status, restart_count FROM processes WHERE name = 'a'").fetchall() == [
+                (4242, int(Status.RUNNING), 3)
+            ]
+            assert ro.execute("SELECT pid FROM processes WHERE name = 'b'").fetchall() == [(77,)]
+            assert ro.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        finally:
+            ro.close()
+        s.insert(Process(id=0, name="c", process_file="/bin/sleep"))  # and changes work again
+        s.close()
+    finally:
+        umount(where)

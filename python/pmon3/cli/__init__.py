@@ -42,12 +42,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reload": ("reload", "reload_cmd"),
     "scale": ("reload", "scale_cmd"),
     "apply": ("apply", "apply_cmd"),
+    "history": ("history", "history_cmd"),
+    "metrics": ("history", "metrics_cmd"),
 }
 # The names listed in help; the others are aliases, shown beside them.
 PRIMARY = sorted(
     (
-        "apply completion daemon del desc dgraph drop exec export group import init kill log logf ls reload reset "
-        "restart scale start stop topn version"
+        "apply completion daemon del desc dgraph drop exec export group history import init kill log logf ls "
+        "metrics reload reset restart scale start stop topn version"
     ).split()
 )
 

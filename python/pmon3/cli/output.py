@@ -209,6 +209,7 @@ def describe_table(p: dict[str, Any]) -> None:
         ("ready", str((p.get("options") or {}).get("ready", ""))),
         ("cpu", p.get("cpu_usage", "")),
         ("memory", p.get("memory_usage", "")),
+        ("last exit", p.get("last_exit", "")),
         ("created_at", p["created_at"]),
         ("updated_at", p["updated_at"]),
     ]

@@ -51,7 +51,7 @@ def resolve_user(name: str) -> RunAs:
         return cached
     try:
         pw = pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL in the name (a request's bytes, never a user's)
         raise InvalidRequestError(f"user: unknown user {name}") from None
     user = RunAs(
         pw.pw_name, pw.pw_uid, pw.pw_gid, tuple(os.getgrouplist(pw.pw_name, pw.pw_gid)), pw.pw_dir, pw.pw_shell

@@ -20,7 +20,7 @@ from ..errors import ConfigError, ErrorCode, Pmon3Error
 from ..ipc import protocol, transport
 from ..models import Process
 from ..states import REVIVE_AT_BOOT
-from ..store import SchemaError, Store
+from ..store import SchemaError, Store, StoreWriteError
 from ..text import escape
 from . import handlers, notify
 from .apply import Applier
@@ -30,6 +30,8 @@ from .control import Control
 from .groups import Groups
 from .handlers import Context
 from .logrotate import LogRotator
+from .memwatch import MemoryWatch
+from .metrics import Metrics, result_of
 from .supervisor import Supervisor
 from .trees import Trees
 from .usage import Usage
@@ -60,6 +62,7 @@ class Daemon:
         self.config_stamp: Optional[tuple[float, int, int]] = None
         self.reload_error: Optional[str] = None  # why the current config.yml is refused, if it is
         self.restart_requested = False
+        self.flush_handle: Optional[asyncio.TimerHandle] = None
         self.endpoint = cfg.mq_base if cfg.transport == "mq" else cfg.socket_path
         self._trim: Optional[asyncio.TimerHandle] = None
 
@@ -78,8 +81,11 @@ class Daemon:
         except BlockingIOError:
             os.close(fd)
             raise AlreadyRunning("pmond is already running") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:  # for people; the lock is what counts (and a full disk must not keep pmond from starting)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:
+            log.warning("could not write my pid into %s: %s", self.cfg.lock_path, exc.strerror)
         self.lock_fd = fd
 
     async def start(self, lock_fd: Optional[int] = None) -> None:
@@ -94,6 +100,7 @@ class Daemon:
         nofile = _raise_nofile_limit()
         self.maybe_reload()  # records the stamp of the file we started with, and logs its warnings
         self.store = Store(cfg.db_path)
+        self.store.on_pending = self._retry_writes
         self.authz = Authz(self.store, cfg)
         self.trees = Trees(cfg, self.loop)
         self.supervisor = Supervisor(self.store, cfg, self.loop, self.authz, self.trees)
@@ -102,11 +109,14 @@ class Daemon:
         self.groups = Groups(self.store)
         self.control = Control(cfg, self.trees.mode, self.stop_event.set, self._request_restart)
         self.applier = Applier(self.store, cfg, self.authz, self.supervisor)
+        self.metrics = Metrics(cfg, self.authz, self.supervisor, self.store)
+        self.memory = MemoryWatch(cfg, self.supervisor, self.loop)
         self.loop.add_signal_handler(signal.SIGCHLD, self.supervisor.sweep_soon)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
         self.boot.adopt_survivors()
+        await self.supervisor.end_untracked(p.id for p in self.store.list_processes())
         self.rotator = LogRotator(cfg.logs, self._rotated_logs, self.loop)
         self.rotator.start()
         self.supervisor.on_start.append(self._watch_log)  # a new log is watched at once
@@ -119,6 +129,8 @@ class Daemon:
             server = transport.UnixServer(cfg.socket_path, self.handle)
             await server.start()
         self.servers.append(server)
+        await self.metrics.start()
+        self.memory.start()
         transport.write_pid_file(cfg.data_directory, "ready", cfg.transport, self.endpoint)
         self.run_in_background(self.boot_start())
         notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=supervising")
@@ -133,7 +145,20 @@ class Daemon:
             return []
 
     def _remember_queue_uid(self, uid: int) -> None:
-        self.store.set_meta("mq_uids", json.dumps(sorted({*self._queue_uids(), uid})))
+        try:
+            self.store.set_meta("mq_uids", json.dumps(sorted({*self._queue_uids(), uid})))
+        except StoreWriteError as exc:  # the user is served anyway; only a crash now would leave the queue
+            log.error("uid %d's request queue is not remembered: %s", uid, exc.message)
+
+    def _retry_writes(self) -> None:
+        """Runtime states that could not be written (disk full) are written as soon as it works again."""
+        if self.flush_handle is None:
+            self.flush_handle = self.loop.call_later(WRITE_RETRY, self._flush_pending)
+
+    def _flush_pending(self) -> None:
+        self.flush_handle = None
+        if not self.store.flush():
+            self._retry_writes()
 
     def _request_restart(self) -> None:
         self.restart_requested = True
@@ -233,9 +258,17 @@ class Daemon:
             self.cfg,
             self.run_in_background,
             self.applier,
+            self.metrics,
         )
 
     async def handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:
+        reply = await self._handle(uid, msg)
+        # counted per command and result; an unknown command name is the client's text: one label for all
+        command = msg["cmd"] if msg.get("cmd") in self.registry else "unknown"
+        self.metrics.count_request(command, result_of(reply))
+        return reply
+
+    async def _handle(self, uid: int, msg: dict[str, Any]) -> dict[str, Any]:
         req_id = msg["id"]
         entry = self.registry.get(msg["cmd"])
         if entry is None:
@@ -278,6 +311,8 @@ class Daemon:
         for task in list(self.background):
             task.cancel()
         self.rotator.stop()
+        self.metrics.close()
+        self.memory.stop()
         for server in self.servers:
             await server.drain(IN_FLIGHT_GRACE)  # replies already being answered (a stop's own) go out first
             server.close()
@@ -286,7 +321,7 @@ class Daemon:
             sup.close()
             # Same pid and start time after exec: clients must wait for the new pmond's `ready`.
             transport.write_pid_file(self.cfg.data_directory, "starting", self.cfg.transport, self.endpoint)
-            self.store.close()
+            self._close_store()
             return
         transport.remove_pid_file(self.cfg.data_directory)
         if self.cfg.handle_interrupts:
@@ -295,6 +330,13 @@ class Daemon:
         else:
             log.info("leaving %d processes running for the next pmond", len(sup.runtimes))
         sup.close()
+        self._close_store()
+
+    def _close_store(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+        if self.store.pending and not self.store.flush():
+            log.error("pmond stops with %d process states it could not write", len(self.store.pending))
         self.store.close()
 
 
@@ -336,6 +378,7 @@ TRIM_DELAY = 0.5
 NOFILE_UNLIMITED = 1 << 20
 # How long a stopping pmond lets requests being handled finish (so that `daemon stop` gets its answer).
 IN_FLIGHT_GRACE = 2.0
+WRITE_RETRY = 1.0  # seconds between attempts to write what a full disk refused
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
 

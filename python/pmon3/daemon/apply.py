@@ -38,9 +38,10 @@ log = logging.getLogger("pmond.apply")
 
 CREATE, CHANGE, UNCHANGED, DELETE = "create", "change", "unchanged", "delete"
 _DURATIONS = ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout")
-# Options (Process.options) that pmond only looks at when it spawns: a live process runs on unaffected. Any
-# other option is taken to shape what runs, so that a change of it restarts a live process.
-CHECKED_AT_SPAWN = frozenset({"strict_modes"})
+# Options (Process.options) whose change needs no restart: strict_modes is only looked at when pmond spawns, and
+# max_memory is watched live (memwatch.py). Any other option is taken to shape what runs (limits are set in the
+# new process), so that a change of it restarts a live process.
+CHECKED_AT_SPAWN = frozenset({"strict_modes", "max_memory"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +182,8 @@ def diff(old: Process, new: Process, groups_given: bool) -> list[Change]:
     for key in sorted(old.options.keys() | new.options.keys()):
         before, after = old.options.get(key), new.options.get(key)
         if before != after:
-            changes.append(Change(key, before, after, key not in CHECKED_AT_SPAWN))
+            shown = [None if v is None else procconfig.option_text(key, v) for v in (before, after)]
+            changes.append(Change(key, shown[0], shown[1], key not in CHECKED_AT_SPAWN))
     if set(old.dependencies) != set(new.dependencies):
         changes.append(Change("dependencies", list(old.dependencies), list(new.dependencies), False))
     if groups_given and set(old.groups) != set(new.groups):

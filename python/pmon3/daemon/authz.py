@@ -62,6 +62,12 @@ def _writable_by_others(run: RunAs, st: os.stat_result) -> str:
     return ""
 
 
+def as_id(text: str) -> Optional[int]:
+    """An id as one can be written: ASCII digits of an integer SQLite holds. str.isdigit() alone takes "²" (which
+    int() refuses) and 20 digits (which SQLite cannot bind); such a key is a name, and names no row."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def check_name(name: str, what: str = "process name") -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise InvalidRequestError(f"invalid {what} {name!r}: use {NAME_RULE}")
@@ -96,8 +102,8 @@ class Authz:
         """The process `key` names for this caller: an id, a name of the caller's own, or `user/name`."""
         text = str(key)
         p: Optional[Process] = None
-        if text.isdigit():
-            p = self.store.get(int(text))
+        if (row_id := as_id(text)) is not None:
+            p = self.store.get(row_id)
             if p is not None and not self.may_act(caller, p):
                 p = None
         if p is None:
@@ -119,7 +125,8 @@ class Authz:
         if not sep:
             return caller.uid, text
         try:
-            owner = accounts.uid_of(user) if not user.isdigit() else int(user)
+            uid = as_id(user)
+            owner = accounts.uid_of(user) if uid is None else uid
         except InvalidRequestError:
             return None, name
         if owner != caller.uid and not caller.is_root:
@@ -149,8 +156,9 @@ class Authz:
         return self.store.get_by_name(caller.uid, name)
 
     # -- users ------------------------------------------------------------------------------------------------
-    def run_as(self, caller: Caller, requested: str) -> RunAs:
-        """Root may run processes as anyone; everybody else only as themselves."""
+    def run_as(self, caller: Caller, requested: str, owner: Optional[int] = None) -> RunAs:
+        """Root may run processes as anyone; everybody else only as themselves. `owner`: the row the run user is
+        for (default: a new row of the caller's), which must be allowed to run as that user (may_run_as)."""
         own = caller.name
         user = requested or own
         if not caller.is_root and user != own:
@@ -160,7 +168,18 @@ class Authz:
             raise PermissionDeniedError(
                 f"this pmond runs as {accounts.name_of(self.own_uid)}: it cannot run processes as {user}"
             )
+        self.may_run_as(caller.uid if owner is None else owner, run)
         return run
+
+    def may_run_as(self, owner: int, run: RunAs) -> None:
+        """A user's process runs as that user, whoever asks: its owner chooses what it runs (restart -a, -l), so
+        root giving it another identity (restart user/x -u root) would give the owner that identity. Only
+        pmond's own user's processes (root's) may run as someone else."""
+        if owner != self.own_uid and run.uid != owner:
+            who = self.owner_name(owner)
+            raise PermissionDeniedError(
+                f"permission denied: a process of {who} runs as {who}, not as {run.name} (exec it as root instead)"
+            )
 
     # -- groups -----------------------------------------------------------------------------------------------
     def visible_groups(self, caller: Caller) -> list[Group]:
@@ -169,8 +188,8 @@ class Authz:
     def find_group(self, caller: Caller, key: object) -> Group:
         text = str(key)
         g: Optional[Group] = None
-        if text.isdigit():
-            g = self.store.get_group(int(text))
+        if (group_id := as_id(text)) is not None:
+            g = self.store.get_group(group_id)
             if g is not None and not (caller.is_root or g.owner == caller.uid):
                 g = None
         if g is None:

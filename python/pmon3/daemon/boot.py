@@ -18,7 +18,7 @@ from ..config import Config
 from ..errors import CommandError, DependencyError, ProcessConfigError
 from ..models import Process
 from ..states import REVIVE_AT_BOOT, Status
-from ..store import Store
+from ..store import Store, StoreWriteError
 from . import spec
 from .authz import Authz, Caller
 from .readiness import NotReady
@@ -61,7 +61,11 @@ class Boot:
         """Take over live processes a previous pmond left behind (same pid and start time, same boot)."""
         this_boot = boot_id()
         same_boot = bool(this_boot) and self.store.get_meta("boot_id") == this_boot
-        self.store.set_meta("boot_id", this_boot)
+        if not same_boot:
+            try:
+                self.store.set_meta("boot_id", this_boot)
+            except StoreWriteError as exc:  # a full disk must not keep pmond from starting
+                log.error("%s", exc.message)
         for p in self.store.list_processes():
             if p.status in REVIVE_AT_BOOT:
                 self.supervisor.adopt(p, same_boot)

@@ -20,6 +20,17 @@ def stat_as(uid: int, path: str) -> os.stat_result:
     return _native.stat_as(path, user.uid, user.gid, list(user.groups))
 
 
+def open_as(uid: int, path: str, flags: int) -> int:
+    """os.open(path, flags) as `uid` would (pmond's own user: as it is); a uid without an account opens nothing."""
+    if uid == os.geteuid():
+        return os.open(path, flags | os.O_CLOEXEC)
+    try:
+        user = accounts.user_of(uid)
+    except InvalidRequestError:
+        raise PermissionError(f"uid {uid} has no account") from None
+    return _native.open_as(path, flags, 0, user.uid, user.gid, list(user.groups))
+
+
 def is_dir(uid: int, path: str) -> bool:
     try:
         return stat.S_ISDIR(stat_as(uid, path).st_mode)

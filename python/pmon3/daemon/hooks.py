@@ -21,7 +21,7 @@ import pwd
 import shlex
 import signal
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from .. import _native
 from ..config import BASE_PATH
@@ -32,31 +32,35 @@ MAX_RUNNING = 8
 MAX_QUEUED = 10000
 
 
-def payload(p: Process, status: int, pid: int) -> str:
-    """pmon3's event JSON (reference §9.2), in its key order, plus restart_count."""
-    return json.dumps(
-        {
-            "created_at": p.created_at,
-            "updated_at": p.updated_at,
-            "log": p.log,
-            "name": p.name,
-            "process_file": p.process_file,
-            "args": p.args,
-            "env_vars": " ".join(shlex.quote(e) for e in p.env_vars),
-            "username": p.username,
-            "memory_usage": "",
-            "cpu_usage": "",
-            "dependencies": " ".join(p.dependencies),
-            "Groups": [{"name": g} for g in p.groups] or None,
-            "status": status,
-            "id": p.id,
-            "pid": pid,
-            "uid": p.uid,
-            "gid": p.gid,
-            "auto_restart": p.auto_restart,
-            "restart_count": p.restart_count,
-        }
-    )
+def payload(p: Process, status: int, pid: int, last_exit: Optional[dict[str, Any]] = None) -> str:
+    """pmon3's event JSON (reference §9.2), in its key order, plus restart_count and `exit`: the process's
+    last exit as `pmon3 history --json` shows it (null when none is known)."""
+    data: dict[str, Any] = {
+        "created_at": p.created_at,
+        "updated_at": p.updated_at,
+        "log": p.log,
+        "name": p.name,
+        "process_file": p.process_file,
+        "args": p.args,
+        "env_vars": " ".join(shlex.quote(e) for e in p.env_vars),
+        "username": p.username,
+        "memory_usage": "",
+        "cpu_usage": "",
+        "dependencies": " ".join(p.dependencies),
+        "Groups": [{"name": g} for g in p.groups] or None,
+        "status": status,
+        "id": p.id,
+        "pid": pid,
+        "uid": p.uid,
+        "gid": p.gid,
+        "auto_restart": p.auto_restart,
+        "restart_count": p.restart_count,
+    }
+    if last_exit is not None:
+        data["exit"] = {k: v for k, v in last_exit.items() if k not in ("id", "process_id", "name", "owner")}
+    else:
+        data["exit"] = None
+    return json.dumps(data)
 
 
 class HookRunner:
@@ -80,11 +84,11 @@ class HookRunner:
         self.dropped = 0
         self._dropped_said = 0.0
 
-    def fire(self, event: str, p: Process, status: int, pid: int) -> None:
+    def fire(self, event: str, p: Process, status: int, pid: int, last_exit: Optional[dict[str, Any]] = None) -> None:
         command = self.commands().get(event)
         if not command:
             return
-        self.queued.append((event, command, payload(p, status, pid), p.name))
+        self.queued.append((event, command, payload(p, status, pid, last_exit), p.name))
         if len(self.queued) > MAX_QUEUED:
             self.queued.popleft()
             self.dropped += 1

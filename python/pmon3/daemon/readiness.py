@@ -29,8 +29,10 @@ import struct
 import time
 from typing import Callable, Optional
 
+from .. import _native
 from ..config import parse_duration_ms
 from ..errors import ConfigError, InvalidRequestError
+from . import fsas
 
 log = logging.getLogger("pmond.readiness")
 DEFAULT_TIMEOUT = 60.0
@@ -67,7 +69,7 @@ def parse(text: str) -> ReadySpec:
         return ReadySpec(text)
     if kind == "tcp":
         host, _, port = rest.rpartition(":")
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise InvalidRequestError(f"ready {text!r}: expected tcp:PORT or tcp:HOST:PORT")
         return ReadySpec("tcp", host=host or "127.0.0.1", port=int(port))
     if kind == "http":
@@ -79,9 +81,9 @@ def parse(text: str) -> ReadySpec:
         raise InvalidRequestError(f"ready {text!r}: expected http:/PATH or http://HOST:PORT/PATH")
     if kind == "log":
         try:
-            re.compile(rest)
-        except re.error as exc:
-            raise InvalidRequestError(f"ready {text!r}: bad regular expression: {exc}") from None
+            _native.Regex(rest)
+        except ValueError as exc:
+            raise InvalidRequestError(f"ready {text!r}: bad regular expression: {' '.join(str(exc).split())}") from None
         if not rest:
             raise InvalidRequestError("ready log: needs a regular expression, e.g. log:listening on")
         return ReadySpec("log", pattern=rest)
@@ -162,6 +164,7 @@ async def wait_ready(
     notified: Optional[asyncio.Event] = None,
     log_path: str = "",
     log_offset: int = 0,
+    log_uid: int = -1,
     default_port: int = 0,
 ) -> None:
     """Until the process is ready; NotReady with the reason if it dies first or `timeout` passes."""
@@ -207,9 +210,11 @@ async def wait_ready(
         await until(lambda: asyncio.ensure_future(probe(spec.host, port, spec.path)))
         return
     if spec.kind == "log":
-        pattern = re.compile(spec.pattern.encode())
+        # Linear time whatever the pattern (a backtracking `^(a+)+$` would freeze pmond), and the log read with
+        # the run user's rights (a path that leads elsewhere must not make the pattern an oracle on root's files).
+        pattern = _native.Regex(spec.pattern)
         state = {"offset": log_offset, "partial": b""}
-        await until(lambda: _log_matches(log_path, pattern, state))
+        await until(lambda: _log_matches(log_path, pattern, state, log_uid))
         return
     raise NotReady(f"unknown readiness {spec.kind}")
 
@@ -244,10 +249,16 @@ async def _http_probe(host: str, port: int, path: str) -> bool:
         writer.close()
 
 
-def _log_matches(path: str, pattern: re.Pattern[bytes], state: dict[str, object]) -> bool:
-    """New complete lines of the log since the start of this copy; a truncated or rotated file starts over."""
+def _log_matches(path: str, pattern: _native.Regex, state: dict[str, object], uid: int = -1) -> bool:
+    """New complete lines of the log since the start of this copy; a truncated or rotated file starts over. The
+    file is opened as `uid` (the process's run user; -1: pmond's own rights)."""
     try:
-        with open(path, "rb") as fh:
+        fd = (
+            fsas.open_as(uid, path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            if uid >= 0
+            else os.open(path, os.O_RDONLY)
+        )
+        with open(fd, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             offset = int(state["offset"])  # type: ignore[call-overload]
             if size < offset:

@@ -90,7 +90,7 @@ def parse(text: str) -> ListenSpec:
             if not (host.startswith("[") and host.endswith("]")):
                 raise InvalidRequestError(f"listen {text!r}: write an IPv6 host in brackets, tcp6:[::1]:8080")
             host = host[1:-1]
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
             raise InvalidRequestError(f"listen {text!r}: expected HOST:PORT with a port from 1 to 65535")
         try:
             socket.inet_pton(socket.AF_INET6 if kind == "tcp6" else socket.AF_INET, host)
@@ -103,7 +103,7 @@ def parse(text: str) -> ListenSpec:
         key, _, value = opt.partition("=")
         if key == "name" and _NAME.fullmatch(value) and ":" not in value:
             fields["name"] = value
-        elif key == "backlog" and value.isdigit() and 0 < int(value) <= 65535:
+        elif key == "backlog" and value.isascii() and value.isdigit() and 0 < int(value) <= 65535:
             fields["backlog"] = int(value)
         elif key == "mode" and kind == "unix" and re.fullmatch(r"0?[0-7]{3}", value):
             fields["mode"] = int(value, 8)

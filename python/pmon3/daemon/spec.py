@@ -8,7 +8,7 @@ import re
 import shlex
 from typing import Any
 
-from .. import procconfig
+from .. import limits, procconfig
 from ..config import parse_duration_ms
 from ..errors import ConfigError, InvalidRequestError, Pmon3Error, ProcessConfigError
 from ..ipc.messages import ExecRequest, RestartFlags
@@ -130,6 +130,8 @@ def build(authz: Authz, caller: Caller, req: ExecRequest, env_file: str = "", *,
         key = "instances"
         if req.instances is not None and not 1 <= req.instances <= MAX_INSTANCES:
             raise InvalidRequestError(f"instances: expected 1 to {MAX_INSTANCES}, got {req.instances}")
+        key = "limits"
+        p.options.update(limit_options(req))
     except Pmon3Error as exc:
         if exc.field is None:
             exc.field = key
@@ -150,11 +152,52 @@ def _duration(value: Any, key: str) -> int:
     return ms
 
 
+def limit_options(req: ExecRequest) -> dict[str, Any]:
+    """The limits of a request as Process.options (pmon3/limits.py); an InvalidRequestError names the key."""
+    out: dict[str, Any] = {}
+    key = "limits"
+    try:
+        rl = limits.parse_limits(req.limits)
+        if rl:
+            out["limits"] = rl
+        key = "max_memory"
+        if req.max_memory not in (None, ""):
+            out["max_memory"] = limits.parse_size(req.max_memory, "max_memory")
+            if out["max_memory"] < 1 << 20:
+                raise limits.LimitError(f"max_memory: {req.max_memory!r} is less than 1M")
+        key = "memory_max"
+        if req.memory_max not in (None, ""):
+            out["memory_max"] = limits.parse_size(req.memory_max, "memory_max")
+        key = "cpu_max"
+        if req.cpu_max not in (None, ""):
+            out["cpu_max"] = limits.parse_cpu_max(req.cpu_max)
+        key = "pids_max"
+        if req.pids_max not in (None, ""):
+            out["pids_max"] = limits.parse_count(req.pids_max, "pids_max")
+    except limits.LimitError as exc:
+        err = InvalidRequestError(str(exc))
+        err.field = key
+        raise err from None
+    return out
+
+
+def cgroup_limits(p: Process) -> dict[str, str]:
+    """The cgroup limits of a process as the values written to its cgroup (trees.CGROUP_LIMITS keys)."""
+    out: dict[str, str] = {}
+    if "memory_max" in p.options:
+        out["memory_max"] = str(int(p.options["memory_max"]))
+    if "cpu_max" in p.options:
+        out["cpu_max"] = str(p.options["cpu_max"])
+    if "pids_max" in p.options:
+        out["pids_max"] = str(int(p.options["pids_max"]))
+    return out
+
+
 def restart_changes(authz: Authz, caller: Caller, p: Process, flags: RestartFlags) -> dict[str, Any]:
     """The spec fields `restart -u/-a/-l/--log-dir/-d` change, all validated before the process is touched."""
     changes: dict[str, Any] = {}
     if flags.user:
-        user = authz.run_as(caller, flags.user)
+        user = authz.run_as(caller, flags.user, owner=p.owner)
         changes.update(username=user.name, uid=user.uid, gid=user.gid)
     if flags.args:
         changes["argv"] = split_words(flags.args, "args")

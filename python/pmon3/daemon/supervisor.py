@@ -10,6 +10,7 @@ been up `min_uptime` is respawned before anything else is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -22,7 +23,7 @@ import time
 from collections.abc import Coroutine, Iterable
 from typing import Any, Callable, Literal, Optional
 
-from .. import _native
+from .. import _native, limits
 from ..config import BASE_PATH, Config, signal_number
 from ..errors import (
     ConflictError,
@@ -33,17 +34,18 @@ from ..errors import (
     SpawnError,
 )
 from ..logfiles import rotated_files
-from ..models import ExitInfo, Process
+from ..models import ExitInfo, ExitRecord, Process, bytes_text
 from ..states import Status, check_transition
-from ..store import Store
-from . import policy, readiness, spec
+from ..store import Store, StoreWriteError
+from . import fsas, policy, readiness, spec
 from .accounts import RunAs, resolve_user
 from .authz import Authz
+from .history import History
 from .hooks import HookRunner
 from .readiness import Notifier
 from .sockets import Key as SocketKey
 from .sockets import Sockets
-from .trees import LEAVES, Copy, Trees
+from .trees import CGROUP_LIMITS, LEAVES, CgroupError, Copy, Trees
 
 log = logging.getLogger("pmond.supervisor")
 
@@ -97,7 +99,7 @@ class Launch:
     """Everything _native.spawn needs, kept so that a crashed process is respawned without any lookup. `extra`
     holds the rare keyword arguments (pass_fds, listen_pid); `rlimits` and `groups` are shared objects."""
 
-    __slots__ = ("file", "argv", "env", "cwd", "uid", "gid", "groups", "log_path", "rlimits", "extra")
+    __slots__ = ("file", "argv", "env", "cwd", "uid", "gid", "groups", "log_path", "rlimits", "extra", "max_memory")
 
     def __init__(
         self,
@@ -111,10 +113,12 @@ class Launch:
         log_path: Optional[str] = None,
         rlimits: Optional[list[tuple[int, int, int]]] = None,
         extra: Optional[Options] = None,
+        max_memory: int = 0,
     ) -> None:
         self.file, self.argv, self.env = file, argv, env
         self.cwd, self.uid, self.gid, self.groups, self.log_path = cwd, uid, gid, groups, log_path
         self.rlimits, self.extra = rlimits, extra
+        self.max_memory = max_memory  # bytes; 0: not watched (memwatch.py)
 
 
 class Runtime:
@@ -136,6 +140,9 @@ class Runtime:
         "status_text",
         "main_pid",
         "watchdog",
+        "kill_reason",
+        "kill_note",
+        "max_memory",
         "exit_info",
         "_waiter",
     )
@@ -167,6 +174,9 @@ class Runtime:
         self.status_text = ""  # the last STATUS= it sent
         self.main_pid = 0  # MAINPID= it named: followed when the first process exits
         self.watchdog: Optional[asyncio.TimerHandle] = None
+        self.kill_reason = ""  # pmond killed it (watchdog, not_ready): the history's reason
+        self.kill_note = ""
+        self.max_memory = 0  # restarted when its tree stays above this many bytes (memwatch.py); 0: not watched
         self.exit_info: Optional[ExitInfo] = None  # once it has exited
         self._waiter: Optional[asyncio.Future[ExitInfo]] = None
 
@@ -248,7 +258,8 @@ class Supervisor:
         self.quick_deaths: dict[int, int] = {}
         self.timers: dict[int, asyncio.TimerHandle] = {}
         self.locks: dict[int, RowLock] = {}
-        self.stopping: set[int] = set()
+        # processes being stopped on purpose -> (history reason, action) of the exit that follows
+        self.stopping: dict[int, tuple[str, str]] = {}
         self.shutting_down = False
         self.started = time.monotonic()
         self.watchers: dict[int, Callable[[ExitInfo], None]] = {}
@@ -269,6 +280,7 @@ class Supervisor:
             self.watchers.__setitem__,
             lambda pid: self.watchers.pop(pid, None),
         )
+        self.history = History(store, trees, loop, lambda: self.cfg.history_retain)
 
     # -- settings ---------------------------------------------------------------------------------------
     def set_nofile(self, original_soft: int, soft: int, hard: int) -> None:
@@ -326,6 +338,9 @@ class Supervisor:
         rt = self.runtimes.get(process_id)
         if rt is not None and rt.status_text:
             info["notify_status"] = rt.status_text
+        last = self.history.last_exit(process_id)
+        if last is not None:
+            info["last_exit"] = last.summary()
         return info
 
     async def wait_ready(self, process_id: int) -> None:
@@ -341,11 +356,22 @@ class Supervisor:
         check_transition(p.status, new)
         p.status = new
 
+    def check_limits(self, p: Process) -> None:
+        """A process with cgroup limits is refused before anything is stored where pmond cannot apply them."""
+        wanted = spec.cgroup_limits(p)
+        if not wanted:
+            return
+        try:
+            self.trees.require({CGROUP_LIMITS[k][0] for k in wanted})
+        except CgroupError as exc:
+            raise InvalidRequestError(f"{', '.join(wanted)}: {exc}") from None
+
     # -- operations for the request handlers ----------------------------------------------------------------
     async def upsert(self, new: Process, *, exec_semantics: bool, groups_given: bool) -> Process:
         """Create `new` (a validated spec) or update its owner's stored row of that name, and start it unless it
         is alive. With exec semantics a live (or restarting) name is refused, as pmon3; a config entry updates
         the row and leaves a live process running."""
+        self.check_limits(new)
         existing = self.store.get_by_name(new.owner, new.name)
         if existing is None:
             p = self.store.insert(new)  # a new row starts `queued`
@@ -353,7 +379,8 @@ class Supervisor:
                 try:
                     self.start(p)
                 except SpawnError as exc:  # a failed start leaves nothing new behind
-                    self.store.delete(p.id)
+                    with contextlib.suppress(StoreWriteError):  # disk full: the row stays, `failed`
+                        self.store.delete(p.id)
                     self._forget(p.id)
                     self._release_sockets(p)
                     raise SpawnError(f"command error: start process error: {exc}") from None
@@ -364,8 +391,7 @@ class Supervisor:
             if exec_semantics and (alive or current.status not in REUSABLE):
                 raise ConflictError(f"process already running with the name provided: {new.name}")
             p = spec.merge(current, new, groups_given)
-            self.store.update(p)
-            self.store.set_groups(p)
+            self.store.update(p, with_groups=True)
             if not alive:
                 try:
                     self.start(p)
@@ -373,27 +399,46 @@ class Supervisor:
                     raise SpawnError(f"command error: start process error: {exc}") from None
         return self.store.get(p.id) or p
 
-    async def restart(self, process_id: int, changes: dict[str, Any], verb: str) -> tuple[Process, bool]:
+    async def restart(
+        self, process_id: int, changes: dict[str, Any], verb: str, why: tuple[str, str] = ("stop", "restarted")
+    ) -> tuple[Process, bool]:
         """restart: stop gracefully, apply the validated `changes`, start, count. start: the same, except that a
-        live process is left alone. Returns the row and whether it was started."""
+        live process is left alone. Returns the row and whether it was started. `why`: what the history
+        records for the exit."""
         async with self.lock(process_id):
             p = self._get(process_id)
             if verb == "start" and self.is_alive(process_id):
                 return p, False
-            if self.is_alive(process_id):
-                await self.terminate(process_id, force=False)
-            p = self._get(process_id)
             for key, value in changes.items():
                 setattr(p, key, value)
             if verb == "restart":
                 p.restart_count += 1
+            self.store.update(p)  # first: if it cannot be written (disk full), nothing has happened
+            if self.is_alive(process_id):
+                await self.terminate(process_id, force=False, why=why)
+            p = self._get(process_id)
             self._clear_runtime_state(process_id)
-            self.store.update(p)
             try:
                 self.start(p)
             except SpawnError as exc:
                 raise SpawnError(f"command error: start process error: {exc}") from None
             return self._get(process_id), True
+
+    async def restart_for_memory(self, process_id: int, used: int, limit: int) -> None:
+        """memwatch: the tree stayed above max_memory: a graceful restart, counted, recorded as max_memory."""
+        rt = self.runtimes.get(process_id)
+        p = self.store.get(process_id)
+        if rt is None or p is None or process_id in self.stopping:
+            return
+        rt.kill_note = f"tree memory {bytes_text(used)} > max_memory {bytes_text(limit)}"
+        log.warning("%s (id %d): %s: restarting it", p.name, p.id, rt.kill_note)
+        old_status, old_pid = p.status, p.pid
+        try:
+            p, _started = await self.restart(process_id, {}, "restart", why=("max_memory", "restarted"))
+        except (SpawnError, NotFoundError) as exc:
+            log.error("restart of %s for max_memory failed: %s", p.name, exc)
+            return
+        self._restart_hook(p, old_status, old_pid)
 
     async def reload(self, process_id: int, changes: dict[str, Any]) -> tuple[Process, str]:
         """Zero-downtime restart: start a new copy (with `changes` applied) beside the serving one, wait until
@@ -440,13 +485,18 @@ class Supervisor:
             await self._terminate_copy(new, force=False)
             self._close_notifier(new.copy)
             raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
+        target.restart_count += 1
+        try:
+            self.store.update(target)
+        except StoreWriteError as exc:
+            await self._terminate_copy(new, force=True)
+            self._close_notifier(new.copy)
+            raise SpawnError(f"reload of {p.name} failed: {exc}; the old copy keeps running") from None
         # The new copy serves: it becomes the process, then the old one is stopped gracefully.
         old.role, new.role = "retiring", "main"
         self.runtimes[process_id] = new
         self._set_leaf(process_id, leaf)
         self._stop_watchdog(old)
-        target.restart_count += 1
-        self.store.update(target)
         self._record_start(target, new)
         self._set_status(target, Status.RUNNING)
         self.store.update_runtime(target)
@@ -526,6 +576,7 @@ class Supervisor:
         running and the new restart policy applies from its next exit. A process that is not alive is updated
         and left as it is: a stopped one stays stopped, a pending restart starts the new spec. Returns the row
         and whether it was restarted."""
+        self.check_limits(new)
         async with self.lock(process_id):
             p = self._get(process_id)
             restart = restart and self.is_alive(process_id)
@@ -537,17 +588,21 @@ class Supervisor:
                 p.groups = list(target.groups)
                 self.store.set_groups(p)
                 return self._get(process_id), True
-            if restart:
-                await self.terminate(process_id, force=False)
-                p = self._get(process_id)
-                p.restart_count += 1
-                self._clear_runtime_state(process_id)
             p = spec.merge(p, new, groups_given)
-            self.store.update(p)
-            self.store.set_groups(p)
+            if restart:
+                p.restart_count += 1
+            self.store.update(p, with_groups=True)  # first: if it cannot be written (disk full), nothing happened
+            if restart:
+                await self.terminate(process_id, force=False, why=("stop", "restarted"))
+                p = self._get(process_id)
+                self._clear_runtime_state(process_id)
             rt = self.runtimes.get(process_id)
             if rt is not None and rt.launch is not None:
                 rt.policy_inputs = (p.auto_restart, dict(p.policy))
+            if rt is not None:  # max_memory applies without a restart
+                rt.max_memory = int(p.options.get("max_memory") or 0)
+                if rt.launch is not None:
+                    rt.launch.max_memory = rt.max_memory
             if restart:
                 try:
                     self.start(p)
@@ -572,8 +627,17 @@ class Supervisor:
         """Stop (gracefully unless forced) and delete the row; the log files pmond made for it go too."""
         async with self.lock(process_id):
             p = self._get(process_id)
-            await self.terminate(process_id, force=force)
-            self.store.delete(process_id)
+            info = await self.terminate(process_id, force=force, why=("stop", "deleted"))
+            try:
+                self.store.delete(process_id)
+            except StoreWriteError as exc:  # disk full: the row stays, as a stopped process
+                current = self._get(process_id)
+                if current.status != Status.STOPPED:
+                    if info is not None:
+                        current.last_exit_code, current.last_exit_signal = info.code, info.signal
+                    self._set_status(current, Status.STOPPED)
+                    self.store.update_runtime(current)
+                raise StoreWriteError(f"{p.name} was stopped but not deleted: {exc.message}") from None
             self._forget(process_id)
             self.trees.release(process_id)
             for leaf in LEAVES:
@@ -622,6 +686,28 @@ class Supervisor:
             self.start(current)
         return True
 
+    async def end_untracked(self, rows: Iterable[int]) -> int:
+        """At start, after adoption (cgroup mode): processes in a copy tree that no adopted process leads were
+        left by a pmond that died: the children of a leader that died while no pmond watched, or a copy spawned
+        just before the crash, before its pid was written. Nobody tracks them and boot would start the process
+        again beside them, so they are ended first (SIGKILL: their leader is gone or unknown). Trees of rows that
+        no longer exist go with their cgroups. Returns how many trees were ended."""
+        existing = set(rows)
+        ended = 0
+        for copy in self.trees.copies():
+            rt = self.runtimes.get(copy[0])
+            if rt is not None and rt.leaf == copy[1]:
+                continue  # the adopted copy's own tree
+            if self.trees.populated(copy, 0):
+                log.warning(
+                    "process %d: ending what a previous pmond left untracked in %s", copy[0], self.trees.describe(copy)
+                )
+                await self._end_tree(copy, 0, signal.SIGKILL, 0)
+                ended += 1
+            if copy[0] not in existing:
+                self.trees.release(copy[0])
+        return ended
+
     async def shutdown_stop(self, layers: list[list[int]]) -> None:
         """pmond is stopping with handle_interrupts: every live process ends `closed`, dependents first. No row
         lock: a request still holding one must not keep pmond from stopping."""
@@ -638,6 +724,7 @@ class Supervisor:
         for copy in list(self.notifiers):
             self._close_notifier(copy)
         self.sockets.close()
+        self.history.close()
 
     def _get(self, process_id: int) -> Process:
         p = self.store.get(process_id)
@@ -714,6 +801,10 @@ class Supervisor:
             raise SpawnError(str(exc)) from None
         if os.geteuid() != 0 and user.uid != os.geteuid():
             raise SpawnError(f"this pmond cannot run processes as {user.name}")
+        try:
+            self.authz.may_run_as(p.owner, user)  # a row stored before the rule (or edited) is refused too
+        except PermissionDeniedError as exc:
+            raise SpawnError(exc.message) from None
         if p.options.get("strict_modes", True):
             try:
                 self.authz.trusted_executable(user, p.process_file)
@@ -741,6 +832,17 @@ class Supervisor:
             if p.options.get("watchdog"):
                 env.append(f"WATCHDOG_USEC={int(p.options['watchdog']) * 1000}")
         root = os.geteuid() == 0
+        rlimits = self.child_rlimits
+        if p.options.get("limits"):  # the process's own limits win over the ones pmond restores
+            own = limits.rlimits(p.options["limits"])
+            mine = {r[0] for r in own}
+            rlimits = [r for r in (rlimits or []) if r[0] not in mine] + own
+        cgroup_limits = spec.cgroup_limits(p)
+        try:
+            self.trees.apply_limits(copy, cgroup_limits)
+        except CgroupError as exc:
+            raise SpawnError(f"{', '.join(cgroup_limits) or 'cgroup limits'}: {exc}") from None
+        self.history.started(copy)
         launch = Launch(
             p.process_file,
             [p.process_file, *p.argv],  # argv[0] is the program as given (pmon3; multi-call binaries need it)
@@ -750,8 +852,9 @@ class Supervisor:
             gid=user.gid if root else None,
             groups=user.groups if root else None,
             log_path=p.log or None,
-            rlimits=self.child_rlimits,
+            rlimits=rlimits,
             extra={"pass_fds": pass_fds, "listen_pid": True} if pass_fds else None,
+            max_memory=int(p.options.get("max_memory") or 0),
         )
         inputs = (p.auto_restart, dict(p.policy)) if p.policy or not p.auto_restart else _DEFAULT_POLICY
         rt = self._launch(p.id, leaf, launch, inputs, role)
@@ -809,6 +912,7 @@ class Supervisor:
         if _trace_fd >= 0:
             _trace(b"spawned", pid)
         rt = Runtime(process_id, leaf, pid, pidfd, True, time.monotonic(), launch, policy_inputs, role)
+        rt.max_memory = launch.max_memory
         self._track(rt)
         return rt
 
@@ -891,8 +995,11 @@ class Supervisor:
         is_child = _parent_of(p.pid) == os.getpid()
         started = time.monotonic() - _age(p.pid_start_time)  # its uptime counts from its own start
         leaf = self.trees.leaf_of(p.id, p.pid)
+        self.trees.adopted((p.id, leaf), p.pid, pidfd)
         rt = Runtime(p.id, leaf, p.pid, pidfd, is_child, started)
+        rt.max_memory = int(p.options.get("max_memory") or 0)
         self._track(rt)
+        self.history.started(rt.copy)
         if p.options.get("listen") and not self.sockets.fds(self.socket_key(p)):
             if not self.sockets.recover(self.socket_key(p), list(p.options["listen"]), pidfd, p.pid):
                 log.warning("%s: its held sockets are bound again at its next start", p.name)
@@ -908,7 +1015,12 @@ class Supervisor:
     def _notifier(self, copy: Copy) -> Notifier:
         notifier = self.notifiers.get(copy)
         if notifier is None:
-            name = f"pmon3{'_' + self.cfg.name_suffix if self.cfg.name_suffix else ''}/notify/p{copy[0]}{copy[1]}"
+            # Abstract names are anyone's to bind: a random part, or a user binds the next ones first and the
+            # process cannot start (the name is visible in /proc/net/unix once bound, but then it is ours).
+            name = (
+                f"pmon3{'_' + self.cfg.name_suffix if self.cfg.name_suffix else ''}/notify/"
+                f"p{copy[0]}{copy[1]}.{os.urandom(8).hex()}"
+            )
             notifier = self.notifiers[copy] = Notifier(
                 self.loop, name, lambda pid: self._in_copy(copy, pid), lambda msg, pid: self._notified(copy, msg, pid)
             )
@@ -937,7 +1049,7 @@ class Supervisor:
             rt.notified.set()
         if "STATUS" in msg:
             rt.status_text = msg["STATUS"][:512]
-        if msg.get("MAINPID", "").isdigit():
+        if msg.get("MAINPID", "").isascii() and msg["MAINPID"].isdigit():  # "²".isdigit(), int() refuses it
             main = int(msg["MAINPID"])
             if main == rt.pid or main in self.trees.members(copy, rt.pid):
                 rt.main_pid = main
@@ -963,6 +1075,7 @@ class Supervisor:
             except readiness.NotReady as exc:
                 if rt.role == "main" and self.by_pid.get(rt.pid) is rt:
                     log.error("%s (pid %d) is not ready: %s; stopping it", p.name, rt.pid, exc)
+                    rt.kill_reason, rt.kill_note = "not_ready", str(exc)
                     self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
                     self._signal(rt, signal.SIGKILL)
                 return
@@ -983,9 +1096,9 @@ class Supervisor:
         rt.notified = asyncio.Event()
         offset = 0
         if spec_.kind == "log" and p.log:
-            try:
-                offset = os.stat(p.log).st_size  # lines from before this copy do not count
-            except OSError:
+            try:  # lines from before this copy do not count; the run user's view of the file, as it is read
+                offset = fsas.stat_as(p.uid, p.log).st_size
+            except (OSError, Pmon3Error):
                 offset = 0
         held = [s for s, _sock in self.sockets.held.get(self.socket_key(p), []) if s.kind in ("tcp", "tcp6")]
         try:
@@ -996,6 +1109,7 @@ class Supervisor:
                 notified=rt.notified,
                 log_path=p.log,
                 log_offset=offset,
+                log_uid=p.uid,
                 default_port=held[0].port if held else 0,
             )
         except readiness.NotReady as exc:
@@ -1029,6 +1143,7 @@ class Supervisor:
         if self.by_pid.get(rt.pid) is not rt or rt.role != "main":
             return
         log.error("pid %d sent no WATCHDOG=1 in time: killing it (it is restarted as after a crash)", rt.pid)
+        rt.kill_reason, rt.kill_note = "watchdog", "no WATCHDOG=1 in time"
         self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
         self._signal(rt, signal.SIGKILL)
 
@@ -1045,12 +1160,12 @@ class Supervisor:
         except OSError as exc:
             log.error("reap failed: %s", exc)
             return
-        for pid, code, sig, utime, stime, rss in records:
+        for pid, code, sig, utime, stime, rss, core in records:
             rt = self.by_pid.get(pid)
             if rt is not None:
-                self._exited(rt, ExitInfo(pid, code, sig, utime, stime, rss))
+                self._exited(rt, ExitInfo(pid, code, sig, utime, stime, rss, core))
             elif pid in self.watchers:  # a hook
-                self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss))
+                self.watchers.pop(pid)(ExitInfo(pid, code, sig, utime, stime, rss, core))
 
     def sweep_soon(self) -> None:
         """SIGCHLD: a sweep within SWEEP_DELAY (orphans and hooks; supervised copies come by their pidfds)."""
@@ -1103,6 +1218,7 @@ class Supervisor:
             or rt.process_id in self.stopping
             or self.cfg.flap.enabled
             or rt.copy in trees.killed
+            or rt.copy not in trees.used  # a previous pmond's cgroup: renewed by the general way first
         ):
             return False
         now = time.monotonic()
@@ -1139,7 +1255,8 @@ class Supervisor:
         self._untrack(rt)
         rt.set_exited(info)
         process_id = rt.process_id
-        new = Runtime(process_id, rt.leaf, pid, pidfd, True, time.monotonic(), launch, inputs, "main")
+        new = Runtime(process_id, rt.leaf, pid, pidfd, True, self._last_respawn, launch, inputs, "main")
+        new.max_memory = launch.max_memory
         self._track(new)
         self.quick_deaths.pop(process_id, None)
         p = self.store.get(process_id)
@@ -1149,6 +1266,7 @@ class Supervisor:
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         p.restart_count += 1
         self._record_start(p, new, (old_status, old_pid, info, uptime))
+        self._note_exit(p, rt, info, now, _reason(rt, info), "restarted", (new.started - now) * 1000, _detected(rt))
         self._watch_ready(new, p)
         return True
 
@@ -1188,32 +1306,38 @@ class Supervisor:
         if self.by_pid.get(rt.pid) is not rt:
             return
         self._untrack(rt)
-        uptime = time.monotonic() - rt.started
+        ended = time.monotonic()
+        uptime = ended - rt.started
         rt.set_exited(info)
-        if rt.role != "main":
-            return  # a reload's copy: the reload handles it
         process_id = rt.process_id
-        if process_id in self.stopping or self.shutting_down:
-            return  # whoever is stopping it records the outcome
+        if rt.role != "main":
+            if rt.role == "retiring":  # a reload's old copy: the reload handles it
+                self._note_exit(process_id, rt, info, ended, "reload", "replaced")
+            return
+        why = self.stopping.get(process_id)
+        if why is not None or self.shutting_down:
+            if why is not None and why[1] != "deleted":  # whoever is stopping it sets the status
+                self._note_exit(process_id, rt, info, ended, *why)
+            return
         if self._follow_main_pid(rt):
             return
         if self.trees.populated(rt.copy, rt.pid):
             # The leader died but its tree lives on: end it before anything restarts (no two generations).
-            self._background(self._end_tree_then_decide(rt, uptime, info))
+            self._background(self._end_tree_then_decide(rt, uptime, info, ended))
             return
-        self._decide(rt, uptime, info)
+        self._decide(rt, uptime, info, ended, _detected(rt))
 
-    def _decide(self, rt: Runtime, uptime: float, info: ExitInfo) -> None:
-        if self._respawn_at_once(rt, uptime, info):
+    def _decide(self, rt: Runtime, uptime: float, info: ExitInfo, ended: float, detected: str) -> None:
+        if self._respawn_at_once(rt, uptime, info, ended, detected):
             return
         p = self.store.get(rt.process_id)
         if p is None:
             return
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        self._after_exit(p, uptime, info)  # first the restart, then the bookkeeping
+        self._after_exit(p, rt, uptime, info, ended, detected)  # first the restart, then the bookkeeping
         log.info("%s (id %d, pid %d) exited: %s after %.3f s", p.name, p.id, info.pid, info.describe(), uptime)
 
-    async def _end_tree_then_decide(self, rt: Runtime, uptime: float, info: ExitInfo) -> None:
+    async def _end_tree_then_decide(self, rt: Runtime, uptime: float, info: ExitInfo, ended: float) -> None:
         process_id = rt.process_id
         async with self.lock(process_id):  # a user's stop or delete waits for this, then finds it dead
             p = self.store.get(process_id)
@@ -1225,7 +1349,7 @@ class Supervisor:
             p = self.store.get(process_id)
             if p is None or p.status == Status.STOPPED:
                 return
-            self._decide(rt, uptime, info)
+            self._decide(rt, uptime, info, ended, "tree")
 
     async def _end_tree(self, copy: Copy, leader: int, sig: int, timeout: float) -> None:
         """`sig` to what is left of the tree; SIGKILL for what is still there after `timeout`."""
@@ -1238,7 +1362,7 @@ class Supervisor:
         if not await self.trees.wait_gone(copy, leader, KILL_WAIT):
             log.error("processes of pid %d's tree survived SIGKILL for %.0f s", leader, KILL_WAIT)
 
-    def _respawn_at_once(self, rt: Runtime, uptime: float, info: ExitInfo) -> bool:
+    def _respawn_at_once(self, rt: Runtime, uptime: float, info: ExitInfo, ended: float, detected: str) -> bool:
         """The hot path: a long-enough run that died is respawned from its Launch before anything else is
         looked up or written. Anything less simple (flap detection, a delay, no restart, a failed spawn)
         goes the general way."""
@@ -1255,6 +1379,7 @@ class Supervisor:
             new = self._launch(process_id, rt.leaf, rt.launch, rt.policy_inputs, "main")
         except SpawnError:
             return False
+        spawned = time.monotonic()
         self.quick_deaths.pop(process_id, None)
         p = self.store.get(process_id)
         if p is None:
@@ -1263,16 +1388,57 @@ class Supervisor:
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         p.restart_count += 1
         self._record_start(p, new, (old_status, old_pid, info, uptime))  # the hook and log line: at settle()
+        self._note_exit(p, rt, info, ended, _reason(rt, info), "restarted", (spawned - ended) * 1000, detected)
         self._watch_ready(new, p)
         return True
 
+    def _note_exit(
+        self,
+        p: Process | int,
+        rt: Runtime,
+        info: ExitInfo,
+        ended: float,
+        reason: str,
+        action: str,
+        delay_ms: Optional[float] = None,
+        detected: str = "",
+        note: str = "",
+    ) -> Optional[ExitRecord]:
+        """Queue the exit for the history (written after whatever is being done now)."""
+        row = p if isinstance(p, Process) else self.store.get(p)
+        if row is None:
+            return None
+        return self.history.record(
+            process_id=row.id,
+            owner=row.owner,
+            name=row.name,
+            copy=rt.copy,
+            started=rt.started,
+            ended=ended,
+            info=info,
+            detected=detected or _detected(rt),
+            reason=reason,
+            action=action,
+            delay_ms=delay_ms,
+            note=note or rt.kill_note,
+        )
+
+    def _fire(self, event: str, p: Process, status: int, pid: int) -> None:
+        """A hook, with the process's last exit, once the exit being recorded is complete."""
+
+        def fire() -> None:
+            last = self.history.last.get(p.id)
+            self.hooks.fire(event, p, status, pid, last.to_json(self.authz.owner_name(p.owner)) if last else None)
+
+        self.history.when_final(fire)
+
     def _restart_hook(self, p: Process, old_status: Status, old_pid: int) -> None:
         if self.restart_hooks_due():
-            self.hooks.fire("restart", p, int(old_status), old_pid)
+            self._fire("restart", p, int(old_status), old_pid)
         else:
             log.info("restart of %s during the initialization period: no hook", p.name)
 
-    def _after_exit(self, p: Process, uptime: float, info: ExitInfo) -> None:
+    def _after_exit(self, p: Process, rt: Runtime, uptime: float, info: ExitInfo, ended: float, detected: str) -> None:
         settings = self.settings(p)
         decision = policy.after_exit(
             settings=settings,
@@ -1283,22 +1449,32 @@ class Supervisor:
         )
         self.quick_deaths[p.id] = decision.quick_deaths
         old_status, old_pid = p.status, p.pid
+        reason = _reason(rt, info)
         if not decision.restart:
             self._set_status(p, Status.STOPPED if decision.outcome == "stopped" else Status.FAILED)
             self.store.update_runtime(p)
+            self._note_exit(p, rt, info, ended, reason, p.status.label, None, detected)
             if p.status == Status.FAILED:
-                self.hooks.fire("failure", p, int(old_status), old_pid)
+                self._fire("failure", p, int(old_status), old_pid)
             return
         flap = policy.FlapSettings.from_config(self.cfg)
         p.flap, retry_at = policy.flap_check(p.flap, time.time(), flap)
         if retry_at is not None:
+            wait_ms = max(0.0, retry_at - time.time()) * 1000
+            self._note_exit(p, rt, info, ended, reason, "backoff", wait_ms, detected)
             self._back_off(p, retry_at)
             return
         if decision.delay == 0:
-            self._restart_now(p, old_status, old_pid)
+            rec = self._note_exit(p, rt, info, ended, reason, "restarted", None, detected)
+            error = self._restart_now(p, old_status, old_pid)
+            if rec is not None:  # still queued: completed in a loop callback
+                rec.delay_ms = (time.monotonic() - ended) * 1000 if error is None else None
+                if error is not None:
+                    rec.action, rec.note = "failed", f"restart failed: {error}"
             return
         self._set_status(p, Status.RESTARTING)
         self.store.update_runtime(p)
+        self._note_exit(p, rt, info, ended, reason, "scheduled", decision.delay * 1000, detected)
         log.info("%s will restart in %.3f s (quick death #%d)", p.name, decision.delay, decision.quick_deaths)
         self._schedule(p.id, decision.delay)
 
@@ -1306,7 +1482,7 @@ class Supervisor:
         self._set_status(p, Status.BACKOFF)
         self.store.update_runtime(p)
         log.warning("%s is flapping: backoff until %s", p.name, time.strftime("%H:%M:%S", time.localtime(retry_at)))
-        self.hooks.fire("backoff", p, int(Status.BACKOFF), p.pid)
+        self._fire("backoff", p, int(Status.BACKOFF), p.pid)
         self._schedule(p.id, max(0.0, retry_at - time.time()))
 
     def _schedule(self, process_id: int, delay: float) -> None:
@@ -1332,8 +1508,9 @@ class Supervisor:
         elif p.status in (Status.RESTARTING, Status.FAILED):
             self._restart_now(p, p.status, p.pid)
 
-    def _restart_now(self, p: Process, old_status: Status, old_pid: int) -> None:
-        """An automatic restart: counted, and a failure to spawn is retried with the quick-death delay."""
+    def _restart_now(self, p: Process, old_status: Status, old_pid: int) -> Optional[str]:
+        """An automatic restart: counted, and a failure to spawn is retried with the quick-death delay.
+        Returns None, or why the spawn failed."""
         p.restart_count += 1
         p.flap = policy.flap_note_restart(p.flap, time.time(), policy.FlapSettings.from_config(self.cfg))
         try:
@@ -1346,8 +1523,9 @@ class Supervisor:
             self._set_status(p, Status.FAILED)
             self.store.update_runtime(p)
             self._schedule(p.id, delay)
-            return
+            return str(exc)
         self._restart_hook(p, old_status, old_pid)
+        return None
 
     # -- stopping -------------------------------------------------------------------------------------------
     def _signal(self, rt: Runtime, sig: int) -> None:
@@ -1365,9 +1543,12 @@ class Supervisor:
                 if exc2.errno not in (errno.ESRCH, errno.EBADF):
                     raise
 
-    async def terminate(self, process_id: int, force: bool) -> Optional[ExitInfo]:
+    async def terminate(
+        self, process_id: int, force: bool, why: tuple[str, str] = ("stop", "stopped")
+    ) -> Optional[ExitInfo]:
         """End the process and its whole tree: the stop signal to all of it, then SIGKILL after its
-        stop_timeout. Returns the leader's exit once nothing of the tree is left."""
+        stop_timeout. Returns the leader's exit once nothing of the tree is left. `why` is the (reason, action)
+        the history records for the exit."""
         self.cancel_timer(process_id)
         rt = self.runtimes.get(process_id)
         p = self.store.get(process_id)
@@ -1379,11 +1560,11 @@ class Supervisor:
             if self.trees.populated(copy, leader):
                 await self._end_tree(copy, leader, sig, settings.stop_timeout)
             return None
-        self.stopping.add(process_id)
+        self.stopping[process_id] = why
         try:
             return await self._terminate_copy(rt, force)
         finally:
-            self.stopping.discard(process_id)
+            self.stopping.pop(process_id, None)
 
     async def _terminate_copy(self, rt: Runtime, force: bool) -> ExitInfo:
         """The stop signal to one copy's whole tree, SIGKILL after stop_timeout; returns once it is gone."""
@@ -1409,11 +1590,13 @@ class Supervisor:
         return info
 
     async def _stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:
-        info = await self.terminate(p.id, force)
+        why = ("stop", "stopped") if final == Status.STOPPED else ("shutdown", final.label)
+        info = await self.terminate(p.id, force, why)
         p = self.store.get(p.id) or p
         if info is not None:
             p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        self._set_status(p, final)
+        if p.status != final:  # stopping what is stopped already: nothing to change
+            self._set_status(p, final)
         if final == Status.STOPPED:
             p.restart_count = 0  # as pmon3: a stop resets the restart counter
             p.flap = {}
@@ -1426,9 +1609,24 @@ class Supervisor:
         self.quick_deaths.pop(process_id, None)
 
     def _forget(self, process_id: int) -> None:
+        """The row is deleted: what pmond kept about it goes too (its exits went with the row)."""
         self._clear_runtime_state(process_id)
+        self.history.forget(process_id)
         self.locks.pop(process_id, None)
         self.leaves.pop(process_id, None)
+
+
+def _detected(rt: Runtime) -> str:
+    """How an end was seen: wait4 of our own child, or only the pidfd of a process we did not start."""
+    return "child" if rt.is_child else "adopted"
+
+
+def _reason(rt: Runtime, info: ExitInfo) -> str:
+    if rt.kill_reason:
+        return rt.kill_reason
+    if info.code is not None:
+        return "exit"
+    return "signal" if info.signal is not None else "unknown"
 
 
 def _other(leaf: str) -> str:

@@ -8,10 +8,12 @@ Two ways to know the tree (`desc` says which one a process uses):
   copy in the other one while the old copy still runs, so that ending the old tree never touches the new.
   Emptiness comes from the kernel (`cgroup.events`, watched with inotify) and `cgroup.kill` ends everything at
   once. Used wherever pmond can create cgroups (root on a cgroup2 system,
-  or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id.
+  or a delegated subtree under systemd). Survives a pmond restart: the cgroup is found again by id, and what a
+  crashed pmond left in a copy tree that no adopted process leads is ended before anything starts again.
 - session: elsewhere. The leader starts its own session; the tree is every process of that session plus
-  their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init). A child
-  that calls setsid after its parent died is not found this way; the cgroup mode has no such gap.
+  their descendants (pmond is a subreaper, so orphans are re-parented to it rather than to init); a leader
+  adopted after a pmond crash is held by pidfd, so its descendants are found through it. A child that calls
+  setsid after its parent died (a double-forked daemon) is not found this way; the cgroup mode has no such gap.
 """
 
 from __future__ import annotations
@@ -32,6 +34,104 @@ log = logging.getLogger("pmond.trees")
 # A copy of a process: its row id and which of its two copy cgroups (a reload starts the new one in the other).
 Copy = tuple[int, str]
 LEAVES = ("a", "b")
+# Where pmond moves itself when it must pass controllers down (cgroup v2's no-internal-processes rule): a leaf
+# beside the per-process cgroups, <base>/daemon.
+DAEMON_LEAF = "daemon"
+# Process options that are cgroup limits: the controller each needs and the file it is written to.
+CGROUP_LIMITS = {
+    "memory_max": ("memory", "memory.max"),
+    "cpu_max": ("cpu", "cpu.max"),
+    "pids_max": ("pids", "pids.max"),
+}
+
+
+class CgroupError(Exception):
+    """A cgroup limit cannot be applied here; the message says why in one line."""
+
+
+def _words(path: str) -> set[str]:
+    try:
+        with open(path) as fh:
+            return set(fh.read().split())
+    except OSError:
+        return set()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as fh:
+        fh.write(text)
+
+
+def delegate(mount: str, base: str, wanted: set[str], me: int) -> None:
+    """Make the `wanted` controllers (memory, cpu, pids) available to the per-process cgroups under `base`
+    (pmond's `<own cgroup>/pmon3[_suffix]`). What `base` may enable is what its parent enables for it; when the
+    parent (pmond's own cgroup, e.g. pmond.service with Delegate=yes) has them only in `cgroup.controllers`,
+    pmond enables them in the parent's `cgroup.subtree_control`. cgroup v2 allows that only while no process
+    lives in the parent itself (the root cgroup excepted), so pmond first moves itself into `<base>/daemon`; if
+    other processes live there too, nothing is enabled and CgroupError names them. Raises CgroupError when the
+    controllers are not delegated to pmond at all."""
+    parent = os.path.dirname(base)
+    if not wanted <= _words(os.path.join(base, "cgroup.controllers")):
+        offered = _words(os.path.join(parent, "cgroup.controllers"))
+        missing = sorted(wanted - offered)
+        if missing:
+            have = " ".join(sorted(offered)) or "none"
+            raise CgroupError(
+                f"the {', '.join(missing)} cgroup controller{'s are' if len(missing) > 1 else ' is'} not delegated "
+                f"to pmond (its cgroup {parent} offers: {have}; under systemd: Delegate=yes)"
+            )
+        try:
+            if os.path.normpath(parent) != os.path.normpath(mount):  # the root cgroup may have processes
+                leaf = os.path.join(base, DAEMON_LEAF)
+                os.makedirs(leaf, mode=0o755, exist_ok=True)
+                _write(os.path.join(leaf, "cgroup.procs"), str(me))
+                with open(os.path.join(parent, "cgroup.procs")) as fh:
+                    others = [int(x) for x in fh.read().split()]
+                if others:
+                    shown = ", ".join(map(str, others[:5])) + (" ..." if len(others) > 5 else "")
+                    raise CgroupError(
+                        f"cannot enable the {', '.join(sorted(wanted))} controller in {parent}: processes other "
+                        f"than pmond live there ({shown}); run pmond in a cgroup of its own"
+                    )
+            _write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+        except OSError as exc:
+            raise CgroupError(
+                f"cannot enable the {', '.join(sorted(wanted))} controller in {parent}: {exc.strerror}"
+            ) from None
+    if not wanted <= _words(os.path.join(base, "cgroup.subtree_control")):
+        try:
+            _write(os.path.join(base, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+        except OSError as exc:
+            raise CgroupError(
+                f"cannot enable the {', '.join(sorted(wanted))} controller in {base}: {exc.strerror}"
+            ) from None
+
+
+def read_small(path: str) -> bytes:
+    """A whole small kernel file (os.open/os.read: a third cheaper than open() when done for every process)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, 65536)
+        while len(data) % 65536 == 0 and data:
+            more = os.read(fd, 65536)
+            if not more:
+                break
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def read_stat(path: str, key: bytes) -> Optional[int]:
+    """The value of `key` in a flat-keyed cgroup file (cpu.stat, memory.events); None without it."""
+    try:
+        for line in read_small(path).split(b"\n"):
+            name, _, value = line.partition(b" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def cgroup2_mount() -> Optional[str]:
@@ -70,8 +170,8 @@ def _proc_ids(pid: int) -> Optional[tuple[int, int]]:
 
 
 def session_tree(leader: int, also: frozenset[int] = frozenset()) -> set[int]:
-    """Every live process of `leader`'s session, the live ones of `also` (members seen before), and all their
-    descendants."""
+    """Every live process of `leader`'s session, the live ones of `also` (members seen before, held by pidfd,
+    among them an adopted leader), and all their descendants."""
     table: dict[int, tuple[int, int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -90,7 +190,9 @@ def session_tree(leader: int, also: frozenset[int] = frozenset()) -> set[int]:
                 return True
         return False
 
-    members = {pid for pid, (_ppid, sid) in table.items() if (sid == leader or pid in also) and ours(pid)}
+    # Members seen before are known by pidfd: they count even when no longer pmond's descendants (re-parented
+    # to init by a pmond crash; an adopted leader is not the new pmond's child).
+    members = {pid for pid, (_ppid, sid) in table.items() if (sid == leader and ours(pid)) or pid in also}
     grew = True
     while grew:
         grew = False
@@ -112,8 +214,10 @@ class Trees:
         # died meanwhile is still found
         self.seen: dict[Copy, dict[int, int]] = {}
         # Copy cgroups ended with cgroup.kill. The kernel (seen on 6.18) then kills every child later born into
-        # that cgroup with clone3(CLONE_INTO_CGROUP): such a cgroup is replaced by a fresh one before reuse.
+        # that cgroup with clone3(CLONE_INTO_CGROUP): such a cgroup is replaced by a fresh one before reuse. So is
+        # one this pmond starts a process in for the first time (a previous pmond may have killed it).
         self.killed: set[Copy] = set()
+        self.used: set[Copy] = set()  # copy cgroups this pmond has started a process in (the others: see killed)
         if cfg.trees in ("auto", "cgroup"):
             self.base = self._cgroup_base(cfg)
             if self.base is None and cfg.trees == "cgroup":
@@ -131,6 +235,9 @@ class Trees:
         if mount is None or own is None:
             return None
         name = "pmon3" + (f"_{cfg.name_suffix}" if cfg.name_suffix else "")
+        parts = own.strip("/").split("/")
+        if parts[-2:] == [name, DAEMON_LEAF]:  # pmond moved itself there to pass controllers down (delegate)
+            own = "/" + "/".join(parts[:-2])
         base = os.path.join(mount, own.lstrip("/"), name)
         try:
             os.makedirs(base, mode=0o755, exist_ok=True)
@@ -144,8 +251,88 @@ class Trees:
             return None
         return base
 
+    def copies(self) -> list[Copy]:
+        """Every copy tree our cgroup holds, a previous pmond's included (cgroup mode; none in session mode)."""
+        if self.base is None:
+            return []
+        found: list[Copy] = []
+        try:
+            entries = os.listdir(self.base)
+        except OSError:
+            return []
+        for entry in sorted(entries):
+            if entry[:1] == "p" and entry[1:].isdigit():
+                found += [
+                    (int(entry[1:]), leaf) for leaf in LEAVES if os.path.isdir(os.path.join(self.base, entry, leaf))
+                ]
+        return found
+
     def path(self, copy: Copy) -> Optional[str]:
         return os.path.join(self.base, f"p{copy[0]}", copy[1]) if self.base else None
+
+    # -- accounting and limits (cgroup mode) -------------------------------------------------------------
+    def cpu_usec(self, copy: Copy) -> Optional[int]:
+        """CPU time of everything that ever ran in the copy's cgroup (cpu.stat usage_usec: there without any
+        controller); None in session mode."""
+        path = self.path(copy)
+        return read_stat(os.path.join(path, "cpu.stat"), b"usage_usec") if path else None
+
+    def oom_kills(self, copy: Copy) -> Optional[int]:
+        """memory.events oom_kill of the copy's cgroup; None without the memory controller there."""
+        path = self.path(copy)
+        return read_stat(os.path.join(path, "memory.events"), b"oom_kill") if path else None
+
+    def memory_current(self, copy: Copy) -> Optional[int]:
+        """memory.current of the copy's cgroup (the memory controller's own count for the whole tree)."""
+        path = self.path(copy)
+        if path is None:
+            return None
+        try:
+            with open(os.path.join(path, "memory.current")) as fh:
+                return int(fh.read())
+        except (OSError, ValueError):
+            return None
+
+    def require(self, controllers: set[str]) -> None:
+        """Make sure `controllers` can be used for per-process limits, or raise CgroupError saying why not."""
+        if not controllers:
+            return
+        if self.base is None:
+            raise CgroupError(
+                "pmond tracks process trees by session here (it cannot create cgroups), so it has no cgroup to "
+                "put the limit on"
+            )
+        mount = cgroup2_mount() or "/"
+        delegate(mount, self.base, controllers, os.getpid())
+
+    def apply_limits(self, copy: Copy, limits: dict[str, str]) -> None:
+        """Write the process's cgroup limits (CGROUP_LIMITS keys -> file values) into its copy cgroup before a
+        spawn; a limit no longer asked for goes back to `max`. Raises CgroupError."""
+        path = self.path(copy)
+        if path is None:
+            if limits:
+                self.require({CGROUP_LIMITS[k][0] for k in limits})
+            return
+        wanted = {CGROUP_LIMITS[k][0] for k in limits}
+        if wanted:
+            self.require(wanted)
+            parent = os.path.dirname(path)
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            if not wanted <= _words(os.path.join(parent, "cgroup.subtree_control")):
+                try:
+                    _write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+                except OSError as exc:
+                    raise CgroupError(
+                        f"cannot enable {', '.join(sorted(wanted))} in {parent}: {exc.strerror}"
+                    ) from None
+        for key, (_controller, name) in CGROUP_LIMITS.items():
+            file = os.path.join(path, name)
+            if key not in limits and not os.path.exists(file):
+                continue
+            try:
+                _write(file, limits.get(key, "max"))
+            except OSError as exc:
+                raise CgroupError(f"cannot set {name} of {path}: {exc.strerror}") from None
 
     def leaf_of(self, process_id: int, pid: int) -> str:
         """Which copy cgroup a live process is in (adoption): from /proc/<pid>/cgroup."""
@@ -171,14 +358,19 @@ class Trees:
         path = self.path(copy)
         assert path is not None
         procs = not self.born_in_cgroup
+        if self.born_in_cgroup and copy not in self.used and os.path.isdir(path):
+            self.killed.add(copy)  # a previous pmond's cgroup: it may have ended it with cgroup.kill, so renew it
         if copy in self.killed:
             self._renew(copy)
             procs = procs or copy in self.killed  # not renewed: enter it before exec (cgroup.kill spares that)
         for attempt in (1, 2):
             try:
                 if procs:
-                    return {"cgroup_procs_fd": os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)}
-                return {"cgroup_fd": os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)}
+                    fds = {"cgroup_procs_fd": os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)}
+                else:
+                    fds = {"cgroup_fd": os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)}
+                self.used.add(copy)
+                return fds
             except FileNotFoundError:
                 if attempt == 2:
                     raise
@@ -228,8 +420,7 @@ class Trees:
         path = self.path(copy)
         assert path is not None
         try:
-            with open(os.path.join(path, "cgroup.procs")) as fh:
-                return {int(line) for line in fh if line.strip()}
+            return {int(pid) for pid in read_small(os.path.join(path, "cgroup.procs")).split()}
         except FileNotFoundError:
             return set()
 
@@ -246,6 +437,12 @@ class Trees:
             except OSError:
                 continue
         return members
+
+    def adopted(self, copy: Copy, leader: int, pidfd: int) -> None:
+        """Session mode: an adopted leader is no longer pmond's descendant; held by pidfd as a member seen, it
+        and so its descendants (a child that called setsid included) stay part of its tree."""
+        if self.base is None:
+            self.seen.setdefault(copy, {})[leader] = os.dup(pidfd)
 
     def describe(self, copy: Copy) -> str:
         return f"cgroup {self.path(copy)}" if self.base else "session (+ subreaper)"
@@ -348,6 +545,7 @@ class Trees:
     def release(self, process_id: int) -> None:
         """The row is gone: its cgroups go too (once empty)."""
         for leaf in LEAVES:
+            self.used.discard((process_id, leaf))
             for fd in self.seen.pop((process_id, leaf), {}).values():
                 os.close(fd)
         if self.base is None:

@@ -35,6 +35,11 @@ KEY_ORDER = (
     "ready_timeout",
     "watchdog",
     "instances",
+    "limits",
+    "max_memory",
+    "memory_max",
+    "cpu_max",
+    "pids_max",
 )
 # What pmond accepts as a process or group name (daemon/authz.py NAME_RE; a test keeps the two equal).
 NAME_RE = re.compile(r"[A-Za-z0-9_@+:][A-Za-z0-9_.@+:-]{0,127}")

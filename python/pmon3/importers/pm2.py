@@ -134,6 +134,17 @@ def _ms(value: Any, where: str) -> int:
     return int(float(m.group(1)) * {None: 1, "ms": 1, "s": 1000, "m": 60000, "h": 3600000}[m.group(2)])
 
 
+def _memory(value: Any, where: str) -> str:
+    """PM2's max_memory_restart (bytes, or 300M, 1G, 512K) as pmon3's max_memory (which, unlike PM2's, is
+    the whole tree's resident memory, checked every limits.memory_check_interval)."""
+    from .. import limits
+
+    try:
+        return limits.size_text(limits.parse_size(value, where))
+    except limits.LimitError as exc:
+        raise ImporterError(str(exc)) from None
+
+
 def _stop_timeout(value: Any, where: str) -> str:
     return duration(_ms(value, where))
 
@@ -166,7 +177,7 @@ KEYS: dict[str, Rule] = {
     "exec_mode": _unsupported(
         "pmon3 has no cluster mode: the script runs as one plain process (PM2's fork mode)", "fork", "fork_mode"
     ),
-    "max_memory_restart": _unsupported("pmon3 has no restart on a memory limit yet"),
+    "max_memory_restart": _to("max_memory", lambda v, w: _memory(v, w)),
     "max_restarts": _unsupported(
         "pmon3 has no per-process restart limit: quick deaths wait restart_delay, doubled up to max_restart_delay; "
         "flap_detection in config.yml stops restarting flapping processes, for all of them"

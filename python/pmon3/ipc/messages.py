@@ -213,6 +213,38 @@ class ProcessInfo(TypedDict, total=False):
     memory_usage: str
     tree: str
     message: str
+    # desc: the last exit in one line (ExitInfo.summary), when there was one
+    last_exit: str
+
+
+class ExitInfo(TypedDict):
+    """One exit of a process (`pmon3 history --json`, Client.history): see docs/operations.md."""
+
+    id: int
+    process_id: int
+    name: str
+    owner: str
+    time: float
+    pid: int
+    code: Optional[int]
+    signal: Optional[int]
+    signal_name: str
+    core_dumped: bool
+    # child | adopted | tree
+    detected: str
+    uptime: float
+    # exit | signal | oom | unknown | max_memory | watchdog | not_ready | stop | reload | shutdown
+    reason: str
+    # restarted | scheduled | backoff | failed | stopped | closed | replaced
+    action: str
+    delay_ms: Optional[float]
+    peak_rss: Optional[int]
+    cpu_seconds: Optional[float]
+    oom_kill: Optional[bool]
+    oom_source: str
+    note: str
+    # one line, as desc shows the last exit
+    summary: str
 
 
 class GroupInfo(TypedDict):
@@ -348,6 +380,14 @@ class ExecRequest(Request):
     watchdog: Union[None, str, int, float] = None
     # Copies of the process sharing its sockets: NAME, NAME@1, ... NAME@N-1.
     instances: Optional[int] = None
+    # setrlimit limits: "nofile=65536,core=0", a list of such items, or {"nofile": 65536} (see pmon3/limits.py)
+    limits: Union[None, str, list[str], dict[str, Any]] = None
+    # restart when the tree's resident memory stays above this (bytes, or "512M")
+    max_memory: Union[None, str, int] = None
+    # cgroup v2 limits of the tree (only where pmond has the controllers): bytes or "1G"; "50%" or "QUOTA PERIOD"; n
+    memory_max: Union[None, str, int] = None
+    cpu_max: Union[None, str, int, float] = None
+    pids_max: Union[None, str, int] = None
 
 
 class ListRequest(Request):
@@ -582,6 +622,23 @@ class ScaleRequest(Request):
     instances: int
 
 
+class HistoryRequest(Request):
+    CMD = "history"
+    DOC = "Exits of one process (id or name) or of all the caller's (root: everyone's), newest first."
+    REPLY = "list[ExitInfo]"
+    id: str = ""
+    limit: int = 20
+
+
+class MetricsRequest(Request):
+    CMD = "metrics"
+    DOC = (
+        "The Prometheus text of metrics.listen: root gets exactly the endpoint's, another user the same "
+        "metrics for their own processes only."
+    )
+    REPLY = '{"text": string}'
+
+
 REQUESTS: tuple[type[Request], ...] = (
     Hello,
     Version,
@@ -614,6 +671,8 @@ REQUESTS: tuple[type[Request], ...] = (
     GroupReloadRequest,
     ScaleRequest,
     ApplyRequest,
+    HistoryRequest,
+    MetricsRequest,
 )
 BY_CMD: dict[str, type[Request]] = {r.CMD: r for r in REQUESTS}
 

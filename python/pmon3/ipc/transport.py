@@ -113,13 +113,34 @@ def write_pid_file(data_directory: str, state: str, transport: str, endpoint: st
     }
     path = os.path.join(data_directory, PID_FILE)
     tmp = f"{path}.{os.getpid()}"
+    data = json.dumps(info).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         os.fchmod(fd, 0o644)
-        os.write(fd, json.dumps(info).encode())
+        os.write(fd, data)
+    except OSError as exc:
+        os.close(fd)
+        os.unlink(tmp)
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _rewrite_in_place(path, data)  # the disk is full: the old file's block is still ours to reuse
+        return
+    os.close(fd)
+    os.replace(tmp, path)
+
+
+def _rewrite_in_place(path: str, data: bytes) -> None:
+    """Overwrite the existing pid file (no new block needed, so it works on a full disk) and cut it to size; a
+    reader in between sees a broken file, i.e. no pmond, for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
+            raise OSError(errno.EPERM, f"{path} is not pmond's pid file")
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
     finally:
         os.close(fd)
-    os.replace(tmp, path)
 
 
 def remove_pid_file(data_directory: str) -> None:
@@ -432,18 +453,21 @@ class MQServer:
                 return
             else:
                 reply = await self.handler(uid, msg)
-            await self._send(reply_q, reply)
+            await self._send(reply_q, reply, owner)
         except Exception:  # never let one request take the server down or leave a client waiting blind
             _log().exception("request %s failed", msg.get("id"))
         finally:
             reply_q.close()
 
-    async def _send(self, q: _native.MessageQueue, reply: dict[str, Any]) -> None:
+    async def _send(self, q: _native.MessageQueue, reply: dict[str, Any], owner: int) -> None:
         for frame in protocol.frames(reply["id"], protocol.encode(reply), q.msgsize):
             deadline = time.monotonic() + SEND_TIMEOUT
             while not q.send(frame):
                 if time.monotonic() > deadline or not await _writable(self.loop, q.fileno(), deadline):
-                    _log().info("client gone: reply %s dropped", reply["id"])
+                    # a client that never reads (or fills its own reply queue) must not write our log per request
+                    self.abuse.warn(
+                        ("gone", owner), "uid %s does not read its replies: reply %s dropped", owner, reply["id"]
+                    )
                     return
 
 
@@ -626,6 +650,11 @@ class Connection:
             self.connect(timeout)
         return self.inner.call(msg, timeout)
 
+    def stale(self) -> bool:
+        """Whether the pmond this connection was made to has died (nothing sent yet can have reached it)."""
+        instance = getattr(self.inner, "instance", None)
+        return instance is not None and not instance.alive()
+
     def close(self) -> None:
         if self.inner is not None:
             self.inner.close()
@@ -800,6 +829,12 @@ class UnixClient:
             raise DaemonUnavailableError(
                 f"pmond must be running (cannot connect to {self.path}: {exc.strerror})"
             ) from None
+        # The file checked above could have been replaced before connect (pmond restarting in a shared
+        # directory): the kernel says who listens, and nothing is sent unless it is pmond itself.
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        if (pid, uid) != (self.instance.pid, self.instance.uid):
+            sock.close()
+            raise DaemonUnavailableError(f"{self.path} is not pmond's socket: refusing to use it")
         self.sock = sock
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:

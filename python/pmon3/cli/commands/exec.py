@@ -70,6 +70,17 @@ def user_flag_check(user: Optional[str]) -> None:
     is_flag=True,
     help="run it even if a user other than the run user (and root) can modify the executable or a directory above it",
 )
+@click.option(
+    "--limit",
+    "limits",
+    multiple=True,
+    help="resource limit NAME=SOFT[:HARD] (nofile, nproc, core, memlock, as, cpu, stack; unlimited; "
+    "repeatable or a,b), e.g. --limit nofile=65536,core=0",
+)
+@click.option("--max-memory", help="restart when the whole tree's memory stays above this (e.g. 512M)")
+@click.option("--memory-max", help="cgroup memory.max of the tree (needs the memory controller), e.g. 1G")
+@click.option("--cpu-max", help="cgroup cpu.max of the tree (needs the cpu controller), e.g. 50% or 1.5")
+@click.option("--pids-max", help="cgroup pids.max of the tree (needs the pids controller)")
 @json_option
 @handle_errors
 def exec_cmd(
@@ -99,6 +110,11 @@ def exec_cmd(
     watchdog: Optional[str],
     instances: Optional[int],
     no_strict_modes: bool,
+    limits: tuple[str, ...],
+    max_memory: Optional[str],
+    memory_max: Optional[str],
+    cpu_max: Optional[str],
+    pids_max: Optional[str],
     as_json: bool,
 ) -> None:
     """Spawn a new process."""
@@ -133,5 +149,10 @@ def exec_cmd(
             ready_timeout=ready_timeout,
             watchdog=watchdog,
             instances=instances,
+            limits=",".join(limits) or None,
+            max_memory=max_memory or None,
+            memory_max=memory_max or None,
+            cpu_max=cpu_max or None,
+            pids_max=pids_max or None,
         )
     show_process(dict(p), as_json)

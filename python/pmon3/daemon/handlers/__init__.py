@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..boot import Boot
     from ..control import Control
     from ..groups import Groups
+    from ..metrics import Metrics
     from ..supervisor import Supervisor
     from ..usage import Usage
 
@@ -38,6 +39,7 @@ class Context:
     # Run a coroutine after the reply (init without -b); pmond keeps it and cancels it at shutdown.
     background: Callable[[Coroutine[Any, Any, Any]], None]
     applier: Applier
+    metrics: Metrics
 
     def find(self, key: object) -> Process:
         return self.authz.find(self.caller, key)
@@ -66,6 +68,8 @@ MODULES = (
     "daemon",
     "apply",
     "reload",
+    "history",
+    "metrics",
 )
 
 
