@@ -39,8 +39,10 @@ def test_pm2_to_stdout(env):
     assert "NODE_ENV=production" in processes[0]["env_vars"]
     lines = res.stderr.splitlines()
     assert all(line.startswith(("warning: ", "info: ")) for line in lines)
-    assert f"warning: {ECOSYSTEM}: apps[0] (api): instances: pmon3 runs one process per entry" in res.stderr
-    assert "max_memory_restart" not in res.stderr and processes[0]["max_memory"] == "300M"  # mapped
+    assert f"info: {ECOSYSTEM}: apps[0] (api): instances: 4 copies api, api@1 ... api@3" in res.stderr
+    assert f"warning: {ECOSYSTEM}: apps[0] (api): exec_mode: PM2's cluster mode shares one port" in res.stderr
+    assert f"info: {ECOSYSTEM}: apps[0] (api): max_memory_restart: max_memory 300M" in res.stderr
+    assert (processes[0]["instances"], processes[0]["max_memory"]) == (4, "300M")  # mapped
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml", "toml"])

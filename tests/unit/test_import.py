@@ -165,13 +165,11 @@ PM2_ALIASES = (
 PM2_FILES = ["ecosystem.json", "ecosystem.yaml", pytest.param("ecosystem.config.js", marks=needs_node)]
 # What the three fixtures (the same apps) leave unmapped, with --env production.
 PM2_WARNINGS = {
-    ("apps[0] (api)", "instances"),
     ("apps[0] (api)", "exec_mode"),
     ("apps[0] (api)", "max_restarts"),
     ("apps[0] (api)", "error_file"),
     ("apps[1] (worker)", "cron_restart"),
     ("apps[2] (ticker)", "wait_ready"),
-    ("apps[2] (ticker)", "listen_timeout"),
     ("apps[2] (ticker)", "env_production"),
 }
 
@@ -206,6 +204,7 @@ def test_pm2_ecosystem(tmp_path, name):
     assert (api["min_uptime"], api["restart_delay"], api["stop_timeout"]) == ("10s", "4s", "5s")
     assert api["stop_signal"] == "SIGINT"
     assert "no_auto_restart" in api and not api["no_auto_restart"]
+    assert (api["instances"], api["max_memory"]) == (4, "300M")
 
     worker = apps["worker"]
     assert worker["file"] == which("python3")
@@ -220,6 +219,7 @@ def test_pm2_ecosystem(tmp_path, name):
     assert (ticker["file"], argv(ticker), ticker["user"]) == ("/bin/sleep", ["3600"], "nobody")
     assert (ticker["restart"], ticker["success_exit_codes"]) == ("on-failure", [0, 3])
     assert ticker["groups"] == ["batch"]
+    assert not {"ready", "ready_timeout"} & set(ticker)  # wait_ready is warned, listen_timeout an info
 
     extra = {("deploy",)} if name.endswith(".js") else set()
     assert warned(result) == PM2_WARNINGS | extra
