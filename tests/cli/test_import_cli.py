@@ -40,6 +40,7 @@ def test_pm2_to_stdout(env):
     lines = res.stderr.splitlines()
     assert all(line.startswith(("warning: ", "info: ")) for line in lines)
     assert f"info: {ECOSYSTEM}: apps[0] (api): instances: 4 copies api, api@1 ... api@3" in res.stderr
+    assert f"all writing to {ECOSYSTEM.parent}/api-out.log;" in res.stderr  # the copies share the log: set
     assert f"warning: {ECOSYSTEM}: apps[0] (api): exec_mode: PM2's cluster mode shares one port" in res.stderr
     assert f"info: {ECOSYSTEM}: apps[0] (api): max_memory_restart: max_memory 300M" in res.stderr
     assert (processes[0]["instances"], processes[0]["max_memory"]) == (4, "300M")  # mapped

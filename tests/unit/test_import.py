@@ -287,6 +287,13 @@ def said(result: ImportResult, key: str, level: str = "warning") -> str:
     [
         (4, 8, 4, "4 copies app, app@1 ... app@3, each with PMON3_INSTANCE=0 ... 3"),
         ("4", 8, 4, "4 copies app"),
+        (
+            2,
+            8,
+            2,
+            "2 copies app, app@1, each with PMON3_INSTANCE=0, 1 (PM2: NODE_APP_INSTANCE, which pmon3 does not "
+            "set), each to its own log; `pmon3 scale app N` changes the number",
+        ),
         (2.0, 8, 2, "2 copies app"),
         (1, 8, None, "1 is PM2's default: nothing to map"),
         ("max", 8, 8, '"max" is one per CPU in PM2: 8, from the 8 CPUs of this machine at import time'),

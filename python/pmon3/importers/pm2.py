@@ -686,11 +686,12 @@ def _instances(app: dict[str, tuple[str, Any]], file: str, script: str, env: dic
             name = a.fields["name"]
             if count > 1:
                 a.fields["instances"] = count
+                last = f" ... {name}@{count - 1}" if count > 2 else ""
+                numbers = "0, 1" if count == 2 else f"0 ... {count - 1}"
+                logs = f"all writing to {a.fields['log']}" if a.fields.get("log") else "each to its own log"
                 notes.append(
-                    f"{count} copies {name}, {name}@1 ... {name}@{count - 1}, each with PMON3_INSTANCE=0 ... "
-                    f"{count - 1} (PM2: NODE_APP_INSTANCE, which pmon3 does not set), "
-                    + (f"all writing to {a.fields['log']}" if a.fields.get("log") else "each to its own log")
-                    + f"; `pmon3 scale {name} N` changes the number"
+                    f"{count} copies {name}, {name}@1{last}, each with PMON3_INSTANCE={numbers} (PM2: "
+                    f"NODE_APP_INSTANCE, which pmon3 does not set), {logs}; `pmon3 scale {name} N` changes the number"
                 )
             elif given == 1:
                 notes.append("1 is PM2's default: nothing to map")
