@@ -23,6 +23,8 @@ RLIMITS = {"cpu": 0, "stack": 3, "core": 4, "nproc": 6, "nofile": 7, "memlock": 
 SIZES = frozenset({"stack", "core", "memlock", "as"})
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?", re.IGNORECASE)
+# The smallest max_memory pmond takes (below it a process would be restarted over and over).
+MAX_MEMORY_MIN = 1 << 20
 
 
 class LimitError(ValueError):

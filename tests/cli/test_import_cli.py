@@ -39,8 +39,27 @@ def test_pm2_to_stdout(env):
     assert "NODE_ENV=production" in processes[0]["env_vars"]
     lines = res.stderr.splitlines()
     assert all(line.startswith(("warning: ", "info: ")) for line in lines)
-    assert f"warning: {ECOSYSTEM}: apps[0] (api): instances: pmon3 runs one process per entry" in res.stderr
-    assert "max_memory_restart" not in res.stderr and processes[0]["max_memory"] == "300M"  # mapped
+    assert f"info: {ECOSYSTEM}: apps[0] (api): instances: 4 copies api, api@1 ... api@3" in res.stderr
+    assert f"all writing to {ECOSYSTEM.parent}/api-out.log;" in res.stderr  # the copies share the log: set
+    assert f"warning: {ECOSYSTEM}: apps[0] (api): exec_mode: PM2's cluster mode shares one port" in res.stderr
+    assert f"info: {ECOSYSTEM}: apps[0] (api): max_memory_restart: max_memory 300M" in res.stderr
+    assert (processes[0]["instances"], processes[0]["max_memory"]) == (4, "300M")  # mapped
+
+
+def test_pm2_bad_values_are_warnings_not_errors(env, tmp_path):
+    """A max_memory_restart or instances pmon3 cannot take is left out with a warning; the import succeeds."""
+    eco = tmp_path / "eco.json"
+    app = {"name": "a", "script": "/bin/sleep", "interpreter": "none", "args": "9", "kill_timeout": 3000}
+    eco.write_text(json.dumps({"apps": [{**app, "max_memory_restart": "lots", "instances": "many"}]}))
+    res = pmon3(env, "import", "pm2", str(eco))
+    assert res.returncode == 0, res.stderr
+    (process,) = json.loads(res.stdout)["processes"]
+    assert process["stop_timeout"] == "3s" and not {"max_memory", "instances"} & set(process)
+    assert (
+        f'warning: {eco}: apps[0] (a): max_memory_restart: "lots" is not a size (bytes, or e.g. 300M, 1G, 512K): '
+        "left out, no memory limit\n" in res.stderr
+    )
+    assert f'warning: {eco}: apps[0] (a): instances: "many" is not a whole number of instances or max' in res.stderr
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml", "toml"])

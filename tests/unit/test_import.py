@@ -33,9 +33,11 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 # -- helpers -----------------------------------------------------------------------------------------------
 
 
-def loads_back(result: ImportResult, tmp_path: Path) -> list[dict[str, Any]]:
+def loads_back(result: ImportResult, tmp_path: Path, *, validate: bool = True) -> list[dict[str, Any]]:
     """Write the entries in every format, load each with procconfig.load, and check they come back the same;
-    also check pmond's own parsing of args, env_vars and the restart keys accepts them."""
+    also check pmond's own parsing of args, env_vars and the restart keys accepts them, and that what
+    `pmon3 apply --dry-run` checks (apply.Applier.validate: every key, spec.build) accepts every entry (unless
+    `validate` is false: an entry for another machine, e.g. with a user that does not exist here)."""
     from pmon3.daemon.authz import check_group_name, check_name
     from pmon3.daemon.spec import env_list, split_words
 
@@ -59,7 +61,20 @@ def loads_back(result: ImportResult, tmp_path: Path) -> list[dict[str, Any]]:
             {k: v for k, v in e.items() if not (k == "no_auto_restart" and v is False)} for e in procconfig.load(str(f))
         ]
         assert got == expected, fmt
+        if validate:
+            assert len(accepted(str(f))) == len(expected), fmt
     return result.entries
+
+
+def accepted(path: str) -> list[Any]:
+    """The entries of a process config file as `pmon3 apply --dry-run` validates them (as root's pmond would)."""
+    from pmon3.config import from_mapping
+    from pmon3.daemon.apply import Applier
+    from pmon3.daemon.authz import Authz, Caller
+
+    cfg = from_mapping({}, os.path.join(os.path.dirname(path), "config.yml"), "system")
+    applier = Applier(None, cfg, Authz(None, cfg), None)  # type: ignore[arg-type]  # validate() needs neither
+    return applier.validate(Caller(os.geteuid()), procconfig.load(path), path, create_dirs=False)
 
 
 def by_name(result: ImportResult) -> dict[str, dict[str, Any]]:
@@ -165,13 +180,11 @@ PM2_ALIASES = (
 PM2_FILES = ["ecosystem.json", "ecosystem.yaml", pytest.param("ecosystem.config.js", marks=needs_node)]
 # What the three fixtures (the same apps) leave unmapped, with --env production.
 PM2_WARNINGS = {
-    ("apps[0] (api)", "instances"),
     ("apps[0] (api)", "exec_mode"),
     ("apps[0] (api)", "max_restarts"),
     ("apps[0] (api)", "error_file"),
     ("apps[1] (worker)", "cron_restart"),
     ("apps[2] (ticker)", "wait_ready"),
-    ("apps[2] (ticker)", "listen_timeout"),
     ("apps[2] (ticker)", "env_production"),
 }
 
@@ -206,6 +219,7 @@ def test_pm2_ecosystem(tmp_path, name):
     assert (api["min_uptime"], api["restart_delay"], api["stop_timeout"]) == ("10s", "4s", "5s")
     assert api["stop_signal"] == "SIGINT"
     assert "no_auto_restart" in api and not api["no_auto_restart"]
+    assert (api["instances"], api["max_memory"]) == (4, "300M")
 
     worker = apps["worker"]
     assert worker["file"] == which("python3")
@@ -220,6 +234,7 @@ def test_pm2_ecosystem(tmp_path, name):
     assert (ticker["file"], argv(ticker), ticker["user"]) == ("/bin/sleep", ["3600"], "nobody")
     assert (ticker["restart"], ticker["success_exit_codes"]) == ("on-failure", [0, 3])
     assert ticker["groups"] == ["batch"]
+    assert not {"ready", "ready_timeout"} & set(ticker)  # wait_ready is warned, listen_timeout an info
 
     extra = {("deploy",)} if name.endswith(".js") else set()
     assert warned(result) == PM2_WARNINGS | extra
@@ -252,6 +267,212 @@ def test_pm2_defaults_are_infos_not_warnings(tmp_path):
     assert {("apps[0] (sleep)", k) for k in ("instances", "watch", "exec_mode", "autostart", "vizion")} <= warned(
         result, "info"
     )
+
+
+def one_app(tmp_path: Path, **keys: Any) -> ImportResult:
+    """One app `app` (/bin/sleep, run directly, min_uptime 10s) with `keys` added, converted."""
+    app = {"name": "app", "script": "/bin/sleep", "args": "300", "interpreter": "none", "min_uptime": "10s", **keys}
+    f = tmp_path / "eco.json"
+    f.write_text(json.dumps({"apps": [app]}))
+    return pm2.convert(str(f))
+
+
+def said(result: ImportResult, key: str, level: str = "warning") -> str:
+    """The messages of that level on `key` of the app, one per line."""
+    return "\n".join(w.message for w in result.warnings if w.level == level and w.place.endswith(f": {key}"))
+
+
+@pytest.mark.parametrize(
+    "value, cpus, instances, fragment",
+    [
+        (4, 8, 4, "4 copies app, app@1 ... app@3, each with PMON3_INSTANCE=0 ... 3"),
+        ("4", 8, 4, "4 copies app"),
+        (
+            2,
+            8,
+            2,
+            "2 copies app, app@1, each with PMON3_INSTANCE=0, 1 (PM2: NODE_APP_INSTANCE, which pmon3 does not "
+            "set), each to its own log; `pmon3 scale app N` changes the number",
+        ),
+        (2.0, 8, 2, "2 copies app"),
+        (1, 8, None, "1 is PM2's default: nothing to map"),
+        ("max", 8, 8, '"max" is one per CPU in PM2: 8, from the 8 CPUs of this machine at import time'),
+        (0, 8, 8, "0 is one per CPU in PM2: 8, from the 8 CPUs"),
+        (-1, 8, 7, "-1 is 1 fewer than the CPUs in PM2: 7, from the 8 CPUs"),
+        (-3, 2, None, "-3 is 3 fewer than the CPUs in PM2: 1, from the 2 CPUs"),  # at least one, as PM2
+        ("max", 1, None, '"max" is one per CPU in PM2: 1, from the 1 CPUs'),
+    ],
+)
+def test_pm2_instances_become_instances(tmp_path, monkeypatch, value, cpus, instances, fragment):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    result = one_app(tmp_path, instances=value)
+    (entry,) = loads_back(result, tmp_path)  # accepted as apply --dry-run accepts a process config
+    assert entry.get("instances") == instances
+    assert warned(result) == set()
+    assert fragment in said(result, "instances", "info")
+
+
+@pytest.mark.parametrize(
+    "value, cpus, instances, fragment",
+    [
+        (300, 8, 256, "300 copies: pmon3 runs at most 256 of a process: 256"),
+        ("max", 512, 256, "512 copies: pmon3 runs at most 256 of a process: 256"),
+        ("lots", 8, None, '"lots" is not a whole number of instances or max (PM2 reads a word as 0: one per CPU)'),
+        (True, 8, None, "true is not a whole number of instances or max: left out, one process"),
+        (2.5, 8, None, "2.5 is not a whole number of instances or max: left out, one process"),
+        ([2], 8, None, "[2] is not a whole number of instances or max: left out, one process"),
+    ],
+)
+def test_pm2_bad_instances_are_warned_and_the_rest_imported(tmp_path, monkeypatch, value, cpus, instances, fragment):
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    result = one_app(tmp_path, instances=value, max_memory_restart="1G")
+    (entry,) = loads_back(result, tmp_path)
+    assert entry.get("instances") == instances
+    assert (entry["min_uptime"], entry["max_memory"]) == ("10s", "1G")  # the rest of the app is there
+    assert warned(result) == {("apps[0] (app)", "instances")}
+    assert fragment in said(result, "instances")
+
+
+@needs_node
+def test_pm2_cluster_mode_is_plain_copies(tmp_path, monkeypatch):
+    """PM2's cluster mode (asked for, or PM2's default for a node script with instances) shares a port
+    through PM2's master: with several copies a warning that suggests listen:, with one an info."""
+    (tmp_path / "server.js").write_text("")
+    node_app = {"script": "server.js", "env": {"PORT": 3000}}
+
+    result = one_app(tmp_path, **node_app, interpreter="node", exec_mode="cluster", instances=2)
+    (entry,) = loads_back(result, tmp_path)
+    assert entry["instances"] == 2 and "listen" not in entry
+    assert warned(result) == {("apps[0] (app)", "exec_mode")}
+    message = said(result, "exec_mode")
+    assert "PM2's cluster mode shares one port" in message and "the 2 copies are plain processes" in message
+    assert "Add listen: tcp:0.0.0.0:3000 and have the program use the socket pmond holds (fd 3)" in message
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    result = one_app(tmp_path, **node_app, interpreter="node", instances="max")  # cluster by PM2's default
+    assert loads_back(result, tmp_path)[0]["instances"] == 4
+    assert warned(result) == {("apps[0] (app)", "instances")}
+    assert "PM2's cluster mode (PM2's default for a node script with instances) shares one port" in said(
+        result, "instances"
+    )
+
+    result = one_app(tmp_path, **node_app, interpreter="node", exec_mode="cluster_mode")  # one copy
+    loads_back(result, tmp_path)
+    assert warned(result) == set()
+    assert "cluster mode with one copy: one plain process" in said(result, "exec_mode", "info")
+
+    # PM2's fork mode, asked for or for a program run directly: copies as pmon3 runs them
+    for fork in ({**node_app, "interpreter": "node", "exec_mode": "fork_mode"}, {"env": {"PORT": 3000}}):
+        result = one_app(tmp_path, **fork, instances=3)
+        (entry,) = loads_back(result, tmp_path)
+        assert entry["instances"] == 3 and warned(result) == set()
+
+    result = one_app(tmp_path, exec_mode="swarm")
+    assert said(result, "exec_mode") == '"swarm" is not a PM2 exec_mode (fork or cluster): ignored'
+
+
+def test_pm2_instance_variables(tmp_path):
+    result = one_app(tmp_path, instances=3, instance_var="INSTANCE_ID", increment_var="PORT")
+    loads_back(result, tmp_path)
+    assert warned(result) == {("apps[0] (app)", "instance_var"), ("apps[0] (app)", "increment_var")}
+    assert (
+        said(result, "instance_var")
+        == 'the copies are numbered in PMON3_INSTANCE only: "INSTANCE_ID" is not set in them'
+    )
+    assert '"PORT" is not incremented per copy' in said(result, "increment_var")
+
+    result = one_app(tmp_path, instance_var="NODE_APP_INSTANCE", increment_var="PORT")
+    assert warned(result) == set()
+    assert {("apps[0] (app)", "instance_var"), ("apps[0] (app)", "increment_var")} <= warned(result, "info")
+    result = one_app(tmp_path, instance_var="INSTANCE_ID")
+    assert said(result, "instance_var") == 'pmon3 does not set "INSTANCE_ID" (PM2 sets it to 0 in its one copy)'
+
+
+@pytest.mark.parametrize(
+    "value, max_memory",
+    [
+        ("300M", "300M"),
+        ("1G", "1G"),
+        ("2048K", "2M"),
+        ("1536M", "1536M"),
+        ("1.5G", "1536M"),
+        ("300", None),  # bytes, as PM2: below pmond's 1M
+        (314572800, "300M"),
+        ("314572800", "300M"),
+        (300000000, "300000000"),  # not a whole number of K: as bytes
+        (1048576, "1M"),
+        (1048575, None),
+        ("512K", None),
+        (0, None),
+    ],
+)
+def test_pm2_max_memory_restart_becomes_max_memory(tmp_path, value, max_memory):
+    result = one_app(tmp_path, max_memory_restart=value)
+    (entry,) = loads_back(result, tmp_path)
+    assert entry.get("max_memory") == max_memory
+    if max_memory is None:
+        assert warned(result) == {("apps[0] (app)", "max_memory_restart")}
+        assert "below pmon3's smallest max_memory (1M): left out, no memory limit" in said(result, "max_memory_restart")
+    else:
+        assert warned(result) == set()
+        assert f"max_memory {max_memory}: pmon3 counts the whole process tree" in said(
+            result, "max_memory_restart", "info"
+        )
+
+
+@pytest.mark.parametrize("value", ["lots", "-5M", -5, True, "1E", {"size": "1G"}])
+def test_pm2_bad_max_memory_restart_is_warned_and_the_rest_imported(tmp_path, value):
+    result = one_app(tmp_path, max_memory_restart=value, instances=2, kill_timeout=3000)
+    (entry,) = loads_back(result, tmp_path)
+    assert "max_memory" not in entry
+    assert (entry["instances"], entry["min_uptime"], entry["stop_timeout"]) == (2, "10s", "3s")
+    assert warned(result) == {("apps[0] (app)", "max_memory_restart")}
+    assert said(result, "max_memory_restart") == (
+        f"{pm2._show(value)} is not a size (bytes, or e.g. 300M, 1G, 512K): left out, no memory limit"
+    )
+
+
+def test_pm2_wait_ready_and_listen_timeout_are_not_mapped(tmp_path):
+    """process.send('ready') is Node IPC, not sd_notify: ready: notify would stop the unchanged program, so
+    wait_ready is a warning naming pmon3's counterpart, and listen_timeout (which bounds it) an info."""
+    result = one_app(tmp_path, wait_ready=True, listen_timeout=8000)
+    (entry,) = loads_back(result, tmp_path)
+    assert not {"ready", "ready_timeout", "watchdog"} & set(entry)
+    assert warned(result) == {("apps[0] (app)", "wait_ready")}
+    message = said(result, "wait_ready")
+    assert "process.send('ready') (Node IPC), which pmon3 cannot receive: not mapped" in message
+    assert "ready: notify" in message and "ready: log:REGEX" in message
+    assert "with ready: added by hand, ready_timeout: 8s (PM2 carries on after it" in said(
+        result, "listen_timeout", "info"
+    )
+
+    result = one_app(tmp_path, wait_ready="false", listen_timeout="1500ms")
+    assert warned(result) == set()
+    assert said(result, "wait_ready", "info") == '"false" is PM2\'s default: nothing to map'
+    assert "ready_timeout: 1500ms" in said(result, "listen_timeout", "info")
+    assert (
+        said(one_app(tmp_path, listen_timeout=0), "listen_timeout", "info")
+        == "0 is PM2's default (3 s): nothing to map"
+    )
+
+    result = one_app(tmp_path, listen_timeout="soon")
+    (entry,) = loads_back(result, tmp_path)
+    assert entry["min_uptime"] == "10s"
+    assert said(result, "listen_timeout") == '"soon" is not a duration (milliseconds): left out'
+
+
+def test_pm2_bounds_are_pmonds(tmp_path):
+    """The importer's bounds are the ones pmond checks, and the check it is tested with refuses what is past them."""
+    from pmon3 import limits
+    from pmon3.daemon import spec
+    from pmon3.errors import InvalidRequestError
+
+    assert common.MAX_INSTANCES == spec.MAX_INSTANCES
+    for bad in ({"instances": spec.MAX_INSTANCES + 1}, {"max_memory": limits.MAX_MEMORY_MIN - 1}, {"ready_timeout": 0}):
+        f = tmp_path / "p.json"
+        f.write_text(procconfig.render([{"file": "/bin/sleep", "name": "x", **bad}], "json"))
+        with pytest.raises(InvalidRequestError, match=f"processes\\[0\\] \\(x\\): {next(iter(bad))}: "):
+            accepted(str(f))
 
 
 def test_pm2_unknown_keys_and_duplicates_warn(tmp_path):
@@ -548,7 +769,7 @@ def test_supervisord_program_table_covers_what_supervisord_reads():
 def test_supervisord_sample(tmp_path):
     conf = sample(tmp_path)
     result = supervisord.convert(str(conf))
-    loads_back(result, tmp_path)
+    loads_back(result, tmp_path, validate=False)  # its user chrism does not exist here (warned below)
     names = [e["name"] for e in result.entries]
     assert names == ["theprogramname", "web_00", "web_01", "web_02", "db", "cache", "worker"]
 

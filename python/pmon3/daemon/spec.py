@@ -163,7 +163,7 @@ def limit_options(req: ExecRequest) -> dict[str, Any]:
         key = "max_memory"
         if req.max_memory not in (None, ""):
             out["max_memory"] = limits.parse_size(req.max_memory, "max_memory")
-            if out["max_memory"] < 1 << 20:
+            if out["max_memory"] < limits.MAX_MEMORY_MIN:
                 raise limits.LimitError(f"max_memory: {req.max_memory!r} is less than 1M")
         key = "memory_max"
         if req.memory_max not in (None, ""):

@@ -43,6 +43,8 @@ KEY_ORDER = (
 )
 # What pmond accepts as a process or group name (daemon/authz.py NAME_RE; a test keeps the two equal).
 NAME_RE = re.compile(r"[A-Za-z0-9_@+:][A-Za-z0-9_.@+:-]{0,127}")
+# The most instances pmond runs of one process (daemon/spec.py MAX_INSTANCES; a test keeps the two equal).
+MAX_INSTANCES = 256
 ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

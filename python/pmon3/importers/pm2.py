@@ -22,7 +22,9 @@ import shutil
 import subprocess
 from typing import Any, Callable, Optional
 
+from .. import limits
 from .common import (
+    MAX_INSTANCES,
     ImporterError,
     ImportResult,
     absolute,
@@ -134,15 +136,29 @@ def _ms(value: Any, where: str) -> int:
     return int(float(m.group(1)) * {None: 1, "ms": 1, "s": 1000, "m": 60000, "h": 3600000}[m.group(2)])
 
 
-def _memory(value: Any, where: str) -> str:
-    """PM2's max_memory_restart (bytes, or 300M, 1G, 512K) as pmon3's max_memory (which, unlike PM2's, is
-    the whole tree's resident memory, checked every limits.memory_check_interval)."""
-    from .. import limits
-
+def _max_memory(app: _App, key: str, value: Any) -> None:
+    """PM2's max_memory_restart (bytes, or 300M, 1G, 512K: powers of 1024, as pmon3's sizes) as pmon3's
+    max_memory, in its shortest exact spelling. A value pmond would refuse is left out with a warning."""
     try:
-        return limits.size_text(limits.parse_size(value, where))
-    except limits.LimitError as exc:
-        raise ImporterError(str(exc)) from None
+        size = limits.parse_size(value, "max_memory_restart")
+    except limits.LimitError:
+        app.result.warn(
+            app.at(key), f"{_show(value)} is not a size (bytes, or e.g. 300M, 1G, 512K): left out, no memory limit"
+        )
+        return
+    if size < limits.MAX_MEMORY_MIN:
+        app.result.warn(
+            app.at(key),
+            f"{_show(value)} is {size} bytes, below pmon3's smallest max_memory "
+            f"({limits.size_text(limits.MAX_MEMORY_MIN)}): left out, no memory limit",
+        )
+        return
+    app.fields["max_memory"] = limits.size_text(size)
+    app.result.info(
+        app.at(key),
+        f"max_memory {app.fields['max_memory']}: pmon3 counts the whole process tree's resident memory (PM2: the "
+        "process's own) and restarts after two looks above it, limits.memory_check_interval apart",
+    )
 
 
 def _stop_timeout(value: Any, where: str) -> str:
@@ -173,17 +189,15 @@ KEYS: dict[str, Rule] = {
     "treekill": _handled,
     "min_uptime": _to("min_uptime", lambda v, w: duration(_ms(v, w))),
     "kill_timeout": _to("stop_timeout", _stop_timeout),
-    "instances": _unsupported("pmon3 runs one process per entry (no instances yet): one process is created", 1),
-    "exec_mode": _unsupported(
-        "pmon3 has no cluster mode: the script runs as one plain process (PM2's fork mode)", "fork", "fork_mode"
-    ),
-    "max_memory_restart": _to("max_memory", lambda v, w: _memory(v, w)),
+    "instances": _handled,
+    "exec_mode": _handled,
+    "max_memory_restart": _max_memory,
     "max_restarts": _unsupported(
         "pmon3 has no per-process restart limit: quick deaths wait restart_delay, doubled up to max_restart_delay; "
         "flap_detection in config.yml stops restarting flapping processes, for all of them"
     ),
-    "listen_timeout": _unsupported("pmon3 has no readiness checks yet"),
-    "wait_ready": _unsupported("pmon3 has no readiness checks yet (process.send('ready') is not awaited)", False),
+    "listen_timeout": _handled,
+    "wait_ready": _handled,
     "shutdown_with_message": _unsupported("pmon3 stops processes with a signal only", False),
     "cron_restart": _unsupported("pmon3 has no scheduled restarts (a cron job can run `pmon3 restart NAME`)", 0, "0"),
     "autostart": _unsupported(
@@ -197,7 +211,9 @@ KEYS: dict[str, Rule] = {
     "log_date_format": _unsupported("pmon3 logs the output as it is, without timestamps"),
     "time": _unsupported("pmon3 logs the output as it is, without timestamps", False),
     "log_type": _unsupported("pmon3 logs the output as it is (no JSON log lines)"),
-    "merge_logs": _note("cluster-mode log merging: pmon3 has one log per process anyway"),
+    "merge_logs": _note(
+        "pmon3 has one log per process; instances write to log: when it is set, else each to its own NAME@k.log"
+    ),
     "gid": _unsupported("pmon3 runs the process with its user's own groups"),
     "filter_env": _note("pmon3 never passes its own environment on: the process gets PATH, HOME, USER, ... and env"),
     "name_prefix": _unsupported("PM2-specific: no meaning for pmon3"),
@@ -216,8 +232,8 @@ KEYS: dict[str, Rule] = {
     "post_update": _unsupported("PM2-specific: no meaning for pmon3"),
     "force": _unsupported("PM2-specific: no meaning for pmon3", False),
     "append_env_to_name": _unsupported("pmon3 does not rename processes by environment", False),
-    "increment_var": _unsupported("pmon3 has no instances to number"),
-    "instance_var": _unsupported("pmon3 has no instances to number", "NODE_APP_INSTANCE"),
+    "increment_var": _handled,
+    "instance_var": _handled,
     "windowsHide": _unsupported("PM2-specific: no meaning for pmon3", True),
     "kill_retry_time": _unsupported("pmon3 sends SIGKILL once after stop_timeout", 100),
     "write": _unsupported("PM2-specific: no meaning for pmon3"),
@@ -427,6 +443,8 @@ def _convert_app(
     _logs(app, cwd, a)
     _restart(app, a)
     _user(app, a)
+    _instances(app, file, script_path, env, a)
+    _readiness(app, a)
     namespace = get("namespace")
     if namespace not in (None, "", "default"):
         group = group_name(str(namespace), a.at(app["namespace"][0]), result)
@@ -618,6 +636,156 @@ def _user(app: dict[str, tuple[str, Any]], a: _App) -> None:
             return
     a.fields["user"] = user
     check_user(user, a.at(key), a.result)
+
+
+def _instance_count(value: Any) -> Optional[int]:
+    """PM2's `instances` as the number PM2 computes with (Common.verifyConfs, God.prepare): "max" is 0, a
+    string of digits its number; None for anything else (PM2 would read a word as 0: one per CPU)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "max":
+            return 0
+        if re.fullmatch(r"[+-]?\d+", text):
+            return int(text)
+    return None
+
+
+def _instances(app: dict[str, tuple[str, Any]], file: str, script: str, env: dict[str, str], a: _App) -> None:
+    """instances -> instances; and what depends on the number of copies: exec_mode (PM2's cluster mode, also
+    PM2's default for a node script with `instances`), instance_var and increment_var."""
+    count, given = 1, None
+    if "instances" in app:
+        key, value = app["instances"]
+        given = _instance_count(value)
+        if given is None:
+            pm2_reads = " (PM2 reads a word as 0: one per CPU)" if isinstance(value, str) else ""
+            a.result.warn(
+                a.at(key), f"{_show(value)} is not a whole number of instances or max{pm2_reads}: left out, one process"
+            )
+        else:
+            notes = []
+            count = given
+            if given <= 0:  # God.prepare: 0 is one per CPU, -N is N fewer than the CPUs, at least one
+                cpus = os.cpu_count() or 1
+                count = max(cpus + given, 1)
+                notes.append(
+                    f"{_show(value)} is {'one per CPU' if given == 0 else f'{-given} fewer than the CPUs'} in PM2: "
+                    f"{count}, from the {cpus} CPUs of this machine at import time (pmon3 keeps the number)"
+                )
+            if count > MAX_INSTANCES:
+                a.result.warn(
+                    a.at(key), f"{count} copies: pmon3 runs at most {MAX_INSTANCES} of a process: {MAX_INSTANCES}"
+                )
+                count = MAX_INSTANCES
+            name = a.fields["name"]
+            if count > 1:
+                a.fields["instances"] = count
+                last = f" ... {name}@{count - 1}" if count > 2 else ""
+                numbers = "0, 1" if count == 2 else f"0 ... {count - 1}"
+                logs = f"all writing to {a.fields['log']}" if a.fields.get("log") else "each to its own log"
+                notes.append(
+                    f"{count} copies {name}, {name}@1{last}, each with PMON3_INSTANCE={numbers} (PM2: "
+                    f"NODE_APP_INSTANCE, which pmon3 does not set), {logs}; `pmon3 scale {name} N` changes the number"
+                )
+            elif given == 1:
+                notes.append("1 is PM2's default: nothing to map")
+            else:
+                notes.append("one process")
+            a.result.info(a.at(key), "; ".join(notes))
+
+    cluster_at: Optional[str] = None  # the key that asks for PM2's cluster mode
+    implied = ""
+    if "exec_mode" in app:
+        key, value = app["exec_mode"]
+        mode = value.strip() if isinstance(value, str) else None
+        if mode in ("fork", "fork_mode"):
+            a.result.info(a.at(key), f"{_show(value)} is PM2's default: nothing to map")
+        elif mode in ("cluster", "cluster_mode"):
+            cluster_at = key
+        else:
+            a.result.warn(a.at(key), f"{_show(value)} is not a PM2 exec_mode (fork or cluster): ignored")
+    elif given is not None and (given >= 0 or given == -1) and file != script:
+        # Common.sink.determineExecMode: with `instances` and a node (or bun) interpreter, cluster mode
+        if any(n in os.path.basename(file) for n in ("node", "bun")):
+            cluster_at, implied = app["instances"][0], " (PM2's default for a node script with instances)"
+    if cluster_at is not None:
+        if count > 1:
+            port = env.get("PORT", "")
+            listen = f"listen: tcp:0.0.0.0:{port}" if port.isdigit() else "listen: tcp:HOST:PORT"
+            a.result.warn(
+                a.at(cluster_at),
+                f"PM2's cluster mode{implied} shares one port between the copies through PM2's master, which pmon3 "
+                f"does not have: the {count} copies are plain processes and a second one listening on the same "
+                f"port fails (EADDRINUSE). Add {listen} and have the program use the socket pmond holds (fd 3), "
+                "or bind it with SO_REUSEPORT",
+            )
+        else:
+            a.result.info(
+                a.at(cluster_at),
+                f"PM2's cluster mode{implied} with one copy: one plain process, which listens on its port itself",
+            )
+
+    if "instance_var" in app:
+        key, value = app["instance_var"]
+        if count > 1:
+            a.result.warn(
+                a.at(key), f"the copies are numbered in PMON3_INSTANCE only: {_show(value)} is not set in them"
+            )
+        elif _is_default(value, "NODE_APP_INSTANCE"):
+            a.result.info(a.at(key), f"{_show(value)} is PM2's default: nothing to map (one process)")
+        else:
+            a.result.warn(a.at(key), f"pmon3 does not set {_show(value)} (PM2 sets it to 0 in its one copy)")
+    if "increment_var" in app:
+        key, value = app["increment_var"]
+        if count > 1:
+            a.result.warn(
+                a.at(key),
+                f"every copy gets the same environment: {_show(value)} is not incremented per copy "
+                "(PMON3_INSTANCE=k is there to add to it)",
+            )
+        else:
+            a.result.info(a.at(key), "one process: nothing to increment")
+
+
+WAIT_READY = (
+    "PM2 waits for process.send('ready') (Node IPC), which pmon3 cannot receive: not mapped. pmon3's "
+    "counterpart is ready: notify (the program sends READY=1 to $NOTIFY_SOCKET, e.g. with `systemd-notify "
+    "--ready`) or ready: log:REGEX; add it by hand once the program does that (else pmon3 stops it after "
+    "ready_timeout)"
+)
+
+
+def _readiness(app: dict[str, tuple[str, Any]], a: _App) -> None:
+    """wait_ready and listen_timeout. Nothing becomes `ready:` (PM2's signal is not one pmon3 understands), so
+    nothing becomes ready_timeout either, which bounds only a readiness check: the lines say what to add."""
+    if "wait_ready" in app:
+        key, value = app["wait_ready"]
+        if _is_default(value, False) or value is None:
+            a.result.info(a.at(key), f"{_show(value)} is PM2's default: nothing to map")
+        else:
+            a.result.warn(a.at(key), WAIT_READY)
+    if "listen_timeout" in app:
+        key, value = app["listen_timeout"]
+        try:
+            ms = _ms(value, a.at(key))
+        except ImporterError:
+            a.result.warn(a.at(key), f"{_show(value)} is not a duration (milliseconds): left out")
+            return
+        if ms == 0:
+            a.result.info(a.at(key), "0 is PM2's default (3 s): nothing to map")
+            return
+        a.result.info(
+            a.at(key),
+            f"pmon3's counterpart, ready_timeout, bounds a readiness check (ready:), which no PM2 key gives: "
+            f"with ready: added by hand, ready_timeout: {duration(ms)} (PM2 carries on after it, pmon3 stops a "
+            "copy that is not ready by then)",
+        )
 
 
 def _words(value: Any, where: str) -> list[str]:
