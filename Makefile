@@ -89,4 +89,7 @@ bench: ## benchmarks vs supervisord (benches/.venv-peer), a C reference and PM2 
 bench-quick: ## the same benchmarks, shorter (about 4 minutes)
 	$(PY) benches/run.py --quick
 
-.PHONY: bench bench-quick
+bench-scale: ## pmond at N = 1 ... 10,000 processes, storms, a crash loop: benches/results/scale.md and scale.png
+	$(PY) benches/scale.py --save
+
+.PHONY: bench bench-quick bench-scale
