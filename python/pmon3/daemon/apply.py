@@ -273,7 +273,8 @@ def compute(
             if member is None:
                 family.append(Action(copy_name, CREATE, desired=d, copy_of=name, instance=k))
                 if copy_name in by_name and not prune:
-                    warnings.append(f"{name}: {copy_name} is a process of its own, not an instance: it is in the way")
+                    why = "not an instance of it: the instances cannot be created (--prune deletes it)"
+                    warnings.append(f"{name}: {copy_name} is a process of its own, {why}")
                 continue
             target = spec.instance_spec(d.spec, k, spec.instance_log(d.spec, copy_name, d.own_log))
             changes = diff(member, target, d.groups_given)
@@ -441,7 +442,7 @@ class Applier:
                             a.id, new, restart=a.restart, groups_given=d.groups_given, reload=smooth
                         )
                         a.result = ("reloaded" if smooth else "restarted") if started else "updated"
-                    else:  # unchanged itself: built for its copies' spec only
+                    else:  # unchanged itself, built for its copies' spec
                         p = row or new
                         a.result = UNCHANGED
                     a.id, a.seen, a.pid = p.id, p.status.label, p.pid
@@ -453,13 +454,11 @@ class Applier:
                 a.error = place(plan.source, at.index, a.name, exc.field, exc.message) if at else f"{a.name}: {exc}"
             family = copies.get(a.name, [])
             if family:
-                await self.scale(caller, plan, a, new, family)
+                await self.carry_out_copies(plan, a, new, family)
             if started and a.name in plan.depended and pause and a is not starts[-1]:
                 await asyncio.sleep(pause)  # pmon3's grace period for a dependency to come up
 
-    async def scale(
-        self, caller: Caller, plan: Plan, head: Action, new: Optional[Process], family: list[Action]
-    ) -> None:
+    async def carry_out_copies(self, plan: Plan, head: Action, new: Optional[Process], family: list[Action]) -> None:
         """An entry's copies: created and deleted by Supervisor.scale (as `pmon3 scale`), which gives the existing
         ones the entry's spec for their next start; then those whose change takes a restart are restarted (or
         reloaded) one at a time, after their entry."""
