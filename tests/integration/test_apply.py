@@ -11,12 +11,13 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BIN, Pmond, make_daemon, pid_alive, wait_for
+from helpers import BIN, Pmond, environ, make_daemon, pid_alive, wait_for
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "data" / "import"
 USER = "pmon3test"
@@ -210,6 +211,165 @@ def test_default_file_is_the_configured_process_config(daemon, root):
     assert json.loads(out.stdout)["source"] == f and len(daemon.json("ls")) == 3
 
 
+# -- instances ------------------------------------------------------------------------------------------------
+
+
+def family(n: int, extra: str = "") -> str:
+    return f'processes:\n  - file: /bin/sleep\n    name: s\n    args: "300"\n    instances: {n}\n{extra}'
+
+
+STORED = ("name", "process_file", "argv", "env_vars", "username", "uid", "gid", "cwd", "auto_restart")
+STORED += ("dependencies", "groups", "policy", "options", "status")
+
+
+def stored(d: Pmond) -> dict[str, dict[str, Any]]:
+    """What pmond stored for each process (the log relative to its log directory), not its run."""
+    return {p["name"]: {**{k: p[k] for k in STORED}, "log": os.path.relpath(p["log"], d.logs)} for p in d.json("ls")}
+
+
+def instance_of(pid: int) -> str:
+    return next((e for e in environ(pid) if e.startswith("PMON3_INSTANCE=")), "")
+
+
+def test_apply_creates_the_instances_init_creates_then_is_a_no_op(daemon, root, tmp_path):
+    f = write(root, family(3, "    groups: [front]\n    min_uptime: 2s\n"))
+    dry = daemon.cli("apply", f, "--dry-run").stdout
+    assert "│ s@1  │ create │" in dry and "│ s@2  │ create │" in dry and "3 to create, 0 to change" in dry
+    assert daemon.json("ls") == []
+    data = plan(daemon, f)
+    assert data["ok"] and [(a["name"], a["result"]) for a in data["actions"]] == [
+        ("s", "created"),
+        ("s@1", "created"),
+        ("s@2", "created"),
+    ]
+    procs = {p["name"]: p for p in daemon.json("ls")}
+    assert sorted(procs) == ["s", "s@1", "s@2"]
+    assert all(p["status"] == "running" and pid_alive(p["pid"]) for p in procs.values())
+    assert {n: instance_of(p["pid"]) for n, p in procs.items()} == {
+        "s": "PMON3_INSTANCE=0",
+        "s@1": "PMON3_INSTANCE=1",
+        "s@2": "PMON3_INSTANCE=2",
+    }
+    # the same rows as pmond's boot and `init` make from the same file
+    gen = make_daemon(tmp_path, f"process_config_file: {f}\n")
+    other = next(gen)
+    try:
+        other.cli("init", "-c", "-b")
+        assert stored(other) == stored(daemon)
+    finally:
+        gen.close()
+    before = rows(daemon)
+    time.sleep(1.1)  # updated_at has seconds: a row written again would show it
+    again = plan(daemon, f)
+    assert actions(again) == {"s": "unchanged", "s@1": "unchanged", "s@2": "unchanged"}
+    assert all(a["changes"] == [] and not a["restart"] for a in again["actions"])
+    assert rows(daemon) == before  # not touched at all: same pids, not even updated_at
+
+
+def test_apply_after_scale_with_the_same_count_is_a_no_op(daemon, root):
+    one = write(root, family(1))
+    daemon.cli("apply", one)
+    daemon.cli("scale", "s", "3")
+    before = rows(daemon)
+    assert [p["name"] for p in before] == ["s", "s@1", "s@2"]
+    time.sleep(1.1)
+    three = write(root, family(3), "three.yaml")
+    dry = plan(daemon, three, "--dry-run")
+    assert [(a["name"], a["action"], a["changes"]) for a in dry["actions"]] == [
+        ("s", "unchanged", []),
+        ("s@1", "unchanged", []),
+        ("s@2", "unchanged", []),
+    ]
+    assert set(actions(plan(daemon, three)).values()) == {"unchanged"}
+    # without `instances` the entry keeps the copies a scale made, as boot does
+    without = write(root, family(1).replace("    instances: 1\n", ""), "without.yaml")
+    assert actions(plan(daemon, without)) == {"s": "unchanged", "s@1": "unchanged", "s@2": "unchanged"}
+    assert rows(daemon) == before
+
+
+def test_changing_instances_in_the_file_scales_up_and_down(daemon, root):
+    daemon.cli("apply", write(root, family(2)))
+    first = pids(daemon)
+    assert sorted(first) == ["s", "s@1"]
+    f = write(root, family(4))
+    dry = daemon.cli("apply", f, "--dry-run").stdout
+    for line in ("│ s    │ unchanged │", "│ s@1  │ unchanged │", "│ s@2  │ create    │", "│ s@3  │ create    │"):
+        assert line in dry, dry
+    assert "2 to create, 0 to change (0 to restart), 0 to delete, 2 unchanged" in dry
+    res = daemon.cli("apply", f)
+    assert "2 created, 0 changed (0 restarted), 0 deleted, 2 unchanged" in res.stdout
+    up = pids(daemon)
+    assert sorted(up) == ["s", "s@1", "s@2", "s@3"] and all(pid_alive(p) for p in up.values())
+    assert {n: up[n] for n in first} == first  # the ones there are not touched
+    assert instance_of(up["s@3"]) == "PMON3_INSTANCE=3"
+    f = write(root, family(2))
+    dry = daemon.cli("apply", f, "--dry-run").stdout
+    assert dry.index("│ s@3  │ delete    │") < dry.index("│ s@2  │ delete    │")  # the highest first, as scale
+    assert "0 to create, 0 to change (0 to restart), 2 to delete, 2 unchanged" in dry
+    assert sorted(pids(daemon)) == ["s", "s@1", "s@2", "s@3"]  # a dry run
+    data = plan(daemon, f)
+    assert [(a["name"], a["action"], a["result"]) for a in data["actions"]] == [
+        ("s", "unchanged", "unchanged"),
+        ("s@1", "unchanged", "unchanged"),
+        ("s@3", "delete", "deleted"),
+        ("s@2", "delete", "deleted"),
+    ]
+    assert pids(daemon) == first and not pid_alive(up["s@2"]) and not pid_alive(up["s@3"])
+    data = plan(daemon, write(root, family(1)))
+    assert [(a["name"], a["result"]) for a in data["actions"]] == [("s", "unchanged"), ("s@1", "deleted")]
+    assert pids(daemon) == {"s": first["s"]}
+    # a bad count is refused in one line, and nothing changes
+    before = rows(daemon)
+    for bad, why in (
+        ("0", "expected 1 to 256, got 0"),
+        ("-2", "expected 1 to 256, got -2"),
+        ("257", "expected 1 to 256, got 257"),
+        ("many", "must be an integer or null"),
+        ("2.5", "must be an integer or null"),
+    ):
+        f = write(root, family(2).replace("instances: 2", f"instances: {bad}"), "bad.yaml")
+        res = daemon.cli("apply", f, "--prune", check=False)
+        assert res.returncode == 1 and res.stdout == ""
+        assert res.stderr == f"{f}: processes[0] (s): instances: {why}\n"
+    assert rows(daemon) == before
+
+
+def test_an_edited_entry_changes_its_instances_too(daemon, root):
+    daemon.cli("apply", write(root, family(3)))
+    before = pids(daemon)
+    f = write(root, family(3).replace('args: "300"', 'args: "301"'))
+    dry = plan(daemon, f, "--dry-run")
+    assert [(a["name"], a["action"], a["restart"]) for a in dry["actions"]] == [
+        ("s", "change", True),
+        ("s@1", "change", True),
+        ("s@2", "change", True),
+    ]
+    assert all(
+        [(c["field"], c["old"], c["new"]) for c in a["changes"]] == [("args", "300", "301")] for a in dry["actions"]
+    )
+    data = plan(daemon, f)
+    assert [a["result"] for a in data["actions"]] == ["restarted", "restarted", "restarted"]
+    procs = {p["name"]: p for p in daemon.json("ls")}
+    assert all(p["args"] == "301" and p["pid"] != before[n] and pid_alive(p["pid"]) for n, p in procs.items())
+    assert set(actions(plan(daemon, f)).values()) == {"unchanged"}
+
+
+def test_prune_keeps_the_instances_of_an_entry_in_the_file(daemon, root):
+    f = write(root, family(3))
+    daemon.cli("apply", f)
+    daemon.cli("exec", "/bin/sleep", "--name", "extra", "-a", "300")
+    before = pids(daemon)
+    data = plan(daemon, f, "--prune")
+    assert actions(data) == {"extra": "delete", "s": "unchanged", "s@1": "unchanged", "s@2": "unchanged"}
+    assert pids(daemon) == {k: v for k, v in before.items() if k != "extra"}
+    # an entry gone from the file goes with its instances
+    other = write(root, CONFIG, "other.yaml")
+    dry = plan(daemon, other, "--prune", "--dry-run")
+    assert {n for n, a in actions(dry).items() if a == "delete"} == {"s", "s@1", "s@2"}
+    plan(daemon, other, "--prune")
+    assert sorted(pids(daemon)) == ["cache", "db", "web"]
+
+
 # -- a non-root user's apply ----------------------------------------------------------------------------------
 
 
@@ -300,6 +460,13 @@ def prepare(source: str, root: Path) -> list[str]:
         eco = json.loads((root / "pm2" / "ecosystem.json").read_text())
         eco["apps"][0]["env"]["PORT"] = free_port_block(1, 1)
         (root / "pm2" / "ecosystem.json").write_text(json.dumps(eco))
+        # api runs 4 copies (PM2's cluster mode): they share the port through the socket pmond holds, as the
+        # import's warning asks (a second copy binding the port itself would fail with EADDRINUSE)
+        (root / "pm2" / "server.js").write_text(
+            'const http = require("http");\n'
+            'const server = http.createServer((req, res) => res.end("ok\\n"));\n'
+            "server.listen(process.env.LISTEN_FDS ? { fd: 3 } : process.env.PORT || 3000);\n"
+        )
         return ["pm2", str(root / "pm2" / "ecosystem.json")]
     if source == "supervisord":
         shutil.copytree(DATA / "supervisord", root / "supervisord")
@@ -322,7 +489,17 @@ def test_import_then_apply(daemon, root, source):
     env = {**daemon.env, "PATH": "/usr/bin:/bin"}  # programs found where every user finds them
     res = subprocess.run([str(BIN / "pmon3"), "import", *args, "-o", str(out)], env=env, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    names = [e["name"] for e in json.loads(out.read_text())["processes"]]
+    entries = json.loads(out.read_text())["processes"]
+    port = 0
+    if source == "pm2":  # the edit the import's warning asks for: the copies share the socket pmond holds
+        assert "a second one listening on the same port fails (EADDRINUSE). Add listen: tcp:0.0.0.0:" in res.stderr
+        (api,) = [e for e in entries if e["name"] == "api"]
+        port = int(next(v for v in api["env_vars"].split() if v.startswith("PORT=")).partition("=")[2])
+        assert api["instances"] == 4 and "listen" not in api
+        api["listen"] = f"tcp:127.0.0.1:{port}"
+        out.write_text(json.dumps({"processes": entries}))
+    # an entry with instances: N is NAME, NAME@1 ... NAME@N-1
+    names = [e["name"] + (f"@{k}" if k else "") for e in entries for k in range(e.get("instances", 1))]
     dry = plan(daemon, str(out), "--dry-run")
     assert sorted(actions(dry).items()) == sorted((n, "create") for n in names)
     data = plan(daemon, str(out))
@@ -334,6 +511,12 @@ def test_import_then_apply(daemon, root, source):
     )
     before = pids(daemon)
     assert sorted(before) == sorted(names)
+    if source == "pm2":
+        assert sorted(instance_of(before[n]) for n in names if n.startswith("api")) == [
+            f"PMON3_INSTANCE={k}" for k in range(4)
+        ]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as answer:
+            assert answer.read() == b"ok\n"
     again = plan(daemon, str(out))
     assert set(actions(again).values()) == {"unchanged"}
     assert pids(daemon) == before

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pmon3 import procconfig
 from pmon3.config import from_mapping
-from pmon3.daemon import apply
+from pmon3.daemon import apply, spec
 from pmon3.daemon.authz import Authz, Caller
 from pmon3.errors import DependencyError, InvalidRequestError, ProcessConfigError
 from pmon3.models import Process
@@ -152,6 +152,60 @@ def test_dependency_warnings_and_cycles(applier):
     assert plan.warnings == ["web: dependency db is deleted by --prune"]
     with pytest.raises(DependencyError):
         apply.compute(specs(applier, sleep("a", dependencies=["b"]), sleep("b", dependencies=["a"])), [], set(), False)
+
+
+def family_rows(applier: apply.Applier, entry: dict[str, Any], n: int) -> list[Process]:
+    """The rows `scale NAME n` leaves: NAME (instance 0) and its copies, ids 1 ... n, all running."""
+    head = stored(applier, entry, 1)
+    head.options.update(family=head.name, instance=0)
+    out = [head]
+    for k in range(1, n):
+        name = f"{head.name}@{k}"
+        twin = spec.instance_spec(head, k, spec.instance_log(head, name, applier.authz.is_managed_log(head)))
+        twin.id, twin.pid, twin.status = k + 1, (k + 1) * 100, Status.RUNNING
+        out.append(twin)
+    return out
+
+
+def test_instances_are_an_action_each_and_their_place_is_no_change(applier):
+    rows = family_rows(applier, sleep("s", groups=["front"]), 3)
+    same = apply.compute(specs(applier, sleep("s", groups=["front"], instances=3)), rows, {1, 2, 3}, False)
+    assert kinds(same) == [("s", "unchanged"), ("s@1", "unchanged"), ("s@2", "unchanged")]
+    assert same.actions[0].scale is None  # nothing to scale: the rows are not touched
+    without = apply.compute(specs(applier, sleep("s", groups=["front"])), rows, {1, 2, 3}, False)
+    assert kinds(without) == kinds(same)  # no instances: the copies a scale made stay
+    up = apply.compute(specs(applier, sleep("s", groups=["front"], instances=5)), rows, {1, 2, 3}, False)
+    assert kinds(up)[3:] == [("s@3", "create"), ("s@4", "create")] and up.actions[0].scale == 5
+    assert [(a.copy_of, a.instance) for a in up.actions] == [("", 0), ("s", 1), ("s", 2), ("s", 3), ("s", 4)]
+    down = apply.compute(specs(applier, sleep("s", groups=["front"], instances=1)), rows, {1, 2, 3}, True)
+    assert kinds(down) == [("s", "unchanged"), ("s@2", "delete"), ("s@1", "delete")]  # the highest first
+    assert down.actions[0].scale == 1
+    edited = apply.compute(specs(applier, sleep("s", args="301", instances=3)), rows, {1, 3}, False)
+    assert [(a.name, a.action, a.restart, [c.field for c in a.changes]) for a in edited.actions] == [
+        ("s", "change", True, ["args"]),
+        ("s@1", "change", False, ["args"]),  # not alive: updated, not started
+        ("s@2", "change", True, ["args"]),
+    ]
+
+
+def test_prune_counts_the_copies_of_a_listed_entry_as_listed(applier):
+    rows = family_rows(applier, sleep("s"), 3) + family_rows(applier, sleep("gone"), 2)
+    rows[3].id, rows[4].id = 11, 12
+    plan = apply.compute(specs(applier, sleep("s", instances=3)), rows, set(), prune=True)
+    assert sorted(kinds(plan)[:2]) == [("gone", "delete"), ("gone@1", "delete")]
+    assert kinds(plan)[2:] == [("s", "unchanged"), ("s@1", "unchanged"), ("s@2", "unchanged")]
+
+
+def test_an_entry_named_as_a_copy_of_another_is_refused(applier):
+    with pytest.raises(InvalidRequestError) as exc:
+        apply.compute(specs(applier, sleep("s", instances=3), sleep("s@2")), [], set(), False, "p.yaml")
+    assert exc.value.message == "p.yaml: processes[1] (s@2): name: s@2 is instance 2 of s (3 instances): rename one"
+    other = stored(applier, sleep("s@1"), 7)  # a process of its own where a copy goes
+    plan = apply.compute(specs(applier, sleep("s", instances=2)), [other], set(), False)
+    assert kinds(plan) == [("s", "create"), ("s@1", "create")]
+    assert plan.warnings == [
+        "s: s@1 is a process of its own, not an instance of it: the instances cannot be created (--prune deletes it)"
+    ]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,13 @@ restart keys, no_auto_restart, strict_modes, dependencies and groups are stored 
 applies from the next exit or stop, strict_modes at the next spawn). An entry without groups keeps the groups
 assigned with the CLI, as `init` does. Unchanged processes are not touched, and nothing is started that is not
 created or restarted (`init` starts stored processes that are not running).
+
+An entry with `instances: N` stands for N processes, NAME, NAME@1 ... NAME@N-1, as boot and `init` make them
+(spec.instance_spec): the plan has an action for each copy, creations of the missing ones and deletions (the
+highest first) of the ones past N, and they are carried out by `Supervisor.scale`, as `pmon3 scale` does. An
+entry without `instances` keeps the copies a `scale` made, as boot does, and they take the entry's spec. A
+process's place in its family (options `family` and `instance`) is scale's, never a change; the copies of an
+entry's family belong to the file for --prune.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ _DURATIONS = ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout"
 # max_memory is watched live (memwatch.py). Any other option is taken to shape what runs (limits are set in the
 # new process), so that a change of it restarts a live process.
 CHECKED_AT_SPAWN = frozenset({"strict_modes", "max_memory"})
+# Options that say where a process stands among its instances: set by Supervisor.scale, never by a file.
+FAMILY_OPTIONS = frozenset({"family", "instance"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +62,7 @@ class Desired:
     env_file: str
     spec: Process
     groups_given: bool
+    own_log: bool = False  # the log is pmond's own file (authz.is_managed_log): each copy gets its own too
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +88,9 @@ class Action:
     desired: Optional[Desired] = None
     result: str = ""
     error: str = ""
+    copy_of: str = ""  # a copy NAME@k of the entry NAME: carried out by NAME's scale
+    instance: int = 0  # k, for a copy
+    scale: Optional[int] = None  # an entry's: the number of instances to scale to, when its copies change
 
     def wire(self, done: bool) -> ApplyAction:
         out: ApplyAction = {
@@ -179,7 +192,7 @@ def diff(old: Process, new: Process, groups_given: bool) -> list[Change]:
         before, after = old.policy.get(key), new.policy.get(key)
         if _policy_value(key, before) != _policy_value(key, after):
             changes.append(Change(key, _policy_shown(key, before), _policy_shown(key, after), False))
-    for key in sorted(old.options.keys() | new.options.keys()):
+    for key in sorted((old.options.keys() | new.options.keys()) - FAMILY_OPTIONS):
         before, after = old.options.get(key), new.options.get(key)
         if before != after:
             shown = [None if v is None else procconfig.option_text(key, v) for v in (before, after)]
@@ -191,16 +204,48 @@ def diff(old: Process, new: Process, groups_given: bool) -> list[Change]:
     return changes
 
 
-def compute(desired: list[Desired], stored: list[Process], alive: Container[int], prune: bool) -> Plan:
+def copies_by_family(stored: list[Process]) -> dict[str, dict[int, Process]]:
+    """The stored copies (NAME@k, k >= 1) of each family, by k."""
+    out: dict[str, dict[int, Process]] = {}
+    for p in stored:
+        family = p.options.get("family")
+        if family and p.name != family:
+            out.setdefault(str(family), {})[int(p.options.get("instance", 0))] = p
+    return out
+
+
+def instance_count(d: Desired, copies: dict[int, Process]) -> int:
+    """How many instances an entry asks for: its `instances`; without it the stored family stays as it is."""
+    if d.req.instances is not None:
+        return d.req.instances
+    return max(copies) + 1 if copies else 1
+
+
+def compute(
+    desired: list[Desired], stored: list[Process], alive: Container[int], prune: bool, source: str = "apply"
+) -> Plan:
     """The plan: deletions first (with prune; dependents before what they depend on), then every entry in
-    dependency order (procconfig.dependency_order) as create, change or unchanged. `stored` are the caller's
-    own rows, `alive` the ids of live processes. Raises DependencyError for a cycle."""
+    dependency order (procconfig.dependency_order) as create, change or unchanged, each followed by its copies
+    (create, change or unchanged, then delete, the highest first). `stored` are the caller's own rows, `alive` the
+    ids of live processes. Raises DependencyError for a cycle, InvalidRequestError for an entry named as a copy
+    of another."""
     by_name = {p.name: p for p in stored}
     wanted = {d.spec.name: d for d in desired}
+    families = copies_by_family(stored)
+    counts = {name: instance_count(d, families.get(name, {})) for name, d in wanted.items()}
+    copy_names = {spec.instance_name(name, k): (name, k) for name, n in counts.items() for k in range(1, n)}
+    for d in desired:
+        if d.spec.name in copy_names:
+            of, k = copy_names[d.spec.name]
+            message = f"{d.spec.name} is instance {k} of {of} ({counts[of]} instances): rename one"
+            raise InvalidRequestError(place(source, d.index, d.spec.name, "name", message))
+    # the file's: its entries and their stored copies (those past the count go with the entry's scale)
+    listed = set(wanted) | {p.name for name in wanted for p in families.get(name, {}).values()}
     ordered, independent, _ = procconfig.dependency_order([(d.spec.name, list(d.spec.dependencies)) for d in desired])
     actions: list[Action] = []
+    warnings = []
     if prune:
-        doomed = [p for p in stored if p.name not in wanted]
+        doomed = [p for p in stored if p.name not in listed]
         try:
             first, rest, _ = procconfig.dependency_order([(p.name, list(p.dependencies)) for p in doomed])
             names = [*reversed(first), *rest]
@@ -213,18 +258,47 @@ def compute(desired: list[Desired], stored: list[Process], alive: Container[int]
         d = wanted[name]
         row = by_name.get(name)
         if row is None:
-            actions.append(Action(name, CREATE, desired=d))
-            continue
-        changes = diff(row, d.spec, d.groups_given)
-        kind = CHANGE if changes else UNCHANGED
-        restart = row.id in alive and any(c.restart for c in changes)
-        actions.append(Action(name, kind, changes, restart, row.id, row.status.label, row.pid, d))
-    kept = set(wanted) if prune else set(wanted) | set(by_name)
-    warnings = []
+            head = Action(name, CREATE, desired=d)
+        else:
+            changes = diff(row, d.spec, d.groups_given)
+            kind = CHANGE if changes else UNCHANGED
+            restart = row.id in alive and any(c.restart for c in changes)
+            head = Action(name, kind, changes, restart, row.id, row.status.label, row.pid, d)
+        actions.append(head)
+        members = families.get(name, {})
+        family: list[Action] = []
+        for k in range(1, counts[name]):
+            copy_name = spec.instance_name(name, k)
+            member = members.get(k)
+            if member is None:
+                family.append(Action(copy_name, CREATE, desired=d, copy_of=name, instance=k))
+                if copy_name in by_name and not prune:
+                    why = "not an instance of it: the instances cannot be created (--prune deletes it)"
+                    warnings.append(f"{name}: {copy_name} is a process of its own, {why}")
+                continue
+            target = spec.instance_spec(d.spec, k, spec.instance_log(d.spec, copy_name, d.own_log))
+            changes = diff(member, target, d.groups_given)
+            kind = CHANGE if changes else UNCHANGED
+            restart = member.id in alive and any(c.restart for c in changes)
+            seen, pid = member.status.label, member.pid
+            family.append(Action(copy_name, kind, changes, restart, member.id, seen, pid, d, copy_of=name, instance=k))
+        for k in sorted((k for k in members if k >= counts[name]), reverse=True):
+            p = members[k]
+            family.append(Action(p.name, DELETE, id=p.id, seen=p.status.label, pid=p.pid, copy_of=name, instance=k))
+        if any(a.action != UNCHANGED for a in family):
+            head.scale = counts[name]
+        actions += family
+    scaled_away = {a.name for a in actions if a.copy_of and a.action == DELETE}
+    kept = set(wanted) | set(copy_names) | (set() if prune else set(by_name) - scaled_away)
     for d in desired:
         for dep in d.spec.dependencies:
             if dep not in kept:
-                why = "deleted by --prune" if dep in by_name else "neither in the file nor a stored process"
+                if dep in scaled_away:
+                    why = "an instance past its entry's instances: deleted"
+                elif dep in by_name:
+                    why = "deleted by --prune"
+                else:
+                    why = "neither in the file nor a stored process"
                 warnings.append(f"{d.spec.name}: dependency {dep} is {why}")
     depended = {dep for d in desired for dep in d.spec.dependencies}
     return Plan(actions, warnings, depended)
@@ -298,14 +372,14 @@ class Applier:
             raise InvalidRequestError(
                 place(source, index, name, "dependencies", "self-referential dependencies not allowed")
             )
-        return Desired(index, req, env_file, p, bool(entry.get("groups")))
+        return Desired(index, req, env_file, p, bool(entry.get("groups")), self.authz.is_managed_log(p))
 
     def plan(self, caller: Caller, req: ApplyRequest) -> Plan:
         desired = self.validate(caller, req.entries, req.source or "apply", create_dirs=False)
         stored = self.store.list_processes(caller.uid)  # the caller's own rows, root's too
         alive = {p.id for p in stored if self.supervisor.is_alive(p.id)}
         try:
-            plan = compute(desired, stored, alive, req.prune)
+            plan = compute(desired, stored, alive, req.prune, req.source or "apply")
         except DependencyError as exc:
             raise InvalidRequestError(f"{req.source or 'apply'}: dependencies: {exc.message}") from None
         plan.source = req.source or "apply"
@@ -336,28 +410,41 @@ class Applier:
     async def execute(self, caller: Caller, plan: Plan) -> None:
         sup = self.supervisor
         pause = self.cfg.wait_dependent_ms / 1000
-        starts = [a for a in plan.actions if a.action == CREATE or a.restart]
+        starts = [a for a in plan.actions if not a.copy_of and (a.action == CREATE or a.restart)]
+        copies: dict[str, list[Action]] = {}
         for a in plan.actions:
+            if a.copy_of:
+                copies.setdefault(a.copy_of, []).append(a)
+        for a in plan.actions:
+            if a.copy_of:
+                continue  # with its entry, below
             started = False
+            new: Optional[Process] = None
             try:
                 if a.action == DELETE:
                     await sup.remove(a.id, force=False)
                     a.result, a.seen, a.pid = "deleted", "", 0
-                elif a.action in (CREATE, CHANGE):
+                elif a.action in (CREATE, CHANGE) or a.scale is not None:
                     assert a.desired is not None
                     d = a.desired
                     # Built again, now creating root's missing log directory (the plan created nothing).
                     new = spec.build(self.authz, caller, d.req, d.env_file)
+                    row = self.store.get(a.id) if a.id else None
+                    if a.scale is not None or (row is not None and row.options.get("family") == a.name):
+                        new.options.update(family=a.name, instance=0)  # as scale leaves it: not a change
                     if a.action == CREATE:
                         p = await sup.upsert(new, exec_semantics=False, groups_given=d.groups_given)
                         a.result, started = "created", True
-                    else:
+                    elif a.action == CHANGE:
                         # a process that holds its sockets or says when it is ready is reloaded, not restarted
                         smooth = bool(new.options.get("listen") or new.options.get("ready"))
                         p, started = await sup.update_spec(
                             a.id, new, restart=a.restart, groups_given=d.groups_given, reload=smooth
                         )
                         a.result = ("reloaded" if smooth else "restarted") if started else "updated"
+                    else:  # unchanged itself, built for its copies' spec
+                        p = row or new
+                        a.result = UNCHANGED
                     a.id, a.seen, a.pid = p.id, p.status.label, p.pid
                 else:
                     a.result = UNCHANGED
@@ -365,5 +452,58 @@ class Applier:
                 a.result = "failed"
                 at = a.desired
                 a.error = place(plan.source, at.index, a.name, exc.field, exc.message) if at else f"{a.name}: {exc}"
+            family = copies.get(a.name, [])
+            if family:
+                await self.carry_out_copies(plan, a, new, family)
             if started and a.name in plan.depended and pause and a is not starts[-1]:
                 await asyncio.sleep(pause)  # pmon3's grace period for a dependency to come up
+
+    async def carry_out_copies(self, plan: Plan, head: Action, new: Optional[Process], family: list[Action]) -> None:
+        """An entry's copies: created and deleted by Supervisor.scale (as `pmon3 scale`), which gives the existing
+        ones the entry's spec for their next start; then those whose change takes a restart are restarted (or
+        reloaded) one at a time, after their entry."""
+        d = head.desired
+        assert d is not None
+        if head.scale is None:
+            for a in family:
+                a.result = UNCHANGED
+            return
+
+        def failed(a: Action, message: str, field: Optional[str] = None) -> None:
+            a.result, a.error = "failed", place(plan.source, d.index, a.name, field, message)
+
+        if head.error or new is None:
+            for a in family:
+                failed(a, f"not carried out: {head.name} failed")
+            return
+        try:
+            rows = {p.name: p for p in await self.supervisor.scale(head.id, head.scale)}
+        except Pmon3Error as exc:
+            for a in family:
+                failed(a, exc.message, exc.field)
+            return
+        own_log = self.authz.is_managed_log(new)
+        for a in family:
+            p = rows.get(a.name)
+            try:
+                if a.action == DELETE:
+                    if p is not None:
+                        raise InvalidRequestError(f"{a.name} was not deleted")
+                    a.result, a.seen, a.pid = "deleted", "", 0
+                    continue
+                if p is None:
+                    raise InvalidRequestError(f"{a.name} is not an instance of {head.name}")
+                if a.action == CREATE:
+                    a.result = "created"
+                elif a.action == CHANGE:
+                    target = spec.instance_spec(new, a.instance, spec.instance_log(new, a.name, own_log))
+                    smooth = bool(target.options.get("listen") or target.options.get("ready"))
+                    p, started = await self.supervisor.update_spec(
+                        p.id, target, restart=a.restart, groups_given=d.groups_given, reload=smooth
+                    )
+                    a.result = ("reloaded" if smooth else "restarted") if started else "updated"
+                else:
+                    a.result = UNCHANGED
+                a.id, a.seen, a.pid = p.id, p.status.label, p.pid
+            except Pmon3Error as exc:
+                failed(a, exc.message, exc.field)

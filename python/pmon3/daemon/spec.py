@@ -240,6 +240,30 @@ SPEC_FIELDS = (
 )
 
 
+def instance_name(family: str, k: int) -> str:
+    """Instance k of a family: NAME itself for 0, else NAME@k."""
+    return f"{family}@{k}" if k else family
+
+
+def instance_log(head: Process, name: str, own_log: bool) -> str:
+    """The log of the instance `name` of `head`: its own file beside the head's when the head's is pmond's own
+    (authz.is_managed_log: <logs>/NAME.log, so <logs>/NAME@k.log), else the file the head writes to."""
+    return os.path.join(os.path.dirname(head.log), f"{name}.log") if own_log else head.log
+
+
+def instance_spec(head: Process, k: int, log: str) -> Process:
+    """Instance k (>= 1) of the process `head` as `scale` makes it: a new row (nothing of the head's run: no id,
+    pid, counters or status) with the head's spec and groups, named NAME@k, writing to `log`, with its place in
+    the family in its options (PMON3_INSTANCE=k, and the family's held sockets)."""
+    family = str(head.options.get("family") or head.name)
+    twin = Process(id=0, name=instance_name(family, k), process_file=head.process_file, owner=head.owner)
+    merge(twin, head, groups_given=True)
+    twin.argv, twin.env_vars, twin.dependencies = list(head.argv), list(head.env_vars), list(head.dependencies)
+    twin.policy = dict(head.policy)
+    twin.log, twin.options = log, {**head.options, "family": family, "instance": k}
+    return twin
+
+
 def merge(existing: Process, spec: Process, groups_given: bool) -> Process:
     for field in SPEC_FIELDS:
         setattr(existing, field, getattr(spec, field))

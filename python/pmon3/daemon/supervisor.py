@@ -507,8 +507,9 @@ class Supervisor:
 
     async def scale(self, head_id: int, n: int) -> list[Process]:
         """Make the process `head_id` run as `n` instances: NAME (instance 0), NAME@1 ... NAME@n-1, sharing its
-        held sockets, each with PMON3_INSTANCE. New instances take the head's spec (and start if it runs); the
-        ones past n are stopped and removed. Existing instances get the head's spec for their next start."""
+        held sockets, each with PMON3_INSTANCE. New instances take the head's spec (spec.instance_spec; they start if
+        it runs); the ones past n are stopped and removed, the highest first. Existing instances get the head's spec
+        for their next start."""
         async with self.lock(head_id):
             head = self._get(head_id)
             family = str(head.options.get("family") or head.name)
@@ -523,39 +524,17 @@ class Supervisor:
             self.store.update(head)
             running = self.is_alive(head.id)
             created: list[Process] = []
+            own_log = self.authz.is_managed_log(head)
             for k in range(1, n):
-                name = f"{head.name}@{k}"
+                name = spec.instance_name(family, k)
+                twin = spec.instance_spec(head, k, spec.instance_log(head, name, own_log))
                 existing = members.get(k)
-                log_path = (
-                    self.authz.default_log_path(head.owner, name) if self.authz.is_managed_log(head) else head.log
-                )
                 if existing is None:
                     if self.store.get_by_name(head.owner, name) is not None:
                         raise ConflictError(f"cannot scale {head.name}: a process named {name} already exists")
-                    twin = dataclasses.replace(
-                        head,
-                        id=0,
-                        name=name,
-                        log=log_path,
-                        pid=0,
-                        pid_start_time=0,
-                        status=Status.QUEUED,
-                        restart_count=0,
-                        flap={},
-                        last_exit_code=None,
-                        last_exit_signal=None,
-                        argv=list(head.argv),
-                        env_vars=list(head.env_vars),
-                        dependencies=list(head.dependencies),
-                        groups=list(head.groups),
-                        policy=dict(head.policy),
-                        options={**head.options, "instance": k},
-                    )
                     created.append(self.store.insert(twin))
                 else:
-                    synced = spec.merge(existing, head, groups_given=True)
-                    synced.log, synced.options = log_path, {**head.options, "instance": k}
-                    self.store.update(synced)
+                    self.store.update(spec.merge(existing, twin, groups_given=True))
         for p in created:
             if running:
                 async with self.lock(p.id):
@@ -563,7 +542,7 @@ class Supervisor:
                         self.start(p)
                     except SpawnError as exc:
                         log.error("instance %s could not start: %s", p.name, exc)
-        for k, q in sorted(members.items()):
+        for k, q in sorted(members.items(), reverse=True):  # the highest first: NAME@1 ... stay contiguous
             if k >= n:
                 await self.remove(q.id, force=False)
         return self.authz.family(self._get(head_id))
