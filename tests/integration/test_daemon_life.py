@@ -200,3 +200,27 @@ def test_a_cli_stopped_by_sigterm_leaves_no_reply_queue(daemon: Pmond):
         daemon.proc.send_signal(signal.SIGCONT)
     os.kill(pid, signal.SIGKILL)  # ends the first stop, still waiting inside pmond
     daemon.cli("del", "stubborn2", "-f")
+
+
+def test_a_storm_of_exits_is_no_traceback_in_pmonds_log(tmp_path: Path) -> None:
+    """600 children ending at once (pmond stopping them all) fill asyncio's signal wake-up pipe with SIGCHLDs.
+    A full pipe already means that the loop will wake up: not worth a Python traceback per signal on stderr
+    (there were hundreds)."""
+    n = 600
+    procs = tmp_path / "procs.json"
+    procs.write_text(
+        json.dumps({"processes": [{"file": "/bin/sleep", "name": f"s{i}", "args": "1000"} for i in range(n)]})
+    )
+    d = Pmond(tmp_path, f"process_config_file: {procs}\nrestart:\n  stop_timeout: 20s\n")
+    d.start()
+    try:
+        d.wait_booted(120)
+        rows = json.loads(d.cli("ls", "--json").stdout)
+        assert sum(r["status"] == "running" for r in rows) == n
+        pids = [int(r["pid"]) for r in rows]
+    finally:
+        assert d.stop(timeout=120) == 0
+    assert not any(pid_alive(p) for p in pids)
+    err = d.stderr_path.read_text()
+    assert "stopping pid" in err  # it did stop them itself
+    assert "Traceback" not in err and "signal wakeup fd" not in err, err[-2000:]

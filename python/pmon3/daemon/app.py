@@ -115,6 +115,7 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.loop.add_signal_handler(sig, self._on_signal, sig)
         self.loop.add_signal_handler(signal.SIGHUP, self._reload)
+        _quiet_wakeup_fd()
         self.boot.adopt_survivors()
         await self.supervisor.end_untracked(p.id for p in self.store.list_processes())
         self.rotator = LogRotator(cfg.logs, self._rotated_logs, self.loop)
@@ -369,6 +370,14 @@ def _raise_mq_limit() -> None:
         except (ValueError, OSError):
             continue
     log.debug("RLIMIT_MSGQUEUE stays at %s", soft)
+
+
+def _quiet_wakeup_fd() -> None:
+    """asyncio's signal wake-up pipe, without a traceback on stderr when it is full: a storm of SIGCHLDs (1000
+    children stopping at once) fills it, and a full pipe already means the loop will wake up."""
+    fd = signal.set_wakeup_fd(-1)
+    if fd != -1:
+        signal.set_wakeup_fd(fd, warn_on_full_buffer=False)
 
 
 # A reply of at least this many records is big enough to give memory back after it (malloc_trim), this long after.
