@@ -50,7 +50,7 @@ _DURATIONS = ("min_uptime", "restart_delay", "max_restart_delay", "stop_timeout"
 # new process), so that a change of it restarts a live process.
 CHECKED_AT_SPAWN = frozenset({"strict_modes", "max_memory"})
 # Options that say where a process stands among its instances: set by Supervisor.scale, never by a file.
-FAMILY_OPTIONS = frozenset({"family", "instance"})
+FAMILY_OPTIONS = frozenset(spec.FAMILY_OPTIONS)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -144,10 +144,9 @@ class Boot:
             if p is not None and (sup.is_alive(p.id) or p.status == Status.STOPPED):
                 return False  # never a second copy; a user stop is respected
             new = self.build_entry(caller, entry)
-            p = await sup.upsert(new, exec_semantics=False, groups_given=bool(entry.get("groups")))
-            instances = entry.get("instances")
-            if isinstance(instances, int) and (instances > 1 or p.options.get("family")):
-                await sup.scale(p.id, instances)
+            instances = entry.get("instances")  # none: the copies a `scale` made stay
+            count = instances if isinstance(instances, int) else None
+            await sup.upsert(new, exec_semantics=False, groups_given=bool(entry.get("groups")), instances=count)
             return True
         if p is None:
             return False

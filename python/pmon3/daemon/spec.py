@@ -3,10 +3,11 @@ every decision about users and paths is asked of `authz` (with the caller's righ
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
-from typing import Any
+from typing import Any, Optional
 
 from .. import limits, procconfig
 from ..config import parse_duration_ms
@@ -238,6 +239,20 @@ SPEC_FIELDS = (
     "policy",
     "options",
 )
+
+
+# Options that say where a process stands among its instances: set by Supervisor.scale, never by a spec.
+FAMILY_OPTIONS = ("family", "instance")
+
+
+def keep_place(new: Process, stored: Optional[Process]) -> Process:
+    """`new` with the place the stored row of its name has in its family (options family and instance), unless it
+    gives one itself: a spec (a config entry, an exec) says nothing of it, and replacing the row's options must not
+    cut it off from its instances (or an instance from its family)."""
+    if stored is None or not any(k in stored.options for k in FAMILY_OPTIONS):
+        return new
+    place = {k: stored.options[k] for k in FAMILY_OPTIONS if k in stored.options}
+    return dataclasses.replace(new, options={**place, **new.options})
 
 
 def instance_name(family: str, k: int) -> str:

@@ -367,11 +367,29 @@ class Supervisor:
             raise InvalidRequestError(f"{', '.join(wanted)}: {exc}") from None
 
     # -- operations for the request handlers ----------------------------------------------------------------
-    async def upsert(self, new: Process, *, exec_semantics: bool, groups_given: bool) -> Process:
+    async def upsert(
+        self, new: Process, *, exec_semantics: bool, groups_given: bool, instances: Optional[int] = None
+    ) -> Process:
         """Create `new` (a validated spec) or update its owner's stored row of that name, and start it unless it
         is alive. With exec semantics a live (or restarting) name is refused, as pmon3; a config entry updates
-        the row and leaves a live process running."""
+        the row and leaves a live process running.
+
+        `instances` (exec -i, a config entry's `instances`): it runs as that many instances (`scale`), and when
+        that is more than one it is started as instance 0 of its family, so that NAME has PMON3_INSTANCE from its
+        first start as its copies have. A stored row keeps its place in its family (spec.keep_place): without
+        `instances`, a process that has copies keeps them, as many as there are, and they take its spec."""
         self.check_limits(new)
+        new = spec.keep_place(new, self.store.get_by_name(new.owner, new.name))
+        if instances is not None and instances > 1 and "family" not in new.options:
+            # before its first start: PMON3_INSTANCE=0
+            new = dataclasses.replace(new, options={**new.options, "family": new.name, "instance": 0})
+        p = await self._upsert(new, exec_semantics, groups_given)
+        if p.options.get("family") == p.name or (instances or 1) > 1:
+            await self.scale(p.id, instances)
+            return self.store.get(p.id) or p
+        return p
+
+    async def _upsert(self, new: Process, exec_semantics: bool, groups_given: bool) -> Process:
         existing = self.store.get_by_name(new.owner, new.name)
         if existing is None:
             p = self.store.insert(new)  # a new row starts `queued`
@@ -390,7 +408,7 @@ class Supervisor:
             alive = self.is_alive(current.id)
             if exec_semantics and (alive or current.status not in REUSABLE):
                 raise ConflictError(f"process already running with the name provided: {new.name}")
-            p = spec.merge(current, new, groups_given)
+            p = spec.merge(current, spec.keep_place(new, current), groups_given)
             self.store.update(p, with_groups=True)
             if not alive:
                 try:
@@ -505,11 +523,11 @@ class Supervisor:
         log.info("reloaded %s: pid %d replaced pid %d", p.name, new.pid, old.pid)
         return self._get(process_id), note
 
-    async def scale(self, head_id: int, n: int) -> list[Process]:
+    async def scale(self, head_id: int, n: Optional[int]) -> list[Process]:
         """Make the process `head_id` run as `n` instances: NAME (instance 0), NAME@1 ... NAME@n-1, sharing its
         held sockets, each with PMON3_INSTANCE. New instances take the head's spec (spec.instance_spec; they start if
         it runs); the ones past n are stopped and removed, the highest first. Existing instances get the head's spec
-        for their next start."""
+        for their next start. No `n`: as many as there are (up to the highest NAME@k)."""
         async with self.lock(head_id):
             head = self._get(head_id)
             family = str(head.options.get("family") or head.name)
@@ -520,6 +538,8 @@ class Supervisor:
                 for q in self.store.list_processes(head.owner)
                 if q.options.get("family") == family and q.id != head.id
             }
+            if n is None:
+                n = max(members, default=0) + 1
             head.options.update(family=family, instance=0)
             self.store.update(head)
             running = self.is_alive(head.id)

@@ -12,7 +12,5 @@ from . import Context, handles
 @handles(ExecRequest)
 async def exec_(ctx: Context, req: ExecRequest) -> dict[str, Any]:
     new = spec.build(ctx.authz, ctx.caller, req)
-    p = await ctx.supervisor.upsert(new, exec_semantics=True, groups_given=bool(new.groups))
-    if req.instances is not None and (req.instances > 1 or p.options.get("family")):
-        await ctx.supervisor.scale(p.id, req.instances)
+    p = await ctx.supervisor.upsert(new, exec_semantics=True, groups_given=bool(new.groups), instances=req.instances)
     return ctx.record(ctx.find(p.id))
