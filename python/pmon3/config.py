@@ -703,9 +703,9 @@ def _cache_file(path: str) -> Optional[str]:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
         return None
-    import hashlib
+    import zlib  # not hashlib: its import (OpenSSL) is ~5 ms of every command; a clash only misses (path is checked)
 
-    return os.path.join(base, "pmon3", f"config-{hashlib.sha1(path.encode()).hexdigest()[:16]}.json")
+    return os.path.join(base, "pmon3", f"config-{zlib.crc32(path.encode()):08x}-{len(path)}.json")
 
 
 def read_yaml_cached(path: str) -> dict[str, Any]:

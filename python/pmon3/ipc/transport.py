@@ -23,7 +23,6 @@ import json
 import os
 import select
 import signal
-import socket
 import stat
 import struct
 import time
@@ -36,6 +35,7 @@ from . import protocol
 
 if TYPE_CHECKING:  # the CLI uses only the clients: asyncio would cost it ~70 ms of start-up
     import asyncio
+    import socket
 
 
 def _log() -> Any:
@@ -552,6 +552,7 @@ class UnixServer:
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         import asyncio
+        import socket  # here: the CLI's MQ path never needs it (~5 ms of its start-up)
 
         sock = writer.get_extra_info("socket")
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -820,6 +821,8 @@ class UnixClient:
             raise DaemonUnavailableError("pmond must be running (its socket is missing: restart pmond)") from None
         if not stat.S_ISSOCK(st.st_mode) or st.st_uid != self.instance.uid:
             raise DaemonUnavailableError(f"{self.path} is not pmond's socket: refusing to use it")
+        import socket  # here: the CLI's MQ path never needs it (~5 ms of its start-up)
+
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         sock.settimeout(timeout)
         try:
@@ -841,6 +844,8 @@ class UnixClient:
         if self.sock is None:
             self.connect(timeout)
         assert self.sock is not None and self.instance is not None
+        import socket
+
         deadline = time.monotonic() + timeout
         data = protocol.encode(msg)
         self.sock.settimeout(timeout)
