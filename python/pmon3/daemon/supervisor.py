@@ -120,6 +120,23 @@ class Launch:
         self.rlimits, self.extra = rlimits, extra
         self.max_memory = max_memory  # bytes; 0: not watched (memwatch.py)
 
+    def spawn(self, child_first: bool, **where: Any) -> tuple[int, int]:
+        """(pid, pidfd) of a new copy; `where`: its cgroup, as _native.spawn takes it."""
+        return _native.spawn(
+            self.file,
+            self.argv,
+            self.env,
+            self.cwd,
+            self.uid,
+            self.gid,
+            self.groups,
+            self.log_path,
+            rlimits=self.rlimits,
+            child_first=child_first,
+            **(self.extra or {}),
+            **where,
+        )
+
 
 class Runtime:
     """One live copy of a process: what the daemon knows beyond its row. Futures are made only when someone
@@ -884,20 +901,8 @@ class Supervisor:
         if _trace_fd >= 0:
             _trace(b"spawn", 0)
         try:
-            pid, pidfd = _native.spawn(
-                launch.file,
-                launch.argv,
-                launch.env,
-                launch.cwd,
-                launch.uid,
-                launch.gid,
-                launch.groups,
-                launch.log_path,
-                rlimits=launch.rlimits,
-                child_first=True,  # the child finishes its exec before we run again (spawn.rs)
-                **(launch.extra or {}),
-                **tree,
-            )
+            # child_first: the child finishes its exec before we run again (spawn.rs)
+            pid, pidfd = launch.spawn(child_first=True, **tree)
         except OSError as exc:
             if exc.errno == errno.ENOSYS and "cgroup_fd" in tree:
                 self.trees.no_clone3()
@@ -1230,21 +1235,11 @@ class Supervisor:
         if _trace_fd >= 0:
             _trace(b"spawn", 0)
         try:
-            pid, pidfd = _native.spawn(
-                launch.file,
-                launch.argv,
-                launch.env,
-                launch.cwd,
-                launch.uid,
-                launch.gid,
-                launch.groups,
-                launch.log_path,
-                rlimits=launch.rlimits,
+            pid, pidfd = launch.spawn(
                 child_first=child_first,
                 cgroup_dir=trees.path(rt.copy),
                 cgroup_dir_procs=not trees.born_in_cgroup,
                 only_if_empty=True,
-                **(launch.extra or {}),
             )
         except OSError:  # EBUSY: leftovers to end first; or a spawn that fails: the general way says why
             return False
