@@ -242,3 +242,41 @@ def test_flap_state_survives_a_daemon_restart(tmp_path: Path):
         assert q["status"] == "backoff" and q["restart_count"] == p["restart_count"]
     finally:
         gen.close()
+
+
+def test_a_storm_of_restart_hooks_runs_at_most_eight_at_once_and_loses_none(tmp_path: Path):
+    """24 processes killed at once: 24 restart hooks, each 0.4 s long. Never more than 8 run at the same time
+    (1000 restarts must not start 1000 hook processes beside the restarted ones), and every one runs."""
+    from pmon3.daemon.hooks import MAX_RUNNING
+
+    n = 24
+    out = tmp_path / "hook-runs"
+    # $$: the hook's own pid; the clock is CLOCK_REALTIME in ns, the same for every hook
+    hook = script(
+        tmp_path, "slow.sh", f'echo "S $(date +%s%N) $$" >> {out}\nsleep 0.4\necho "E $(date +%s%N) $$" >> {out}\n'
+    )
+    config = base_config(tmp_path, hook).replace("  timeout: 1s\n", "  timeout: 5s\n")
+    with running_daemon(tmp_path, config) as d:
+        started = time.monotonic()
+        pids = [d.json("exec", "/bin/sleep", "--name", f"h{i}", "-a", "300")["pid"] for i in range(n)]
+        left = started + INITIALIZATION_PERIOD + 0.2 - time.monotonic()
+        if left > 0:  # restart hooks run only after initialization_period: a property of time, no event
+            time.sleep(left)
+        for pid in pids:
+            wait_uptime(pid, 0.6)  # past min_uptime: each is restarted at once
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+        def ended() -> list[str]:
+            return [line for line in out.read_text().splitlines() if line.startswith("E")] if out.exists() else []
+
+        wait_for(lambda: len(ended()) >= n, timeout=30, what=f"{n} restart hooks to finish")
+    events_ = sorted(
+        (int(t), 1 if kind == "S" else -1) for kind, t, _pid in (line.split() for line in out.read_text().splitlines())
+    )
+    running = peak = 0
+    for _t, step in events_:  # at equal times an end sorts first (-1 < 1): no false overlap
+        running += step
+        peak = max(peak, running)
+    assert sum(step == 1 for _t, step in events_) == n  # none lost, none twice
+    assert 2 <= peak <= MAX_RUNNING == 8, peak
