@@ -134,3 +134,31 @@ def test_a_tree_over_max_memory_is_restarted_and_recorded(daemon: Pmond, tmp_roo
     assert (thin["pid"], thin["restart_count"]) == (small["pid"], 0)  # under its limit all along
     daemon.cli("stop", "fat")
     daemon.cli("stop", "thin")
+
+
+def test_max_memory_follows_a_process_that_named_another_main_pid(daemon: Pmond, tmp_root: Path):
+    """A program that hands over to a child (MAINPID=) is supervised through that child: its max_memory too."""
+    prog = tmp_root / "handover_fat.py"
+    prog.write_text(
+        "#!/usr/bin/python3\nimport os, socket, time\n"
+        "where = os.environ['NOTIFY_SOCKET']\n"
+        "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n"
+        "if os.fork() == 0:\n"
+        "    s.sendto(f'MAINPID={os.getpid()}\\nREADY=1'.encode(), '\\0' + where[1:])\n"
+        "    time.sleep(2)\n"  # grows once supervision has moved to it (the first process exits at 1 s)
+        "    a = b'x' * (64 << 20)\n"
+        "    time.sleep(300)\n"
+        "time.sleep(1)\n"
+        "os._exit(0)\n"
+    )
+    prog.chmod(0o755)
+    p = daemon.json("exec", str(prog), "--name", "handfat", "--ready", "notify", "--max-memory", "32M")
+    moved = wait_for(lambda: (q := daemon.get("handfat"))["pid"] != p["pid"] and q, what="the named main pid")
+    assert moved["restart_count"] == 0  # followed, not restarted
+    q = daemon.wait_restarted("handfat", moved["pid"], timeout=30)  # the followed child is over the limit
+    assert q["restart_count"] >= 1
+    rec = wait_for(
+        lambda: [r for r in daemon.json("history", "handfat") if r["reason"] == "max_memory"], what="the exit"
+    )
+    assert rec[0]["pid"] == moved["pid"]
+    daemon.cli("stop", "handfat")

@@ -221,6 +221,7 @@ class Runtime:
             self.process_id, self.leaf, pid, pidfd, is_child, self.started, self.launch, self.policy_inputs, self.role
         )
         rt.ready, rt.notified, rt.status_text, rt.watchdog = self.ready, self.notified, self.status_text, self.watchdog
+        rt.max_memory = self.max_memory  # still watched (memwatch)
         return rt
 
 
