@@ -158,3 +158,33 @@ def test_a_cgroup_a_crashed_pmond_killed_is_renewed_by_the_next(cg: Pmond):
     p = cg.get("reborn")
     assert p["status"] == "running" and pid_alive(p["pid"])
     cg.cli("del", "reborn")
+
+
+@pytest.mark.parametrize("mode", ["cg", "sess"])
+def test_stop_signals_every_process_of_the_tree_once(mode: str, request: pytest.FixtureRequest):
+    """A leader and its worker (same process group) count the SIGTERMs they get after the first: one each,
+    also for the worker that outlives its leader. A second SIGTERM is "quit now, skip the cleanup" to some
+    programs (pmond sent the stop signal to the tree, to the leader's group, and again to what was left once
+    the leader had gone)."""
+    d: Pmond = request.getfixturevalue(mode)
+    out = d.root / f"terms-{mode}"
+    prog = d.root / f"counts-{mode}.py"
+    prog.write_text(
+        "#!/usr/bin/python3\nimport os, signal, sys, time\n"
+        "got = []\n"
+        "signal.signal(signal.SIGTERM, lambda *_: got.append(1))\n"
+        "role = 'leader' if os.fork() else 'worker'\n"
+        f"open('{out}.' + role, 'w').close()\n"
+        "while not got:\n    time.sleep(0.01)\n"
+        "time.sleep(0.1 if role == 'leader' else 1.0)  # the worker outlives the leader: is it signalled again?\n"
+        f"with open('{out}', 'a') as fh:\n    fh.write(f'{{role}} {{len(got)}}\\n')\n"
+        "sys.exit(0)\n"
+    )
+    prog.chmod(0o755)
+    name = f"counts-{mode}"
+    d.cli("exec", str(prog), "--name", name)
+    wait_for(lambda: os.path.exists(f"{out}.leader") and os.path.exists(f"{out}.worker"), what="both running")
+    d.cli("stop", name)
+    wait_for(lambda: out.exists() and len(out.read_text().split("\n")) == 3, what="both to report")
+    assert sorted(out.read_text().split("\n")[:2]) == ["leader 1", "worker 1"]
+    d.cli("del", name)

@@ -1346,10 +1346,12 @@ class Supervisor:
                 return
             self._decide(rt, uptime, info, ended, "tree")
 
-    async def _end_tree(self, copy: Copy, leader: int, sig: int, timeout: float) -> None:
-        """`sig` to what is left of the tree; SIGKILL for what is still there after `timeout`."""
+    async def _end_tree(self, copy: Copy, leader: int, sig: int, timeout: float, signalled: bool = False) -> None:
+        """`sig` to what is left of the tree (unless it was `signalled` already); SIGKILL for what is still
+        there after `timeout`."""
         if sig != signal.SIGKILL:
-            self.trees.signal(copy, leader, sig)
+            if not signalled:
+                self.trees.signal(copy, leader, sig)
             if await self.trees.wait_gone(copy, leader, timeout):
                 return
             log.warning("processes of pid %d's tree ignored the stop signal for %.1f s: SIGKILL", leader, timeout)
@@ -1570,8 +1572,11 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         self._stop_watchdog(rt)
         log.info("stopping pid %d: %s, SIGKILL after %.1f s", rt.pid, signal.Signals(sig).name, timeout)
-        self.trees.signal(rt.copy, rt.pid, sig)  # first: it finds members through the leader
-        self._signal(rt, sig)
+        # Every process of the tree gets the stop signal once: to some programs a second SIGTERM (or SIGINT)
+        # means "quit now, skip the cleanup".
+        sent = self.trees.signal(rt.copy, rt.pid, sig)  # first: it finds members through the leader
+        if rt.pid not in sent:
+            self._signal(rt, sig)
         exited = rt.exit_waiter(self.loop)
         try:
             info = await asyncio.wait_for(asyncio.shield(exited), timeout)
@@ -1581,7 +1586,7 @@ class Supervisor:
             self.trees.signal(rt.copy, rt.pid, signal.SIGKILL)
             info = await asyncio.shield(exited)
         if self.trees.populated(rt.copy, rt.pid):
-            await self._end_tree(rt.copy, rt.pid, sig, max(0.0, deadline - time.monotonic()))
+            await self._end_tree(rt.copy, rt.pid, sig, max(0.0, deadline - time.monotonic()), signalled=True)
         return info
 
     async def _stop(self, p: Process, force: bool, final: Status = Status.STOPPED) -> Process:

@@ -448,8 +448,9 @@ class Trees:
         return f"cgroup {self.path(copy)}" if self.base else "session (+ subreaper)"
 
     # -- ending ------------------------------------------------------------------------------------------
-    def signal(self, copy: Copy, leader: int, sig: int) -> None:
-        """`sig` to every process of the tree (SIGKILL through cgroup.kill, which races no fork)."""
+    def signal(self, copy: Copy, leader: int, sig: int) -> set[int]:
+        """`sig` to every process of the tree (SIGKILL through cgroup.kill, which races no fork); the pids
+        signalled one by one (none for cgroup.kill)."""
         if self.base is not None and sig == signal.SIGKILL:
             path = self.path(copy)
             assert path is not None
@@ -457,14 +458,17 @@ class Trees:
                 with open(os.path.join(path, "cgroup.kill"), "w") as fh:
                     fh.write("1")
                 self.killed.add(copy)
-                return
             except FileNotFoundError:
-                return
+                pass
+            return set()
+        sent = set()
         for pid in self.members(copy, leader):
             try:
                 os.kill(pid, sig)
+                sent.add(pid)
             except ProcessLookupError:
                 pass
+        return sent
 
     async def wait_gone(self, copy: Copy, leader: int, timeout: float) -> bool:
         """Until nothing of the tree is alive (True) or `timeout` passes (False)."""
