@@ -1253,16 +1253,7 @@ class Supervisor:
         new = Runtime(process_id, rt.leaf, pid, pidfd, True, self._last_respawn, launch, inputs, "main")
         new.max_memory = launch.max_memory
         self._track(new)
-        self.quick_deaths.pop(process_id, None)
-        p = self.store.get(process_id)
-        if p is None:
-            return True
-        old_status, old_pid = p.status, p.pid
-        p.last_exit_code, p.last_exit_signal = info.code, info.signal
-        p.restart_count += 1
-        self._record_start(p, new, (old_status, old_pid, info, uptime))
-        self._note_exit(p, rt, info, now, _reason(rt, info), "restarted", (new.started - now) * 1000, _detected(rt))
-        self._watch_ready(new, p)
+        self._respawned(rt, new, info, uptime, now, new.started, _detected(rt))
         return True
 
     def _untrack(self, rt: Runtime) -> None:
@@ -1376,18 +1367,24 @@ class Supervisor:
             new = self._launch(process_id, rt.leaf, rt.launch, rt.policy_inputs, "main")
         except SpawnError:
             return False
-        spawned = time.monotonic()
-        self.quick_deaths.pop(process_id, None)
-        p = self.store.get(process_id)
+        self._respawned(rt, new, info, uptime, ended, new.started, detected)
+        return True
+
+    def _respawned(
+        self, rt: Runtime, new: Runtime, info: ExitInfo, uptime: float, ended: float, spawned: float, detected: str
+    ) -> None:
+        """The row of a copy respawned at once: the new copy in the cache now; its SQL write, log line and
+        restart hook at settle(); the exit in the history."""
+        self.quick_deaths.pop(rt.process_id, None)
+        p = self.store.get(rt.process_id)
         if p is None:
-            return True
+            return
         old_status, old_pid = p.status, p.pid
         p.last_exit_code, p.last_exit_signal = info.code, info.signal
         p.restart_count += 1
-        self._record_start(p, new, (old_status, old_pid, info, uptime))  # the hook and log line: at settle()
+        self._record_start(p, new, (old_status, old_pid, info, uptime))
         self._note_exit(p, rt, info, ended, _reason(rt, info), "restarted", (spawned - ended) * 1000, detected)
         self._watch_ready(new, p)
-        return True
 
     def _note_exit(
         self,
