@@ -98,13 +98,19 @@ def delegate(mount: str, base: str, wanted: set[str], me: int) -> None:
             raise CgroupError(
                 f"cannot enable the {', '.join(sorted(wanted))} controller in {parent}: {exc.strerror}"
             ) from None
-    if not wanted <= _words(os.path.join(base, "cgroup.subtree_control")):
-        try:
-            _write(os.path.join(base, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
-        except OSError as exc:
-            raise CgroupError(
-                f"cannot enable the {', '.join(sorted(wanted))} controller in {base}: {exc.strerror}"
-            ) from None
+    enable_in(base, wanted)
+
+
+def enable_in(directory: str, wanted: set[str]) -> None:
+    """The `wanted` controllers enabled for the children of the cgroup `directory`, or CgroupError."""
+    if wanted <= _words(os.path.join(directory, "cgroup.subtree_control")):
+        return
+    try:
+        _write(os.path.join(directory, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
+    except OSError as exc:
+        raise CgroupError(
+            f"cannot enable the {', '.join(sorted(wanted))} controller in {directory}: {exc.strerror}"
+        ) from None
 
 
 def read_small(path: str) -> bytes:
@@ -318,13 +324,7 @@ class Trees:
             self.require(wanted)
             parent = os.path.dirname(path)
             os.makedirs(path, mode=0o755, exist_ok=True)
-            if not wanted <= _words(os.path.join(parent, "cgroup.subtree_control")):
-                try:
-                    _write(os.path.join(parent, "cgroup.subtree_control"), " ".join(f"+{c}" for c in sorted(wanted)))
-                except OSError as exc:
-                    raise CgroupError(
-                        f"cannot enable {', '.join(sorted(wanted))} in {parent}: {exc.strerror}"
-                    ) from None
+            enable_in(parent, wanted)
         for key, (_controller, name) in CGROUP_LIMITS.items():
             file = os.path.join(path, name)
             if key not in limits and not os.path.exists(file):
