@@ -16,10 +16,9 @@ Imported by every CLI command: nothing heavy at import time (PyYAML and signal a
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from .errors import ConfigError
 
@@ -233,26 +232,137 @@ def check_exit_codes(value: Any, key: str) -> tuple[int, ...]:
 
 
 # -- settings -----------------------------------------------------------------------------------------------
-# Field metadata `reload`: True: a reload takes the new value; False: fixed until pmond restarts, `key` names
-# it in the message; with `nested`, a settings class whose own fields say which of them are fixed. A field
-# without it is not a setting (the file's path, the mode, ...).
+# Each field says what a reload does with it: `_reloadable`: a reload takes the new value; `_fixed`: kept until
+# pmond restarts, `key` names it in the message; `_partly_reloadable`: a settings class whose own fields say
+# which of them are fixed. A field without one is not a setting (the file's path, the mode, ...).
+#
+# The settings classes are built on `_Settings` rather than dataclasses: every CLI command imports this module,
+# and generating the four dataclasses was ~3.5 ms of each command's start-up (issue 12).
+
+_MISSING: Any = object()
 
 
-def _reloadable(default: Any = dataclasses.MISSING, **kw: Any) -> Any:
-    return dataclasses.field(default=default, metadata={"reload": True}, **kw)
+class _Spec:
+    """A field's default (a value or a factory) and its reload rule."""
+
+    __slots__ = ("default", "factory", "reload", "key", "nested")
+
+    def __init__(
+        self,
+        default: Any = _MISSING,
+        factory: Optional[Callable[[], Any]] = None,
+        reload: Optional[bool] = None,
+        key: str = "",
+        nested: Optional[type] = None,
+    ) -> None:
+        self.default, self.factory, self.reload, self.key, self.nested = default, factory, reload, key, nested
 
 
-def _partly_reloadable(kind: type) -> Any:
+def _reloadable(*, default: Any = _MISSING, default_factory: Optional[Callable[[], Any]] = None) -> Any:
+    return _Spec(default, default_factory, reload=True)
+
+
+def _partly_reloadable(*, default_factory: type) -> Any:
     """Nested settings with fixed fields: a reload takes only the others."""
-    return dataclasses.field(default_factory=kind, metadata={"reload": True, "nested": kind})
+    return _Spec(factory=default_factory, reload=True, nested=default_factory)
 
 
-def _fixed(key: str, default: Any = dataclasses.MISSING) -> Any:
-    return dataclasses.field(default=default, metadata={"reload": False, "key": key})
+def _fixed(key: str, *, default: Any = _MISSING) -> Any:
+    return _Spec(default, reload=False, key=key)
 
 
-@dataclasses.dataclass(frozen=True)
-class RestartSettings:
+def _factory(*, default_factory: Callable[[], Any]) -> Any:
+    return _Spec(factory=default_factory)
+
+
+if TYPE_CHECKING:
+    from typing_extensions import Self, dataclass_transform
+else:
+
+    def dataclass_transform(**kw: Any) -> Any:
+        return lambda cls: cls
+
+
+@dataclass_transform(field_specifiers=(_reloadable, _partly_reloadable, _fixed, _factory))
+class _Settings:
+    """A record of settings: its annotated attributes are its fields, in order, with their defaults (as a
+    dataclass: keyword or positional construction, equality and repr by fields; `frozen=True` in the class
+    statement makes instances immutable and hashable)."""
+
+    _FIELDS: ClassVar[tuple[tuple[str, _Spec], ...]] = ()
+    _FROZEN: ClassVar[bool] = False
+
+    def __init_subclass__(cls, frozen: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields = list(cls._FIELDS)
+        for name, kind in cls.__dict__.get("__annotations__", {}).items():
+            if str(kind).startswith("ClassVar"):
+                continue
+            value = cls.__dict__.get(name, _MISSING)
+            fields.append((name, value if isinstance(value, _Spec) else _Spec(value)))
+            if value is not _MISSING:
+                delattr(cls, name)  # instances carry the value
+        cls._FIELDS = tuple(fields)
+        cls._FROZEN = frozen
+        if not frozen:
+            cls.__hash__ = None  # type: ignore[assignment]  # mutable and compared by value: unhashable
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self._FIELDS):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._FIELDS)} arguments")
+        for (name, _), value in zip(self._FIELDS, args):
+            if name in kwargs:
+                raise TypeError(f"{type(self).__name__} got {name!r} twice")
+            kwargs[name] = value
+        values = self.__dict__
+        for name, spec in self._FIELDS:
+            value = kwargs.pop(name, _MISSING)
+            if value is _MISSING:
+                if spec.factory is not None:
+                    value = spec.factory()
+                elif spec.default is _MISSING:
+                    raise TypeError(f"{type(self).__name__} is missing {name!r}")
+                else:
+                    value = spec.default
+            values[name] = value
+        if kwargs:
+            raise TypeError(f"{type(self).__name__} has no field {next(iter(kwargs))!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(self.__dict__[name] for name, _ in self._FIELDS)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={self.__dict__[n]!r}' for n, _ in self._FIELDS)})"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if self._FROZEN:
+            raise AttributeError(f"cannot assign to field {name!r} of a frozen {type(self).__name__}")
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if self._FROZEN:
+            raise AttributeError(f"cannot delete field {name!r} of a frozen {type(self).__name__}")
+        super().__delattr__(name)
+
+    @classmethod
+    def fields(cls) -> tuple[tuple[str, _Spec], ...]:
+        """(name, spec) of every field, in order."""
+        return cls._FIELDS
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with `changes` (dataclasses.replace)."""
+        values = dict(zip((n for n, _ in self._FIELDS), self._values()))
+        values.update(changes)
+        return type(self)(**values)
+
+
+class RestartSettings(_Settings, frozen=True):
     """A restart policy: config.yml's `restart:` section gives the defaults, policy.effective applies a
     process's own keys to them. Durations in seconds."""
 
@@ -265,62 +375,59 @@ class RestartSettings:
     stop_timeout: float = 10.0
 
 
-@dataclasses.dataclass(frozen=True)
-class FlapDetection:
+class FlapDetection(_Settings, frozen=True):
     enabled: bool = False
     threshold_restarted: int = 5
     threshold_countdown: int = 120  # in process_monitor_interval units
     threshold_decrement: int = 60
 
 
-@dataclasses.dataclass(frozen=True)
-class LogSettings:
+class LogSettings(_Settings, frozen=True):
     """config.yml's `logs:`: where pmond's own process logs go, and the built-in rotation (docs/logs.md)."""
 
-    directory: str = _fixed("logs.directory", SYSTEM_LOG_DIR)
-    directory_mode: int = _fixed("logs.directory_mode", 0o755)
-    max_size: int = _reloadable(0)  # bytes; 0: no rotation
-    retain: int = _reloadable(5)  # rotated files kept; 0: what is over max_size is dropped
-    compress: bool = _reloadable(False)
+    directory: str = _fixed("logs.directory", default=SYSTEM_LOG_DIR)
+    directory_mode: int = _fixed("logs.directory_mode", default=0o755)
+    max_size: int = _reloadable(default=0)  # bytes; 0: no rotation
+    retain: int = _reloadable(default=5)  # rotated files kept; 0: what is over max_size is dropped
+    compress: bool = _reloadable(default=False)
 
     @property
     def enabled(self) -> bool:
         return self.max_size > 0
 
 
-@dataclasses.dataclass
-class Config:
+class Config(_Settings):
     path: str
     mode: str  # "system" or "user"
     exists: bool = False
-    log_level: str = _reloadable("info")
-    handle_interrupts: bool = _reloadable(True)
-    disable_reloads: bool = _reloadable(False)
-    process_monitor_interval_ms: int = _reloadable(500)
-    initialization_period_s: int = _reloadable(30)
-    process_config_file: str = _reloadable("")
-    data_directory: str = _fixed("data.directory", "")
-    logs: LogSettings = _partly_reloadable(LogSettings)  # its directory fields are fixed
-    name_suffix: str = _fixed("message_queue.name_suffix", "")
-    transport: str = _fixed("ipc.transport", "mq")
+    log_level: str = _reloadable(default="info")
+    handle_interrupts: bool = _reloadable(default=True)
+    disable_reloads: bool = _reloadable(default=False)
+    process_monitor_interval_ms: int = _reloadable(default=500)
+    initialization_period_s: int = _reloadable(default=30)
+    process_config_file: str = _reloadable(default="")
+    data_directory: str = _fixed("data.directory", default="")
+    logs: LogSettings = _partly_reloadable(default_factory=LogSettings)  # its directory fields are fixed
+    name_suffix: str = _fixed("message_queue.name_suffix", default="")
+    transport: str = _fixed("ipc.transport", default="mq")
     # auto | cgroup | session: how a process's whole tree is tracked (daemon/trees.py)
-    trees: str = _fixed("process_trees", "auto")
-    socket_path: str = _fixed("ipc.socket", "")
-    autostart: bool = _reloadable(True)  # the CLI's, read by each command
-    daemon_log: str = _fixed("daemon.log", "")
-    wait_dependent_ms: int = _reloadable(1000)
+    trees: str = _fixed("process_trees", default="auto")
+    socket_path: str = _fixed("ipc.socket", default="")
+    autostart: bool = _reloadable(default=True)  # the CLI's, read by each command
+    daemon_log: str = _fixed("daemon.log", default="")
+    wait_dependent_ms: int = _reloadable(default=1000)
     restart: RestartSettings = _reloadable(default_factory=RestartSettings)
     flap: FlapDetection = _reloadable(default_factory=FlapDetection)
     # event name (restart|failure|backoff) -> command line, run without a shell
     hooks: dict[str, str] = _reloadable(default_factory=dict)
-    hook_timeout_ms: int = _reloadable(30000)
-    history_retain: int = _reloadable(1000)  # exits kept per process (history.retain); 0: no history is written
-    memory_check_ms: int = _reloadable(5000)  # limits.memory_check_interval: how often max_memory is checked
-    metrics_listen: str = _fixed("metrics.listen", "")  # "HOST:PORT" or a unix socket path; "": no endpoint
-    metrics_users: str = _reloadable("root")  # metrics.users: root (pmond's own user's processes) | all
+    hook_timeout_ms: int = _reloadable(default=30000)
+    history_retain: int = _reloadable(default=1000)  # exits kept per process (history.retain); 0: no history is written
+    memory_check_ms: int = _reloadable(default=5000)  # limits.memory_check_interval: how often max_memory is checked
+    metrics_listen: str = _fixed("metrics.listen", default="")  # "HOST:PORT" or a unix socket path; "": no endpoint
+    metrics_users: str = _reloadable(default="root")  # metrics.users: root (pmond's own user's processes) | all
     # Unknown keys, ignored: one line each, naming the file and the key.
     warnings: tuple[str, ...] = ()
-    raw: dict[str, Any] = dataclasses.field(default_factory=dict)
+    raw: dict[str, Any] = _factory(default_factory=dict)
 
     @property
     def db_path(self) -> str:
@@ -352,11 +459,11 @@ class Config:
 
 def _fixed_keys(cls: Any) -> list[str]:
     keys: list[str] = []
-    for f in dataclasses.fields(cls):
-        if f.metadata.get("reload") is False:
-            keys.append(f.metadata["key"])
-        elif "nested" in f.metadata:
-            keys += _fixed_keys(f.metadata["nested"])
+    for _, spec in cls.fields():
+        if spec.reload is False:
+            keys.append(spec.key)
+        elif spec.nested is not None:
+            keys += _fixed_keys(spec.nested)
     return keys
 
 
@@ -365,19 +472,19 @@ def _merge(current: Any, fresh: Any) -> tuple[dict[str, Any], list[str]]:
     keys of the fixed settings that differ."""
     take: dict[str, Any] = {}
     pending: list[str] = []
-    for f in dataclasses.fields(current):
-        if "reload" not in f.metadata:
+    for name, spec in current.fields():
+        if spec.reload is None:
             continue
-        old, new = getattr(current, f.name), getattr(fresh, f.name)
-        if not f.metadata["reload"]:
+        old, new = getattr(current, name), getattr(fresh, name)
+        if not spec.reload:
             if old != new:
-                pending.append(f.metadata["key"])
-        elif "nested" in f.metadata:
+                pending.append(spec.key)
+        elif spec.nested is not None:
             inner, more = _merge(old, new)
-            take[f.name] = dataclasses.replace(old, **inner)
+            take[name] = old.replace(**inner)
             pending += more
         else:
-            take[f.name] = new
+            take[name] = new
     return take, pending
 
 
@@ -703,9 +810,12 @@ def _cache_file(path: str) -> Optional[str]:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):
         return None
-    import zlib  # not hashlib: its import (OpenSSL) is ~5 ms of every command; a clash only misses (path is checked)
-
-    return os.path.join(base, "pmon3", f"config-{zlib.crc32(path.encode()):08x}-{len(path)}.json")
+    # FNV-1a, not hashlib (its import, OpenSSL, is ~5 ms of every command) nor zlib (~0.4 ms): a clash only
+    # misses, as the cache names the path it was made for.
+    h = 0xCBF29CE484222325
+    for byte in path.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return os.path.join(base, "pmon3", f"config-{h:016x}.json")
 
 
 def read_yaml_cached(path: str) -> dict[str, Any]:

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import re
@@ -370,8 +369,8 @@ def test_fixed_keys_are_the_paths_and_ipc_endpoints():
 
 def test_every_field_of_config_says_whether_a_reload_may_change_it():
     not_settings = {"path", "mode", "exists", "warnings", "raw"}
-    for f in dataclasses.fields(config.Config):
-        assert ("reload" in f.metadata) != (f.name in not_settings), f.name
+    for name, spec in config.Config.fields():
+        assert (spec.reload is not None) != (name in not_settings), name
 
 
 def test_apply_reload_takes_the_reloadable_settings_and_reports_the_fixed_ones():
@@ -392,7 +391,7 @@ def test_apply_reload_takes_the_reloadable_settings_and_reports_the_fixed_ones()
     pending = old.apply_reload(fresh)
     assert pending == ["data.directory", "logs.directory", "ipc.transport"]  # ipc.socket: /run/pmon3.sock still
     assert (old.data_directory, old.transport, old.logs.directory) == ("/d1", "mq", "/l1")
-    assert old.logs == dataclasses.replace(keep, max_size=1 << 20, retain=2)
+    assert old.logs == keep.replace(max_size=1 << 20, retain=2)
     assert (old.restart.stop_timeout, old.log_level) == (2.0, "debug")
     assert old.warnings == ("c: bogus: unknown key, ignored",)
     assert old.apply_reload(fresh) == pending  # still pending: still reported
@@ -467,3 +466,22 @@ def test_a_fresh_cache_spares_the_cli_pyyaml(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
     assert _python(code, **env) == f"{0o750} SIGINT True"  # first run parses the YAML and fills the cache
     assert _python(code, **env) == f"{0o750} SIGINT False"  # then the cache serves it
+
+
+def test_settings_records_behave_as_dataclasses():
+    s = config.RestartSettings(mode="never", stop_timeout=2.0)
+    assert s == config.RestartSettings("never", (0,), 1.0, 0.1, 30.0, "SIGTERM", 2.0) and hash(s) == hash(s.replace())
+    assert s.replace(mode="always") == config.RestartSettings(stop_timeout=2.0) != s
+    assert repr(config.FlapDetection()).startswith("FlapDetection(enabled=False, threshold_restarted=5,")
+    with pytest.raises(AttributeError):
+        s.mode = "always"  # type: ignore[misc]
+    with pytest.raises(TypeError, match="no field 'bogus'"):
+        config.RestartSettings(bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing 'mode'"):
+        config.Config(path="p")  # type: ignore[call-arg]
+    a, b = (config.Config(path="p", mode="user") for _ in range(2))
+    assert a == b and a.hooks is not b.hooks and a.raw is not b.raw  # factories: one value each
+    b.log_level = "debug"
+    assert a != b
+    with pytest.raises(TypeError):
+        hash(a)

@@ -72,7 +72,7 @@ def effective(cfg: Config, auto_restart: bool, overrides: dict[str, Any]) -> Res
             changes[key] = value
     if not auto_restart:
         changes["mode"] = "never"  # pmon3's --no-autorestart
-    return dataclasses.replace(cfg.restart, **changes) if changes else cfg.restart
+    return cfg.restart.replace(**changes) if changes else cfg.restart
 
 
 def quick_delay(settings: RestartSettings, streak: int) -> float:
