@@ -53,7 +53,12 @@ def main(src: str, dst: str) -> int:
         (
             axes[1][1],
             "cold start from a process config (s)",
-            [("last child running", [p["cold_start_s"] for p in pts])],
+            [("pmon3: last child running", [p["cold_start_s"] for p in pts])]
+            + (
+                [("C reference", [p["cref_cold_start_s"] for p in pts])]
+                if all("cref_cold_start_s" in p for p in pts)
+                else []
+            ),
         ),
     ]
     for ax, title, series in panels:

@@ -6,7 +6,8 @@
     python benches/scale.py --bin /other/venv/bin  # another build's pmon3/pmond (A/B against main)
 
 Per N (a fresh pmond each): cold start from a process config of N `stamp` children (until the last one
-reached main()), pmond's RSS and descriptors once they all run, `pmon3 ls --json` and `pmon3 ls` (piped:
+reached main()), and the same cold start by the C reference (benches/cref) just before, pmond's RSS and
+descriptors once they all run, `pmon3 ls --json` and `pmon3 ls` (piped:
 the whole table) wall time, restart latency (SIGKILL of a random child -> the new child's main()), idle CPU,
 and how long a SIGTERM of pmond takes to stop all N. Then the storm (every pid of 1000 processes SIGKILLed
 at once: until all 1000 are running again) with and without a restart hook, and a crash loop of 100
@@ -110,11 +111,23 @@ def cpu_percent(pid: int, window: float) -> float:
     return (run.cpu_ticks(pid) - t0) / run.CLK_TCK / (time.monotonic() - w0) * 100
 
 
-def scale_point(n: int, stamp: Path, tmp: Path, kills: int, ls_runs: int, idle_s: float) -> dict:
+def cref_cold_start(n: int, stamp: Path, cref_bin: Path) -> float:
+    """The same cold start by the C reference (benches/cref: pidfd + epoll + posix_spawn, a log file per child):
+    seconds until the last of N stamp children reached main(). What this machine allows a supervisor."""
+    rd = run.LineReader(stamp.parent / f"cref{n}.fifo")
+    cref = run.CRef(f"scale{n}", cref_bin, [(f"s{i}", str(stamp), [str(rd.path)]) for i in range(1, n + 1)])
+    try:
+        return run.timed_boot(cref, rd, n, f"C reference start of {n}")[1]
+    finally:
+        cref.cleanup()
+        rd.close()
+
+
+def scale_point(n: int, stamp: Path, tmp: Path, kills: int, ls_runs: int, idle_s: float, cref_bin: Path) -> dict:
     fifo = tmp / f"scale{n}.fifo"
     rd = run.LineReader(fifo)
     pm: Optional[run.Pmon] = None
-    res: dict = {"n": n}
+    res: dict = {"n": n, "cref_cold_start_s": cref_cold_start(n, stamp, cref_bin)}
     try:
         t0 = time.monotonic_ns()
         trace = tmp / f"scale{n}.trace"
@@ -151,7 +164,8 @@ def scale_point(n: int, stamp: Path, tmp: Path, kills: int, ls_runs: int, idle_s
             pm.cleanup()
         rd.close()
     run.log(
-        f"N={n}: cold {res['cold_start_s']:.2f} s, RSS {res['rss_kib'] / 1024:.1f} MiB, fds {res['fds']}, "
+        f"N={n}: cold {res['cold_start_s']:.2f} s (C {res['cref_cold_start_s']:.2f} s), "
+        f"RSS {res['rss_kib'] / 1024:.1f} MiB, fds {res['fds']}, "
         f"ls --json {statistics.median(res['ls_json_ms']):.0f} ms, ls {statistics.median(res['ls_table_ms']):.0f} ms, "
         f"restart {statistics.median(res['restart_ms']):.2f} ms {res['restart_steps_ms']}, "
         f"idle {res['idle_cpu_percent']:.2f} %, boot CPU {res['boot_cpu_s']:.1f} s, "
@@ -283,14 +297,15 @@ def med(v: list[float]) -> float:
 def markdown(results: dict) -> str:
     pts = results["points"]
     lines = [
-        "| N | cold start (s) | RSS (MiB) | fds | `ls --json` (ms) | `ls` piped (ms) | restart median (ms) "
-        "| restart p90 (ms) | idle CPU | stop all (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| N | cold start (s) | C ref cold start (s) | RSS (MiB) | fds | `ls --json` (ms) | `ls` piped (ms) "
+        "| restart median (ms) | restart p90 (ms) | idle CPU | stop all (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for p in pts:
         r = run.summary(p["restart_ms"])
         lines.append(
-            f"| {p['n']} | {p['cold_start_s']:.2f} | {p['rss_kib'] / 1024:.1f} | {p['fds']} "
+            f"| {p['n']} | {p['cold_start_s']:.2f} | {p.get('cref_cold_start_s', float('nan')):.2f} "
+            f"| {p['rss_kib'] / 1024:.1f} | {p['fds']} "
             f"| {med(p['ls_json_ms']):.0f} | {med(p['ls_table_ms']):.0f} | {r['median']:.2f} | {r['p90']:.2f} "
             f"| {p['idle_cpu_percent']:.2f} % | {p['stop_all_s']:.1f} |"
         )
@@ -303,6 +318,12 @@ def markdown(results: dict) -> str:
             + ": "
             + ", ".join(f"N={p['n']} {med(p['restart_ms']) / base:.2f}" for p in pts)
         )
+        if all("cref_cold_start_s" in p for p in pts):
+            lines.append("")
+            lines.append(
+                "Cold start, pmon3 / C reference: "
+                + ", ".join(f"N={p['n']} {p['cold_start_s'] / p['cref_cold_start_s']:.2f}" for p in pts)
+            )
     for s in results.get("storms", []):
         per = run.summary(s["per_process_ms"])
         lines.append("")
@@ -355,8 +376,9 @@ def main() -> int:
     out: dict = {"date": started.isoformat(timespec="seconds"), "host": run.host_info(), "points": []}
     try:
         stamp = run.compile_stamp(tmp)
+        cref_bin = run.compile_cref(tmp)
         for n in sizes:
-            out["points"].append(scale_point(n, stamp, tmp, args.kills, args.ls_runs, args.idle))
+            out["points"].append(scale_point(n, stamp, tmp, args.kills, args.ls_runs, args.idle, cref_bin))
         if args.storm:
             out["storms"] = [storm(args.storm, stamp, tmp, hook, args.storm_rounds) for hook in (False, True)]
         if args.crash_loop:
