@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shutil
@@ -72,9 +71,9 @@ def test_default_config(tmp_path: Path) -> None:
     assert full.raw.keys() >= {"log_level", "handle_interrupts", "data", "logs", "message_queue", "ipc", "restart"}
     defaults = config.from_mapping({}, str(DEFAULT_CONFIG), "system")
     skip = {"raw", "autostart"}
-    for field in dataclasses.fields(config.Config):
-        if field.name not in skip:
-            assert getattr(full, field.name) == getattr(defaults, field.name), field.name
+    for name, _ in config.Config.fields():
+        if name not in skip:
+            assert getattr(full, name) == getattr(defaults, name), name
 
 
 def test_staged_install_keeps_config(tmp_path: Path) -> None:
