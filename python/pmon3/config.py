@@ -356,10 +356,15 @@ class _Settings:
         return cls._FIELDS
 
     def replace(self, **changes: Any) -> Self:
-        """A copy with `changes` (dataclasses.replace)."""
-        values = dict(zip((n for n, _ in self._FIELDS), self._values()))
-        values.update(changes)
-        return type(self)(**values)
+        """A copy with `changes` (dataclasses.replace). On a restart's path (a process's own restart keys over
+        the defaults): the values are copied, not passed through __init__ again."""
+        for name in changes:
+            if name not in self.__dict__:
+                raise TypeError(f"{type(self).__name__} has no field {name!r}")
+        copy = object.__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
 
 
 class RestartSettings(_Settings, frozen=True):

@@ -477,6 +477,9 @@ def test_settings_records_behave_as_dataclasses():
         s.mode = "always"  # type: ignore[misc]
     with pytest.raises(TypeError, match="no field 'bogus'"):
         config.RestartSettings(bogus=1)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no field 'bogus'"):
+        s.replace(bogus=1)
+    assert s == config.RestartSettings(mode="never", stop_timeout=2.0)  # replace changed a copy only
     with pytest.raises(TypeError, match="missing 'mode'"):
         config.Config(path="p")  # type: ignore[call-arg]
     a, b = (config.Config(path="p", mode="user") for _ in range(2))
