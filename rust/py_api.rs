@@ -23,6 +23,19 @@ impl From<Error> for PyErr {
 
 type ExitTuple = (i32, Option<i32>, Option<i32>, f64, f64, i64, bool);
 
+/// An exit as Python's ExitInfo takes it (the field order of models.ExitInfo).
+fn exit_tuple(r: reaper::ExitRecord) -> ExitTuple {
+    (
+        r.pid,
+        r.code,
+        r.signal,
+        r.utime,
+        r.stime,
+        r.maxrss_kib,
+        r.core_dumped,
+    )
+}
+
 /// A Python limit -> prlimit64's: -1 (resource.RLIM_INFINITY) or 2**64-1 is unlimited.
 fn rlimit_value(v: i128) -> Result<u64, Error> {
     match v {
@@ -119,35 +132,12 @@ fn killpg(pgid: i32, sig: i32) -> PyResult<()> {
 
 #[pyfunction]
 fn reap() -> PyResult<Vec<ExitTuple>> {
-    Ok(reaper::reap()?
-        .into_iter()
-        .map(|r| {
-            (
-                r.pid,
-                r.code,
-                r.signal,
-                r.utime,
-                r.stime,
-                r.maxrss_kib,
-                r.core_dumped,
-            )
-        })
-        .collect())
+    Ok(reaper::reap()?.into_iter().map(exit_tuple).collect())
 }
 
 #[pyfunction]
 fn reap_pidfd(pidfd: i32, pid: i32) -> PyResult<Option<ExitTuple>> {
-    Ok(reaper::reap_pidfd(pidfd, pid)?.map(|r| {
-        (
-            r.pid,
-            r.code,
-            r.signal,
-            r.utime,
-            r.stime,
-            r.maxrss_kib,
-            r.core_dumped,
-        )
-    }))
+    Ok(reaper::reap_pidfd(pidfd, pid)?.map(exit_tuple))
 }
 
 /// Give the C heap's free memory back to the kernel (glibc's malloc_trim); false where there is no such

@@ -227,7 +227,7 @@ fn parse_start_time(stat: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spawn::tests::children_lock;
+    use crate::spawn::tests::{children_lock, pidfd_exited};
     use crate::spawn::{spawn, SpawnSpec};
     use std::os::fd::AsRawFd;
 
@@ -261,13 +261,7 @@ mod tests {
         assert_eq!(reap().unwrap(), vec![]);
         pidfd_send_signal(c.pidfd.as_raw_fd(), libc::SIGKILL).unwrap();
         // The pidfd becomes readable when the child exits: no polling of /proc.
-        let mut pfd = libc::pollfd {
-            fd: c.pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+        assert!(pidfd_exited(&c.pidfd, 5000));
         let recs = reap().unwrap();
         assert_eq!(recs.len(), 1);
         assert_eq!(
@@ -287,13 +281,7 @@ mod tests {
         let _g = children_lock();
         let a = spawn(&SpawnSpec::new("/bin/sh", &["sh", "-c", "exit 7"])).unwrap();
         let b = spawn(&SpawnSpec::new("/bin/sleep", &["sleep", "10"])).unwrap();
-        let mut pfd = libc::pollfd {
-            fd: a.pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+        assert!(pidfd_exited(&a.pidfd, 5000));
         assert_eq!(reap_pidfd(b.pidfd.as_raw_fd(), b.pid).unwrap(), None);
         let rec = reap_pidfd(a.pidfd.as_raw_fd(), a.pid).unwrap().unwrap();
         assert_eq!((rec.pid, rec.code, rec.signal), (a.pid, Some(7), None));
@@ -303,13 +291,7 @@ mod tests {
             libc::ECHILD
         );
         pidfd_send_signal(b.pidfd.as_raw_fd(), libc::SIGKILL).unwrap();
-        let mut pfd = libc::pollfd {
-            fd: b.pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+        assert!(pidfd_exited(&b.pidfd, 5000));
         let rec = reap_pidfd(b.pidfd.as_raw_fd(), b.pid).unwrap().unwrap();
         assert_eq!(
             (rec.pid, rec.code, rec.signal),

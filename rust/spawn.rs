@@ -1012,7 +1012,7 @@ pub(crate) mod tests {
     }
 
     /// Whether `pidfd` becomes readable (its process exited) within `ms`.
-    fn pidfd_exited(pidfd: &OwnedFd, ms: c_int) -> bool {
+    pub(crate) fn pidfd_exited(pidfd: &OwnedFd, ms: c_int) -> bool {
         let mut p = libc::pollfd {
             fd: pidfd.as_raw_fd(),
             events: libc::POLLIN,
