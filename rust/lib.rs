@@ -13,6 +13,7 @@ pub mod mq;
 pub mod mqlist;
 pub mod preexec;
 pub mod reaper;
+pub mod respawn;
 pub mod sockets;
 pub mod spawn;
 

@@ -5,13 +5,14 @@ use crate::error::Error;
 use crate::fsas::{self, Creds};
 use crate::inotify::{self, Inotify};
 use crate::mq::{MessageQueue, OpenOptions};
-use crate::{files, jsonfmt, mqlist, reaper, sockets, spawn as sp};
+use crate::{files, jsonfmt, mqlist, reaper, respawn, sockets, spawn as sp};
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use std::ffi::OsString;
 use std::os::fd::IntoRawFd;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 impl From<Error> for PyErr {
@@ -77,17 +78,6 @@ fn spawn(
     cgroup_dir_procs: bool,
     only_if_empty: bool,
 ) -> PyResult<(i32, i32)> {
-    let rlimits = rlimits
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(resource, soft, hard)| {
-            Ok(sp::Rlimit {
-                resource,
-                soft: rlimit_value(soft)?,
-                hard: rlimit_value(hard)?,
-            })
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
     let spec = sp::SpawnSpec {
         file: file.into_os_string(),
         argv,
@@ -101,18 +91,195 @@ fn spawn(
         umask,
         cgroup_fd,
         cgroup_procs_fd,
-        rlimits,
+        rlimits: rlimits_of(rlimits)?,
         pass_fds: pass_fds.unwrap_or_default(),
         listen_pid,
         child_first,
     };
+    spawn_spec(py, &spec, cgroup_dir, cgroup_dir_procs, only_if_empty)
+}
+
+fn rlimits_of(rlimits: Option<Vec<(i32, i128, i128)>>) -> Result<Vec<sp::Rlimit>, Error> {
+    rlimits
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(resource, soft, hard)| {
+            Ok(sp::Rlimit {
+                resource,
+                soft: rlimit_value(soft)?,
+                hard: rlimit_value(hard)?,
+            })
+        })
+        .collect()
+}
+
+/// spawn's last step: `spec`, born in `cgroup_dir` when one is given; (pid, pidfd).
+fn spawn_spec(
+    py: Python<'_>,
+    spec: &sp::SpawnSpec,
+    cgroup_dir: Option<PathBuf>,
+    cgroup_dir_procs: bool,
+    only_if_empty: bool,
+) -> PyResult<(i32, i32)> {
     let child = match cgroup_dir {
-        None => py.detach(|| sp::spawn(&spec))?,
+        None => py.detach(|| sp::spawn(spec))?,
         Some(dir) => py.detach(|| {
-            sp::spawn_in_cgroup(&spec, dir.as_os_str(), cgroup_dir_procs, only_if_empty)
+            sp::spawn_in_cgroup(spec, dir.as_os_str(), cgroup_dir_procs, only_if_empty)
         })?,
     };
     Ok((child.pid, child.pidfd.into_raw_fd()))
+}
+
+/// A process's launch, packed natively (respawn::Recipe): spawned from Python, or by the
+/// Respawner without Python once armed.
+#[pyclass(name = "Launch", module = "pmon3._native", frozen)]
+struct PyLaunch {
+    recipe: Arc<respawn::Recipe>,
+}
+
+#[pymethods]
+impl PyLaunch {
+    #[new]
+    #[pyo3(signature = (
+        file, argv, env, cwd=None, uid=None, gid=None, groups=None, log_path=None, *, rlimits=None,
+        pass_fds=None, listen_pid=false,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        file: PathBuf,
+        argv: Vec<OsString>,
+        env: Vec<OsString>,
+        cwd: Option<PathBuf>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        groups: Option<Vec<u32>>,
+        log_path: Option<PathBuf>,
+        rlimits: Option<Vec<(i32, i128, i128)>>,
+        pass_fds: Option<Vec<i32>>,
+        listen_pid: bool,
+    ) -> PyResult<Self> {
+        let spec = sp::SpawnSpec {
+            file: file.into_os_string(),
+            argv,
+            env,
+            cwd,
+            uid,
+            gid,
+            groups,
+            log_path,
+            rlimits: rlimits_of(rlimits)?,
+            pass_fds: pass_fds.unwrap_or_default(),
+            listen_pid,
+            ..Default::default()
+        };
+        Ok(PyLaunch {
+            recipe: Arc::new(respawn::Recipe::new(&spec)?),
+        })
+    }
+
+    #[pyo3(signature = (
+        *, child_first=false, cgroup_fd=None, cgroup_procs_fd=None, cgroup_dir=None,
+        cgroup_dir_procs=false, only_if_empty=false,
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        &self,
+        py: Python<'_>,
+        child_first: bool,
+        cgroup_fd: Option<i32>,
+        cgroup_procs_fd: Option<i32>,
+        cgroup_dir: Option<PathBuf>,
+        cgroup_dir_procs: bool,
+        only_if_empty: bool,
+    ) -> PyResult<(i32, i32)> {
+        let mut spec = self.recipe.spec(child_first);
+        spec.cgroup_fd = cgroup_fd;
+        spec.cgroup_procs_fd = cgroup_procs_fd;
+        spawn_spec(py, &spec, cgroup_dir, cgroup_dir_procs, only_if_empty)
+    }
+}
+
+/// (token, old pid, old pidfd, exit or None when lost, ended, new pid or 0, new pidfd or -1,
+/// new copy's start, new copy still armed).
+type RespawnEvent = (u64, i32, i32, Option<ExitTuple>, f64, i32, i32, f64, bool);
+
+#[pyclass(name = "Respawner", module = "pmon3._native", frozen)]
+struct PyRespawner {
+    inner: respawn::Respawner,
+}
+
+#[pymethods]
+impl PyRespawner {
+    #[new]
+    fn new(burst_gap: f64, trace_fd: i32) -> PyResult<Self> {
+        Ok(PyRespawner {
+            inner: respawn::Respawner::start(burst_gap, trace_fd)?,
+        })
+    }
+
+    fn fileno(&self) -> i32 {
+        self.inner.notify_fd()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn arm(
+        &self,
+        pid: i32,
+        pidfd: i32,
+        started: f64,
+        launch: &PyLaunch,
+        cgroup_dir: PathBuf,
+        cgroup_procs: bool,
+        on_failure: bool,
+        min_uptime: f64,
+        success_codes: Vec<i32>,
+    ) -> PyResult<u64> {
+        Ok(self.inner.arm(respawn::Armed {
+            pid,
+            pidfd,
+            started,
+            recipe: Arc::clone(&launch.recipe),
+            cgroup_dir: cgroup_dir.into_os_string().into_boxed_os_str(),
+            cgroup_procs,
+            rule: Arc::new(respawn::Rule {
+                on_failure,
+                min_uptime,
+                success_codes: success_codes.into_boxed_slice(),
+            }),
+        })?)
+    }
+
+    fn disarm(&self, py: Python<'_>, token: u64) -> bool {
+        py.detach(|| self.inner.disarm(token))
+    }
+
+    fn disarm_all(&self, py: Python<'_>) {
+        py.detach(|| self.inner.disarm_all())
+    }
+
+    fn take(&self, py: Python<'_>) -> Vec<RespawnEvent> {
+        py.detach(|| self.inner.take())
+            .into_iter()
+            .map(|e| {
+                let (new_pid, new_fd, spawned) = e.new.unwrap_or((0, -1, 0.0));
+                (
+                    e.token,
+                    e.old_pid,
+                    e.old_pidfd,
+                    e.exit.map(exit_tuple),
+                    e.ended,
+                    new_pid,
+                    new_fd,
+                    spawned,
+                    e.armed,
+                )
+            })
+            .collect()
+    }
+
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close())
+    }
 }
 
 #[pyfunction]
@@ -529,6 +696,8 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(name, value)?;
     }
     m.add_class::<PyInotify>()?;
+    m.add_class::<PyLaunch>()?;
+    m.add_class::<PyRespawner>()?;
     for (name, value) in [
         ("IN_ACCESS", inotify::IN_ACCESS),
         ("IN_MODIFY", inotify::IN_MODIFY),

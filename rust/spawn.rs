@@ -809,7 +809,7 @@ pub(crate) mod tests {
         u64::from_str_radix(hex, 16).unwrap() & (1u64 << cap) != 0
     }
 
-    fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         let end = Instant::now() + Duration::from_secs(10);
         while !cond() {
             assert!(Instant::now() < end, "timed out waiting for {what}");
@@ -823,7 +823,7 @@ pub(crate) mod tests {
     }
 
     /// A fresh cgroup under the cgroup2 mount, emptied (cgroup.kill) and removed on drop.
-    struct TempCgroup(PathBuf);
+    pub(crate) struct TempCgroup(pub(crate) PathBuf);
 
     /// The first cgroup2 mount in /proc/self/mountinfo (/sys/fs/cgroup/unified on a hybrid
     /// setup, /sys/fs/cgroup on a unified one).
@@ -852,7 +852,7 @@ pub(crate) mod tests {
 
     impl TempCgroup {
         /// None (the test skips) unless we are root and may create a cgroup on the cgroup2 mount.
-        fn new(tag: &str) -> Option<TempCgroup> {
+        pub(crate) fn new(tag: &str) -> Option<TempCgroup> {
             let base = cgroup2_mount()?;
             if !is_root() || !base.join("cgroup.procs").exists() {
                 return None;
@@ -878,7 +878,7 @@ pub(crate) mod tests {
             f.into()
         }
 
-        fn pids(&self) -> Vec<i32> {
+        pub(crate) fn pids(&self) -> Vec<i32> {
             std::fs::read_to_string(self.0.join("cgroup.procs"))
                 .unwrap()
                 .lines()

@@ -35,6 +35,8 @@ __all__ = [
     "FALLOC_FL_PUNCH_HOLE",
     "FALLOC_FL_COLLAPSE_RANGE",
     "Inotify",
+    "Launch",
+    "Respawner",
     "IN_ACCESS",
     "IN_MODIFY",
     "IN_ATTRIB",
@@ -271,6 +273,77 @@ IN_DONT_FOLLOW: int
 IN_EXCL_UNLINK: int
 IN_MASK_ADD: int
 IN_ONESHOT: int
+
+@final
+class Launch:
+    """A process's launch (spawn's arguments without the spawn's own), packed natively: spawned from
+    Python, or by a Respawner without Python once armed. Immutable."""
+
+    def __new__(
+        cls,
+        file: str,
+        argv: Sequence[str],
+        env: Sequence[str],
+        cwd: Optional[str] = None,
+        uid: Optional[int] = None,
+        gid: Optional[int] = None,
+        groups: Optional[Sequence[int]] = None,
+        log_path: Optional[str] = None,
+        *,
+        rlimits: Optional[list[tuple[int, int, int]]] = None,
+        pass_fds: Optional[list[int]] = None,
+        listen_pid: bool = False,
+    ) -> Launch: ...
+    def spawn(
+        self,
+        *,
+        child_first: bool = False,
+        cgroup_fd: Optional[int] = None,
+        cgroup_procs_fd: Optional[int] = None,
+        cgroup_dir: Optional[str] = None,
+        cgroup_dir_procs: bool = False,
+        only_if_empty: bool = False,
+    ) -> tuple[int, int]:
+        """spawn() of this launch: (pid, pidfd)."""
+
+# (token, old pid, old pidfd (the caller's, to close), exit or None when it was collected elsewhere,
+# CLOCK_MONOTONIC end, new pid or 0, new pidfd or -1 (now the caller's), new copy's start, whether the
+# new copy is still armed)
+_RespawnEvent = tuple[int, int, int, Optional[_ExitRecord], float, int, int, float, bool]
+
+@final
+class Respawner:
+    """A thread that restarts armed copies without the caller: it waits on their pidfds, collects an
+    exit, and when the copy ran `min_uptime` (and, with `on_failure`, did not exit with a success code)
+    spawns the launch again into the copy's cgroup (only if that is empty) and keeps watching the new
+    copy. Every outcome becomes an event; fileno() is readable while events wait. Descriptors stay the
+    caller's: the thread never closes one. `trace_fd`: PMON3_TRACE lines (-1: none) ("seen", "spawn", "spawned")."""
+
+    def __new__(cls, burst_gap: float, trace_fd: int) -> Respawner: ...
+    def fileno(self) -> int: ...
+    def arm(
+        self,
+        pid: int,
+        pidfd: int,
+        started: float,
+        launch: Launch,
+        cgroup_dir: str,
+        cgroup_procs: bool,
+        on_failure: bool,
+        min_uptime: float,
+        success_codes: list[int],
+    ) -> int:
+        """Watch the copy `pid` (`started`: its time.monotonic() start); its token."""
+
+    def disarm(self, token: int) -> bool:
+        """Stop watching the token's copy (whichever it is by now); False when it was not armed."""
+
+    def disarm_all(self) -> None: ...
+    def take(self) -> list[_RespawnEvent]:
+        """The events so far, oldest first."""
+
+    def close(self) -> None:
+        """Disarm everything and end the thread; idempotent."""
 
 # (wd, mask, cookie, name): name is the entry inside a watched directory, None for the watched
 # path itself; cookie pairs IN_MOVED_FROM with IN_MOVED_TO.

@@ -232,6 +232,8 @@ class Daemon:
         self.config_stamp, self.reload_error = stamp, None
         level = self.cfg.log_level
         pending = self.cfg.apply_reload(fresh)
+        if hasattr(self, "supervisor"):
+            self.supervisor.reconsider()  # restart settings and flap detection may have changed
         if hasattr(self, "rotator"):
             self.rotator.settings = self.cfg.logs
         if self.cfg.log_level != level:
@@ -306,7 +308,7 @@ class Daemon:
 
     async def shutdown(self) -> None:
         sup = self.supervisor
-        sup.shutting_down = True
+        sup.begin_shutdown()
         sup.settle()
         notify.notify("STOPPING=1")
         for task in list(self.background):

@@ -10,6 +10,7 @@ been up `min_uptime` is respawned before anything else is written.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import errno
@@ -100,16 +101,27 @@ Unsettled = tuple[Process, "Runtime", Optional[tuple[Status, int, ExitInfo, floa
 _OWN_KEYS = frozenset(("PMON3_NAME", "PMON3_ID"))  # environment entries no two processes share
 # Per-process objects have __slots__ and share what processes have in common (docs/scale.md): pmond holds one
 # Launch and one Runtime per live process, 10,000 of them on a big host.
-Options = dict[str, Any]
+RespawnEvent = tuple[
+    int,
+    int,
+    int,
+    Optional[tuple[int, Optional[int], Optional[int], float, float, int, bool]],
+    float,
+    int,
+    int,
+    float,
+    bool,
+]
 PolicyInputs = tuple[bool, dict[str, Any]]
 _DEFAULT_POLICY: PolicyInputs = (True, {})  # shared: never mutated (policy.effective only reads it)
 
 
 class Launch:
-    """Everything _native.spawn needs, kept so that a crashed process is respawned without any lookup. `extra`
-    holds the rare keyword arguments (pass_fds, listen_pid); `rlimits` and `groups` are shared objects."""
+    """A process's spawn arguments, packed natively (_native.Launch), kept so that a crashed process is respawned
+    without any lookup, by the native Respawner or from here. `plain`: no descriptors of pmond's are passed (no
+    held sockets), so the Respawner may spawn it on its own."""
 
-    __slots__ = ("file", "argv", "env", "cwd", "uid", "gid", "groups", "log_path", "rlimits", "extra", "max_memory")
+    __slots__ = ("native", "plain", "max_memory")
 
     def __init__(
         self,
@@ -122,30 +134,28 @@ class Launch:
         groups: Optional[tuple[int, ...]] = None,
         log_path: Optional[str] = None,
         rlimits: Optional[list[tuple[int, int, int]]] = None,
-        extra: Optional[Options] = None,
+        pass_fds: Optional[list[int]] = None,
         max_memory: int = 0,
     ) -> None:
-        self.file, self.argv, self.env = file, argv, env
-        self.cwd, self.uid, self.gid, self.groups, self.log_path = cwd, uid, gid, groups, log_path
-        self.rlimits, self.extra = rlimits, extra
+        self.native = _native.Launch(
+            file,
+            argv,
+            env,
+            cwd,
+            uid,
+            gid,
+            groups,
+            log_path,
+            rlimits=rlimits,
+            pass_fds=pass_fds or None,
+            listen_pid=bool(pass_fds),
+        )
+        self.plain = not pass_fds
         self.max_memory = max_memory  # bytes; 0: not watched (memwatch.py)
 
     def spawn(self, child_first: bool, **where: Any) -> tuple[int, int]:
         """(pid, pidfd) of a new copy; `where`: its cgroup, as _native.spawn takes it."""
-        return _native.spawn(
-            self.file,
-            self.argv,
-            self.env,
-            self.cwd,
-            self.uid,
-            self.gid,
-            self.groups,
-            self.log_path,
-            rlimits=self.rlimits,
-            child_first=child_first,
-            **(self.extra or {}),
-            **where,
-        )
+        return self.native.spawn(child_first=child_first, **where)
 
 
 class Runtime:
@@ -171,6 +181,7 @@ class Runtime:
         "kill_note",
         "max_memory",
         "exit_info",
+        "armed",
         "_waiter",
     )
 
@@ -205,6 +216,7 @@ class Runtime:
         self.kill_note = ""
         self.max_memory = 0  # restarted when its tree stays above this many bytes (memwatch.py); 0: not watched
         self.exit_info: Optional[ExitInfo] = None  # once it has exited
+        self.armed = -1  # the Respawner's token while the native thread watches it (supervisor._arm)
         self._waiter: Optional[asyncio.Future[ExitInfo]] = None
 
     @property
@@ -239,18 +251,23 @@ class RowLock(asyncio.Lock):
     """The lock of one row, dropped from its table once nobody holds or waits for it (10,000 idle locks are
     1.5 MB)."""
 
-    def __init__(self, table: dict[int, RowLock], key: int) -> None:
+    def __init__(
+        self, table: dict[int, RowLock], key: int, taken: Callable[[int], None], free: Callable[[int], None]
+    ) -> None:
         super().__init__()
         self.table, self.key, self.users = table, key, 0
+        self.taken, self.free = taken, free  # the supervisor's: the row's copy is disarmed while it is locked
 
     async def acquire(self) -> Literal[True]:
         self.users += 1
         try:
-            return await super().acquire()
+            await super().acquire()
         except BaseException:
             self.users -= 1
             self._drop()
             raise
+        self.taken(self.key)
+        return True
 
     def release(self) -> None:
         super().release()
@@ -260,6 +277,7 @@ class RowLock(asyncio.Lock):
     def _drop(self) -> None:
         if self.users == 0 and self.table.get(self.key) is self:
             del self.table[self.key]
+            self.free(self.key)
 
 
 class Supervisor:
@@ -301,6 +319,16 @@ class Supervisor:
         self._settle_handle: Optional[asyncio.TimerHandle] = None
         self._sweep_handle: Optional[asyncio.TimerHandle] = None
         self._last_respawn = 0.0  # monotonic time the last fast respawn ended (BURST_GAP)
+        # The native respawn thread (respawn.rs): copies that need no decision of ours are restarted without a
+        # trip through the loop; its events are handled in order (_drain).
+        self.respawner: Optional[_native.Respawner] = None
+        self._events: collections.deque[RespawnEvent] = collections.deque()
+        self._draining = False
+        try:
+            self.respawner = _native.Respawner(BURST_GAP, _trace_fd)
+            loop.add_reader(self.respawner.fileno(), self._drain)
+        except OSError as exc:
+            log.warning("no respawn thread (%s): every restart goes through the event loop", exc)
         self.hooks = HookRunner(
             loop,
             lambda: self.cfg.hooks,
@@ -342,7 +370,7 @@ class Supervisor:
     def lock(self, process_id: int) -> RowLock:
         lock = self.locks.get(process_id)
         if lock is None:
-            lock = self.locks[process_id] = RowLock(self.locks, process_id)
+            lock = self.locks[process_id] = RowLock(self.locks, process_id, self._hold, self._rearm)
         return lock
 
     def _set_leaf(self, process_id: int, leaf: str) -> None:
@@ -742,8 +770,17 @@ class Supervisor:
             procs = [p for p in (self.store.get(i) for i in layer) if p is not None]
             await asyncio.gather(*(self._stop(p, force=False, final=Status.CLOSED) for p in procs))
 
+    def begin_shutdown(self) -> None:
+        """pmond is stopping: nothing is respawned any more (shutdown_stop and the general way see the flag)."""
+        self.shutting_down = True
+        self._disarm_all()
+
     def close(self) -> None:
         """pmond goes away: what it holds for processes (sockets, notify sockets) is closed, processes stay."""
+        self._disarm_all()
+        if self.respawner is not None:
+            self.loop.remove_reader(self.respawner.fileno())
+            self.respawner.close()
         self.settle()
         for handle in (self._sweep_handle,):
             if handle is not None:
@@ -880,7 +917,7 @@ class Supervisor:
             groups=user.groups if root else None,
             log_path=p.log or None,
             rlimits=rlimits,
-            extra={"pass_fds": pass_fds, "listen_pid": True} if pass_fds else None,
+            pass_fds=pass_fds,
             max_memory=int(p.options.get("max_memory") or 0),
         )
         inputs = (p.auto_restart, dict(p.policy)) if p.policy or not p.auto_restart else _DEFAULT_POLICY
@@ -987,12 +1024,164 @@ class Supervisor:
                 callback(p)
         self.store.flush()
 
-    def _track(self, rt: Runtime) -> None:
+    def _track(self, rt: Runtime, armed: int = -1) -> None:
+        """Supervise a new copy: by the respawn thread when it is armed already or may be (_armable), else by
+        the loop."""
         if rt.role == "main":
             self.runtimes[rt.process_id] = rt
             self._set_leaf(rt.process_id, rt.leaf)
         self.by_pid[rt.pid] = rt
+        if armed >= 0:
+            rt.armed = armed
+        elif not self._arm(rt):
+            self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
+
+    # -- the respawn thread ---------------------------------------------------------------------------------
+    # A copy is armed only while nothing but its death can happen to it: no row lock, stop, shutdown, tree kill,
+    # readiness kill, MAINPID, flap detection or held sockets. Whoever is about to act on a copy disarms it
+    # first (_disarm, RowLock), which also handles what the thread did before, so the caller sees the copy as
+    # it is. The thread decides exactly what _respawn_fast decides (policy.restarts_at_once, an empty cgroup).
+    def _armable(self, rt: Runtime) -> bool:
+        launch, trees = rt.launch, self.trees
+        return (
+            self.respawner is not None
+            and launch is not None
+            and launch.plain
+            and rt.policy_inputs is not None
+            and rt.is_child
+            and rt.role == "main"
+            and not rt.main_pid
+            and not rt.kill_reason
+            and trees.base is not None
+            and not self.shutting_down
+            and not self.cfg.flap.enabled
+            and rt.process_id not in self.stopping
+            and rt.process_id not in self.locks
+            and rt.copy not in trees.killed
+            and rt.copy in trees.used
+            and self.runtimes.get(rt.process_id) is rt
+        )
+
+    def _arm(self, rt: Runtime) -> bool:
+        """Hand the copy to the respawn thread if it may have it; whether it did."""
+        if self.respawner is None or not self._armable(rt):
+            return False
+        assert rt.launch is not None and rt.policy_inputs is not None
+        settings = policy.effective(self.cfg, *rt.policy_inputs)
+        path = self.trees.path(rt.copy)
+        if settings.mode == "never" or path is None:
+            return False
+        try:
+            rt.armed = self.respawner.arm(
+                rt.pid,
+                rt.pidfd,
+                rt.started,
+                rt.launch.native,
+                path,
+                not self.trees.born_in_cgroup,
+                settings.mode == "on-failure",
+                settings.min_uptime,
+                list(settings.success_exit_codes),
+            )
+        except OSError as exc:
+            log.warning("pid %d: not armed for a native respawn: %s", rt.pid, exc)
+            return False
+        return True
+
+    def _disarm(self, rt: Runtime) -> None:
+        """The copy is the loop's again (a no-op when it is not armed); what the thread did before is handled
+        first, so afterwards by_pid and runtimes say which copy runs."""
+        if rt.armed < 0 or self.respawner is None:
+            return
+        token, rt.armed = rt.armed, -1
+        self.respawner.disarm(token)
         self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
+        self._drain()
+
+    def _disarm_all(self) -> None:
+        if self.respawner is None:
+            return
+        for rt in self.by_pid.values():
+            if rt.armed >= 0:
+                rt.armed = -1
+                self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
+        self.respawner.disarm_all()
+        self._drain()
+
+    def _hold(self, process_id: int) -> None:
+        """Its row lock was taken: the process's copy is not respawned behind the lock holder's back."""
+        rt = self.runtimes.get(process_id)
+        if rt is not None:
+            self._disarm(rt)
+
+    def _rearm(self, process_id: int) -> None:
+        """Its row lock is free again: the serving copy may go back to the respawn thread."""
+        rt = self.runtimes.get(process_id)
+        if rt is None or rt.armed >= 0 or self.by_pid.get(rt.pid) is not rt:
+            return
+        if self._arm(rt):
+            self.loop.remove_reader(rt.pidfd)
+
+    def reconsider(self) -> None:
+        """The restart settings may have changed (config reload): every copy is armed again under them."""
+        self._disarm_all()
+        for process_id in list(self.runtimes):
+            self._rearm(process_id)
+
+    def _drain(self) -> None:
+        """The respawn thread's events, in the order it made them, also when a handler disarms another copy
+        (which drains again: those wait their turn here)."""
+        if self.respawner is None:
+            return
+        self._events.extend(self.respawner.take())
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._events:
+                self._native_event(*self._events.popleft())
+        finally:
+            self._draining = False
+
+    def _native_event(
+        self,
+        token: int,
+        old_pid: int,
+        old_pidfd: int,
+        exit: Optional[tuple[int, Optional[int], Optional[int], float, float, int, bool]],
+        ended: float,
+        new_pid: int,
+        new_pidfd: int,
+        spawned: float,
+        still_armed: bool,
+    ) -> None:
+        rt = self.by_pid.get(old_pid)
+        if exit is None:  # collected by a sweep (which handled it) or lost: as _pidfd_ready does
+            if rt is not None and rt.armed == token:
+                rt.armed = -1
+                self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
+                self.sweep()
+                if self.by_pid.get(old_pid) is rt:
+                    self._exited(rt, ExitInfo(old_pid, None, None))
+            return
+        if rt is None or rt.pidfd != old_pidfd or rt.launch is None:
+            # Only a copy the thread held ends here, and only through this event: a bug if it happens.
+            log.error("respawn event for pid %d, which pmond does not supervise", old_pid)
+            if new_pid:
+                os.close(new_pidfd)
+            return
+        rt.armed = -1
+        info = ExitInfo(*exit)
+        if not new_pid:  # the rule said wait, or the spawn failed: the general way decides and says why
+            self._exited(rt, info)
+            return
+        self._last_respawn = spawned
+        self._untrack(rt)
+        rt.set_exited(info)
+        new = Runtime(rt.process_id, rt.leaf, new_pid, new_pidfd, True, spawned, rt.launch, rt.policy_inputs, "main")
+        new.max_memory = rt.launch.max_memory
+        self._track(new, token if still_armed else -1)
+        self._respawned(rt, new, info, ended - rt.started, ended, spawned, _detected(rt))
 
     def adopt(self, p: Process, boot_matches: bool) -> bool:
         """Take over a live process left by a previous pmond, if it is really the same process."""
@@ -1068,6 +1257,7 @@ class Supervisor:
             main = int(msg["MAINPID"])
             if main == rt.pid or main in self.trees.members(copy, rt.pid):
                 rt.main_pid = main
+                self._disarm(rt)  # its end is followed (_follow_main_pid), not respawned
         if msg.get("WATCHDOG") == "1" and rt.watchdog is not None:
             self._arm_watchdog(rt)
 
@@ -1088,6 +1278,7 @@ class Supervisor:
             try:
                 await self._await_ready(rt, p, spec_)
             except readiness.NotReady as exc:
+                self._disarm(rt)
                 if rt.role == "main" and self.by_pid.get(rt.pid) is rt:
                     log.error("%s (pid %d) is not ready: %s; stopping it", p.name, rt.pid, exc)
                     rt.kill_reason, rt.kill_note = "not_ready", str(exc)
@@ -1155,6 +1346,7 @@ class Supervisor:
 
     def _watchdog_expired(self, rt: Runtime) -> None:
         rt.watchdog = None
+        self._disarm(rt)
         if self.by_pid.get(rt.pid) is not rt or rt.role != "main":
             return
         log.error("pid %d sent no WATCHDOG=1 in time: killing it (it is restarted as after a crash)", rt.pid)
@@ -1197,7 +1389,7 @@ class Supervisor:
         sweep walks every child); of another parent's we only know that it is gone."""
         if _trace_fd >= 0:
             _trace(b"seen", rt.pid)
-        if self.by_pid.get(rt.pid) is not rt:
+        if self.by_pid.get(rt.pid) is not rt or rt.armed >= 0:
             return
         if not rt.is_child:
             self._exited(rt, ExitInfo(rt.pid, None, None))
@@ -1270,6 +1462,9 @@ class Supervisor:
     def _untrack(self, rt: Runtime) -> None:
         if self.by_pid.get(rt.pid) is not rt:
             return
+        if rt.armed >= 0 and self.respawner is not None:  # collected by a sweep: the thread lets go of it
+            token, rt.armed = rt.armed, -1
+            self.respawner.disarm(token)
         del self.by_pid[rt.pid]
         if self.runtimes.get(rt.process_id) is rt:
             del self.runtimes[rt.process_id]
@@ -1578,6 +1773,7 @@ class Supervisor:
         timeout = settings.stop_timeout
         sig = signal.SIGKILL if force else signal_number(settings.stop_signal)
         deadline = time.monotonic() + timeout
+        self._disarm(rt)  # (held already by the row lock, except at shutdown, which disarmed all)
         self._stop_watchdog(rt)
         log.info("stopping pid %d: %s, SIGKILL after %.1f s", rt.pid, signal.Signals(sig).name, timeout)
         # Every process of the tree gets the stop signal once: to some programs a second SIGTERM (or SIGINT)
