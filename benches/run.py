@@ -229,10 +229,12 @@ class KernelTrace:
 
     def __init__(self, pids: list[int], stamp: Path):
         self.dir = TRACEFS / "instances" / f"pmon3-bench-{os.getpid()}"
-        self.pids = pids
+        # every thread of the supervisors: pmond restarts from its respawn thread (rust/respawn.rs)
+        self.pids = [int(t) for p in pids for t in sorted(os.listdir(f"/proc/{p}/task"))]
         self.stamp = stamp
         # new child pid -> (CPU its supervisor forked it on, CPU it was first queued on)
         self.placement: dict[int, tuple[int, int]] = {}
+        self.forker: dict[int, int] = {}  # new child pid -> the supervisor thread that forked it
 
     @classmethod
     def unavailable(cls) -> Optional[str]:
@@ -289,6 +291,7 @@ class KernelTrace:
                 if child:
                     out.append((ns, "fork", int(child[1])))
                     forked_on[int(child[1])] = int(m["cpu"])
+                    self.forker[int(child[1])] = tid
             elif ev == "sched_wakeup_new":
                 new = re.search(r"\bpid=(\d+).*target_cpu=(\d+)", rest)
                 if new:
@@ -840,7 +843,10 @@ def restart_breakdown(kills: int, tmp: Path, stamp: Path, cref_bin: Path) -> tup
     rows: list[dict] = []
     if ktrace:
         tl = Timeline(k_records)
-        stamps = {k: [kernel_stamps(x, tl, sup_pid[k]) for x in v] for k, v in done.items()}
+        # each kill's stamps on the thread that forked its new child (the supervisor's, or pmond's respawn thread)
+        stamps = {
+            k: [kernel_stamps(x, tl, ktrace.forker.get(x["new"], sup_pid[k])) for x in v] for k, v in done.items()
+        }
         phases = {k: phase_samples(v, KERNEL_PHASES) for k, v in stamps.items()}
         raw["kernel_ms"] = phases
         # every kill: µs from the kill to each stamp, and the CPUs the new child was forked and first queued on
