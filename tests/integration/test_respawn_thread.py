@@ -77,6 +77,10 @@ def test_config_reload_reaches_copies_already_armed(d: Pmond) -> None:
     p = d.json("exec", "/bin/sleep", "--name", name, "-a", "300")
     os.kill(p["pid"], signal.SIGKILL)
     p = d.wait_restarted(name, p["pid"])  # restarted at once, as configured
+    # by the thread, which blocks every signal for itself: not for the program it starts
+    with open(f"/proc/{p['pid']}/status") as fh:
+        masks = dict(line.split(":\t", 1) for line in fh if line.startswith(("SigBlk", "SigIgn")))
+    assert {k: int(v, 16) for k, v in masks.items()} == {"SigBlk": 0, "SigIgn": 0}
     original = d.conf.read_text()
     try:
         d.conf.write_text(original.replace("restart:\n  min_uptime: 0s\n", "restart:\n  mode: never\n"))

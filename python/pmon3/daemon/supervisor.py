@@ -266,7 +266,11 @@ class RowLock(asyncio.Lock):
             self.users -= 1
             self._drop()
             raise
-        self.taken(self.key)
+        try:
+            self.taken(self.key)
+        except BaseException:
+            self.release()  # a lock nobody holds must not stay taken
+            raise
         return True
 
     def release(self) -> None:
