@@ -97,3 +97,16 @@ def test_config_reload_reaches_copies_already_armed(d: Pmond) -> None:
         d.conf.write_text(original)
         d.cli("ls")
         d.cli("del", "-f", name)
+
+
+def test_on_failure_rule_in_the_thread(d: Pmond) -> None:
+    """The thread's rule is policy.restarts_at_once: with on-failure a success code is not restarted, another
+    code is (both run long enough to be armed, past the exec's row lock)."""
+    ok, failing = unique("onf-ok"), unique("onf-fail")
+    d.cli("exec", script(d.root, "onf-ok.sh", "sleep 0.3\nexit 0\n"), "--name", ok, "--restart", "on-failure")
+    d.cli("exec", script(d.root, "onf-fail.sh", "sleep 0.3\nexit 3\n"), "--name", failing, "--restart", "on-failure")
+    wait_for(lambda: d.get(failing)["restart_count"] >= 2, what="the failing one restarted")
+    p = d.wait_status(ok, "stopped")
+    assert p["restart_count"] == 0 and p["last_exit_code"] == 0, p
+    d.cli("del", "-f", ok)
+    d.cli("del", "-f", failing)
