@@ -221,6 +221,10 @@ impl PyRespawner {
         self.inner.notify_fd()
     }
 
+    fn running(&self) -> bool {
+        self.inner.running()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn arm(
         &self,

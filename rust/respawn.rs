@@ -14,6 +14,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
@@ -211,6 +212,8 @@ struct Shared {
     /// A respawn within this many seconds of the last one does not wait for its child's exec.
     burst_gap: f64,
     trace_fd: RawFd,
+    /// False once the thread has ended (closed, or an error or a bug ended it).
+    running: AtomicBool,
 }
 
 const STOP_TOKEN: u64 = u64::MAX;
@@ -326,6 +329,7 @@ impl Respawner {
             table: Mutex::new(Table::default()),
             burst_gap,
             trace_fd,
+            running: AtomicBool::new(true),
         });
         let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -343,8 +347,17 @@ impl Respawner {
         self.shared.notify.as_raw_fd()
     }
 
+    /// Whether the thread still runs: once it has ended, armed copies are nobody's until disarmed (the
+    /// notify eventfd becomes readable when it ends).
+    pub fn running(&self) -> bool {
+        self.shared.running.load(Ordering::SeqCst)
+    }
+
     /// Watch `armed`; its token for disarm().
     pub fn arm(&self, mut armed: Armed) -> Result<u64> {
+        if !self.running() {
+            return Err(Error::new(libc::ESRCH, "the respawn thread has ended"));
+        }
         let mut table = lock(&self.shared.table);
         // Most copies share one rule (config.yml's): keep one of each run of equal rules.
         match &table.last_rule {
@@ -441,7 +454,18 @@ fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Marks the thread ended and wakes Python, however it ends (an error, or a panic unwinding).
+struct Ended<'a>(&'a Shared);
+
+impl Drop for Ended<'_> {
+    fn drop(&mut self) {
+        self.0.running.store(false, Ordering::SeqCst);
+        eventfd_signal(&self.0.notify);
+    }
+}
+
 fn run(shared: &Shared) {
+    let _ended = Ended(shared);
     block_signals();
     let mut ready = [libc::epoll_event { events: 0, u64: 0 }; 64];
     loop {
@@ -699,5 +723,29 @@ mod tests {
         assert!(!r.disarm(token)); // released by the thread
         assert!(cg.pids().is_empty());
         r.close();
+    }
+
+    #[test]
+    fn an_ended_thread_says_so_and_refuses_copies() {
+        let r = Respawner::start(0.005, -1).unwrap();
+        assert!(r.running());
+        r.close();
+        assert!(!r.running());
+        assert!(readable(r.notify_fd(), 0)); // Python's loop wakes to find out
+        let spec = SpawnSpec::new("/bin/true", &["true"]);
+        let e = r.arm(Armed {
+            pid: 1,
+            pidfd: r.notify_fd(),
+            started: 0.0,
+            recipe: Arc::new(Recipe::new(&spec).unwrap()),
+            cgroup_dir: OsStr::new("/nonexistent").into(),
+            cgroup_procs: false,
+            rule: Arc::new(Rule {
+                on_failure: false,
+                min_uptime: 0.0,
+                success_codes: Box::new([0]),
+            }),
+        });
+        assert_eq!(e.map_err(|e| e.errno), Err(libc::ESRCH));
     }
 }

@@ -321,6 +321,10 @@ class Respawner:
 
     def __new__(cls, burst_gap: float, trace_fd: int) -> Respawner: ...
     def fileno(self) -> int: ...
+    def running(self) -> bool:
+        """False once the thread has ended (close(), or an error): fileno() turns readable then, and armed
+        copies are nobody's until disarmed; arm() refuses (ESRCH)."""
+
     def arm(
         self,
         pid: int,

@@ -1103,14 +1103,16 @@ class Supervisor:
         self._drain()
 
     def _disarm_all(self) -> None:
-        if self.respawner is None:
-            return
+        if self.respawner is not None:
+            self._unarm_all(self.respawner)
+            self._drain()
+
+    def _unarm_all(self, respawner: _native.Respawner) -> None:
         for rt in self.by_pid.values():
             if rt.armed >= 0:
                 rt.armed = -1
                 self.loop.add_reader(rt.pidfd, self._pidfd_ready, rt)
-        self.respawner.disarm_all()
-        self._drain()
+        respawner.disarm_all()
 
     def _hold(self, process_id: int) -> None:
         """Its row lock was taken: the process's copy is not respawned behind the lock holder's back."""
@@ -1138,6 +1140,13 @@ class Supervisor:
         if self.respawner is None:
             return
         self._events.extend(self.respawner.take())
+        if not self.respawner.running():  # an error ended it: every copy goes back to the loop, for good
+            log.error("the respawn thread has ended: restarts go through the event loop from now on")
+            respawner, self.respawner = self.respawner, None
+            self._unarm_all(respawner)
+            self.loop.remove_reader(respawner.fileno())
+            respawner.close()
+            self._events.extend(respawner.take())
         if self._draining:
             return
         self._draining = True
@@ -1184,7 +1193,7 @@ class Supervisor:
         rt.set_exited(info)
         new = Runtime(rt.process_id, rt.leaf, new_pid, new_pidfd, True, spawned, rt.launch, rt.policy_inputs, "main")
         new.max_memory = rt.launch.max_memory
-        self._track(new, token if still_armed else -1)
+        self._track(new, token if still_armed and self.respawner is not None else -1)
         self._respawned(rt, new, info, ended - rt.started, ended, spawned, _detected(rt))
 
     def adopt(self, p: Process, boot_matches: bool) -> bool:
