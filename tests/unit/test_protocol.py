@@ -80,3 +80,14 @@ def test_reply_records_are_messages_names_made_on_first_use():
     # the CLI's client does not make them (TypedDicts cost ~2 ms to create)
     code = "import sys, pmon3.client; print('pmon3.ipc.records' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_frame_header_layout_is_the_wire_format():
+    import struct
+
+    payload = b"x" * 5000
+    frames = protocol.frames("ab" * 16, payload, 2048)
+    for i, f in enumerate(frames):
+        assert struct.Struct("!2sBHH16s").unpack_from(f) == (b"P3", 1, i, len(frames), bytes.fromhex("ab" * 16))
+    assert protocol.FRAME_HEADER == struct.calcsize("!2sBHH16s")
+    assert b"".join(f[protocol.FRAME_HEADER :] for f in frames) == payload
