@@ -13,7 +13,9 @@ from . import Command, handle_errors, json_option, session, show_process
 
 def env_list(env_vars: tuple[str, ...]) -> list[str]:
     """-e values, each split with shell-like quoting (`-e 'A=1 B="x y"'`)."""
-    import shlex
+    if not env_vars:
+        return []
+    import shlex  # only then: ~0.4 ms
 
     items: list[str] = []
     for value in env_vars:
