@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from . import config as config_mod
 from .config import Config
@@ -32,12 +32,13 @@ DEFAULT_TIMEOUT = 30.0
 READY_TIMEOUT = 15.0
 Key = Union[int, str]
 Words = Union[str, Sequence[str]]
-# Aliases so that the method named `list` does not shadow the builtin in the annotations below.
-Processes = list[m.ProcessInfo]
-Groups = list[m.GroupInfo]
-GroupsWithProcesses = list[m.GroupWithProcesses]
 Entries = list[dict[str, Any]]
-Exits = list[m.ExitInfo]
+if TYPE_CHECKING:  # the records are types only (made at run time they would cost every command ~2 ms)
+    # Aliases so that the method named `list` does not shadow the builtin in the annotations below.
+    Processes = list[m.ProcessInfo]
+    Groups = list[m.GroupInfo]
+    GroupsWithProcesses = list[m.GroupWithProcesses]
+    Exits = list[m.ExitInfo]
 
 
 def load_config(path: Optional[str] = None) -> Config:

@@ -621,9 +621,14 @@ def _logs(s: _Section, mode: str, state: str) -> LogSettings:
     return settings
 
 
+# The characters of message_queue.name_suffix: checked without a regex, whose compilation (~0.2 ms) every CLI
+# command would pay.
+_SUFFIX_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+
+
 def _message_queue(s: _Section, mode: str) -> str:
     suffix = s.text("name_suffix")
-    if suffix and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", suffix):
+    if suffix and (len(suffix) > 64 or not _SUFFIX_CHARS.issuperset(suffix)):
         raise _expected(s.key("name_suffix"), "up to 64 letters, digits, '_', '.' or '-'", suffix)
     directory = s.section("directory")  # pmon3's shared memory / mqueue mount points: not used
     directory.text("shmem")

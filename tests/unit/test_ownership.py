@@ -83,7 +83,7 @@ def test_only_the_store_imports_apsw_and_only_allowed_modules_import_native():
 
 
 def test_shared_vocabulary_imports_no_daemon_or_cli_code():
-    for name in ("states.py", "models.py", "errors.py", "ipc/protocol.py", "ipc/messages.py"):
+    for name in ("states.py", "models.py", "errors.py", "ipc/protocol.py", "ipc/messages.py", "ipc/records.py"):
         tree = ast.parse((PKG / name).read_text())
         for imported in _imports(tree):
             assert "daemon" not in imported and "cli" not in imported, (name, imported)

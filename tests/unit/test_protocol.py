@@ -64,3 +64,30 @@ def test_requests_are_checked_against_their_types():
         messages.ExecRequest.parse({"file": "/bin/true", "success_exit_codes": [True]})
     assert set(messages.BY_CMD) >= {"exec", "list", "desc", "stop", "restart", "del", "group_restart"}
     assert not set(messages.BY_CMD) & {"run", "ls", "show", "start", "delete", "order", "log", "logf", "ping"}
+
+
+def test_reply_records_are_messages_names_made_on_first_use():
+    import subprocess
+    import sys
+
+    from pmon3.ipc import messages, records
+
+    made = {k for k, v in vars(records).items() if isinstance(v, type) and v.__module__ == records.__name__}
+    assert made == messages.RECORDS
+    assert all(getattr(messages, name) is getattr(records, name) for name in made)
+    with pytest.raises(AttributeError):
+        messages.NoSuchRecord  # noqa: B018
+    # the CLI's client does not make them (TypedDicts cost ~2 ms to create)
+    code = "import sys, pmon3.client; print('pmon3.ipc.records' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_frame_header_layout_is_the_wire_format():
+    import struct
+
+    payload = b"x" * 5000
+    frames = protocol.frames("ab" * 16, payload, 2048)
+    for i, f in enumerate(frames):
+        assert struct.Struct("!2sBHH16s").unpack_from(f) == (b"P3", 1, i, len(frames), bytes.fromhex("ab" * 16))
+    assert protocol.FRAME_HEADER == struct.calcsize("!2sBHH16s")
+    assert b"".join(f[protocol.FRAME_HEADER :] for f in frames) == payload

@@ -8,6 +8,7 @@ NO_COLOR set.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -38,12 +39,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 def escape(text: str) -> str:
     """C0 and C1 controls (an escape sequence in a name, a newline in a message) are shown, never run."""
+    if text.isprintable():  # text.escape's own first test: most tables need nothing else (nor its import)
+        return text
     from ..text import escape as escape_text
 
     return escape_text(text)
 
 
+@functools.cache
 def own_name() -> str:
+    """The caller's user name: looked up once (NSS reads /etc/passwd on each call; a table asks per row)."""
     import pwd
 
     try:

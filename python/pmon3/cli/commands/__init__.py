@@ -13,6 +13,31 @@ from ..output import fail
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Command(click.Command):
+    """A click command whose parser takes a known short option (`-a`) as that option at once. click tries each
+    `-x` as a long option first and makes a NoSuchOption of the miss, whose "did you mean" imports difflib and
+    compares the token with every long option: ~1.5 ms of `pmon3 exec ... -a ARGS`. click then parses it as
+    short options, as here, so nothing else changes (anything else, unknown options included, goes click's
+    own way)."""
+
+    def make_parser(self, ctx: click.Context) -> Any:
+        parser = super().make_parser(ctx)
+        short = getattr(parser, "_short_opt", None)
+        long_first = getattr(parser, "_process_opts", None)
+        as_short = getattr(parser, "_match_short_opt", None)
+        if not isinstance(short, dict) or long_first is None or as_short is None:  # another click: leave it be
+            return parser
+
+        def process_opts(arg: str, state: Any) -> None:
+            if arg in short:
+                as_short(arg, state)
+            else:
+                long_first(arg, state)
+
+        parser._process_opts = process_opts  # type: ignore[method-assign]
+        return parser
+
+
 def live_completions(values_of: Callable[[Any], list[tuple[str, str]]], incomplete: str) -> list[Any]:
     """Completion items from the daemon's answers; silent when none answers (never starts one)."""
     from click.shell_completion import CompletionItem

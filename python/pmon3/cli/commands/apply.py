@@ -8,10 +8,10 @@ from typing import Any, Optional
 
 import click
 
-from . import handle_errors, json_option, session
+from . import Command, handle_errors, json_option, session
 
 
-@click.command("apply")
+@click.command("apply", cls=Command)
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 @click.option("--dry-run", is_flag=True, help="print the plan and change nothing")
 @click.option("--prune", is_flag=True, help="also delete your processes that the file does not list")

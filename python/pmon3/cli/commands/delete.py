@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from . import handle_errors, id_argument, json_option, session, show_process, show_processes
+from . import Command, handle_errors, id_argument, json_option, session, show_process, show_processes
 
 
-@click.command("del")
+@click.command("del", cls=Command)
 @id_argument()
 @click.option("-f", "--force", is_flag=True, help="kill the process before deletion")
 @json_option
@@ -18,7 +18,7 @@ def del_cmd(id: str, force: bool, as_json: bool) -> None:
         show_process(c.delete(id, force), as_json)
 
 
-@click.command("drop")
+@click.command("drop", cls=Command)
 @click.option("-f", "--force", is_flag=True, help="force kill before deleting processes")
 @json_option
 @handle_errors

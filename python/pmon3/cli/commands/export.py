@@ -5,10 +5,10 @@ from __future__ import annotations
 import click
 
 from ..output import CliError, escape, message, print_json
-from . import handle_errors, session
+from . import Command, handle_errors, session
 
 
-@click.command("export")
+@click.command("export", cls=Command)
 @click.argument("fmt", required=False, default="json", metavar="[json|toml|yaml]")
 @click.option("-o", "--order", default="id", show_default=True, help="the field to order by: id or name")
 @handle_errors
@@ -24,7 +24,7 @@ def export_cmd(fmt: str, order: str) -> None:
     click.echo(procconfig.render(entries, fmt))
 
 
-@click.command("dgraph")
+@click.command("dgraph", cls=Command)
 @click.option("-c", "--process-config-only", is_flag=True, help="only the process config file's entries")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @handle_errors

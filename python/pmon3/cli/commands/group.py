@@ -7,7 +7,7 @@ from typing import Any, Optional
 import click
 
 from ..output import print_json
-from . import handle_errors, json_option, live_completions, session, show_processes
+from . import Command, handle_errors, json_option, live_completions, session, show_processes
 from .exec import user_flag_check
 
 
@@ -32,6 +32,7 @@ def show_group(data: dict[str, Any], as_json: bool) -> None:
 
 class AliasGroup(click.Group):
     aliases = {"list": "ls", "show": "desc"}
+    command_class = Command
 
     def get_command(self, ctx: click.Context, name: str) -> Optional[click.Command]:
         return super().get_command(ctx, self.aliases.get(name, name))

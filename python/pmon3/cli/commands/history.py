@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import click
 
-from . import handle_errors, id_argument, json_option, session
+from . import Command, handle_errors, id_argument, json_option, session
 
 
 def _exit_text(r: dict[str, Any]) -> str:
@@ -51,7 +51,7 @@ def _then(r: dict[str, Any]) -> str:
     return ExitRecord(**fields).then()
 
 
-@click.command("history")
+@click.command("history", cls=Command)
 @id_argument(required=False)
 @click.option(
     "-n", "--lines", "limit", type=click.IntRange(1, 100_000), default=20, show_default=True, help="exits shown"
@@ -72,7 +72,7 @@ def history_cmd(id: Optional[str], limit: int, as_json: bool) -> None:
         history_table(list(records))
 
 
-@click.command("metrics")
+@click.command("metrics", cls=Command)
 @handle_errors
 def metrics_cmd() -> None:
     """Prometheus metrics, as metrics.listen serves them (for node_exporter's textfile collector)."""

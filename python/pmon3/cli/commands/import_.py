@@ -8,12 +8,12 @@ from typing import Optional
 import click
 
 from ..output import CliError
-from . import handle_errors
+from . import Command, handle_errors
 
 EXTENSIONS = {".json": "json", ".yaml": "yaml", ".yml": "yaml", ".toml": "toml"}
 
 
-@click.command("import")
+@click.command("import", cls=Command)
 @click.argument(
     "source_type", metavar="pm2|supervisord|procfile", type=click.Choice(["pm2", "supervisord", "procfile"])
 )

@@ -6,10 +6,10 @@ from typing import Optional
 
 import click
 
-from . import handle_errors, id_argument, json_option, session, show_processes
+from . import Command, handle_errors, id_argument, json_option, session, show_processes
 
 
-@click.command("init")
+@click.command("init", cls=Command)
 @click.option("-c", "--process-config-only", is_flag=True, help="only the process config file's entries")
 @click.option("-b", "--blocking", is_flag=True, help="answer only after all processes have started")
 @json_option
@@ -20,7 +20,7 @@ def init_cmd(process_config_only: bool, blocking: bool, as_json: bool) -> None:
         show_processes(c.init(process_config_only, blocking), as_json)
 
 
-@click.command("reset")
+@click.command("reset", cls=Command)
 @id_argument(required=False)
 @json_option
 @handle_errors

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from . import handle_errors, id_argument, json_option, session, show_process, show_processes
+from . import Command, handle_errors, id_argument, json_option, session, show_process, show_processes
 
 
-@click.command("ls")
+@click.command("ls", cls=Command)
 @json_option
 @click.option("-A", "--all", "show_all", is_flag=True, help="on a terminal too, every process (not only a screenful)")
 @handle_errors
@@ -23,7 +23,7 @@ def ls_cmd(as_json: bool, show_all: bool) -> None:
         process_table_for_terminal(procs)
 
 
-@click.command("desc")
+@click.command("desc", cls=Command)
 @id_argument()
 @json_option
 @handle_errors

@@ -13,7 +13,7 @@ import click
 
 from ...logfiles import rotated_files
 from ..output import CliError
-from . import handle_errors, id_argument, session
+from . import Command, handle_errors, id_argument, session
 
 
 def _open(path: str) -> IO[bytes]:
@@ -68,7 +68,7 @@ def _log_path(id: str) -> str:
         return str(c.describe(id)["log"])
 
 
-@click.command("log")
+@click.command("log", cls=Command)
 @id_argument()
 @click.option("-n", "--lines", type=click.IntRange(min=0), help="last N lines (default 10; all with -a)")
 @click.option("-a", "--all", "all_", is_flag=True, help="also output rotated/compressed log files")
@@ -88,7 +88,7 @@ def log_cmd(id: str, lines: Optional[int], all_: bool) -> None:
     out.flush()
 
 
-@click.command("logf")
+@click.command("logf", cls=Command)
 @id_argument()
 @click.option("-n", "--lines", type=click.IntRange(min=0), default=10, show_default=True, help="initial lines")
 @handle_errors

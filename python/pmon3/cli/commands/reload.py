@@ -8,10 +8,10 @@ from typing import Optional
 import click
 
 from ..output import escape, message
-from . import handle_errors, id_argument, json_option, session, show_processes
+from . import Command, handle_errors, id_argument, json_option, session, show_processes
 
 
-@click.command("reload")
+@click.command("reload", cls=Command)
 @id_argument()
 @click.option("-u", "--user", help="run the new copy as this user")
 @click.option("-l", "--log", help="absolute path of the log file")
@@ -45,7 +45,7 @@ def reload_cmd(
     show_processes([dict(p) for p in procs], as_json)
 
 
-@click.command("scale")
+@click.command("scale", cls=Command)
 @id_argument()
 @click.argument("instances", type=click.IntRange(1, 256))
 @json_option

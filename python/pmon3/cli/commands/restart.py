@@ -7,12 +7,12 @@ from typing import Any, Callable, Optional
 import click
 
 from ..output import escape, message
-from . import handle_errors, id_argument, json_option, session, show_process
+from . import Command, handle_errors, id_argument, json_option, session, show_process
 from .exec import user_flag_check
 
 
 def _restart_command(verb: str, doc: str) -> Callable[..., Any]:
-    @click.command(verb, help=doc)
+    @click.command(verb, cls=Command, help=doc)
     @id_argument()
     @click.option("-n", "--no-autorestart", is_flag=True, help="do not restart upon process failure")
     @click.option("-u", "--user", help="run the process as this user")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from . import handle_errors, id_argument, json_option, session, show_process, show_processes
+from . import Command, handle_errors, id_argument, json_option, session, show_process, show_processes
 
 
-@click.command("stop")
+@click.command("stop", cls=Command)
 @id_argument()
 @click.option("-f", "--force", is_flag=True, help="force the process to stop (SIGKILL at once)")
 @json_option
@@ -18,7 +18,7 @@ def stop_cmd(id: str, force: bool, as_json: bool) -> None:
         show_process(c.stop(id, force), as_json)
 
 
-@click.command("kill")
+@click.command("kill", cls=Command)
 @click.option("-f", "--force", is_flag=True, help="force kill all processes")
 @json_option
 @handle_errors

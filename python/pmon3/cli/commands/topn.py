@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..output import CliError
-from . import handle_errors, session
+from . import Command, handle_errors, session
 
 
 def _rows(pids: list[int], by_cpu: bool, probes: dict[int, Any]) -> list[tuple[Any, ...]]:
@@ -56,7 +56,7 @@ def _table(rows: list[tuple[Any, ...]], by_cpu: bool) -> Any:
     return table
 
 
-@click.command("topn")
+@click.command("topn", cls=Command)
 @click.option(
     "-s", "--seconds", type=click.FloatRange(min=0.1), default=1.0, show_default=True, help="refresh every (n) seconds"
 )
