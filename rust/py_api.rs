@@ -79,6 +79,35 @@ fn spawn(
     only_if_empty: bool,
 ) -> PyResult<(i32, i32)> {
     let spec = sp::SpawnSpec {
+        log_fd,
+        umask,
+        cgroup_fd,
+        cgroup_procs_fd,
+        child_first,
+        ..launch_spec(
+            file, argv, env, cwd, uid, gid, groups, log_path, rlimits, pass_fds, listen_pid,
+        )?
+    };
+    spawn_spec(py, &spec, cgroup_dir, cgroup_dir_procs, only_if_empty)
+}
+
+/// What a process's launch says (spawn's arguments without the spawn's own: log_fd, umask, cgroup,
+/// child_first), as spawn() and Launch take them.
+#[allow(clippy::too_many_arguments)]
+fn launch_spec(
+    file: PathBuf,
+    argv: Vec<OsString>,
+    env: Vec<OsString>,
+    cwd: Option<PathBuf>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    groups: Option<Vec<u32>>,
+    log_path: Option<PathBuf>,
+    rlimits: Option<Vec<(i32, i128, i128)>>,
+    pass_fds: Option<Vec<i32>>,
+    listen_pid: bool,
+) -> Result<sp::SpawnSpec, Error> {
+    Ok(sp::SpawnSpec {
         file: file.into_os_string(),
         argv,
         env,
@@ -87,16 +116,11 @@ fn spawn(
         gid,
         groups,
         log_path,
-        log_fd,
-        umask,
-        cgroup_fd,
-        cgroup_procs_fd,
         rlimits: rlimits_of(rlimits)?,
         pass_fds: pass_fds.unwrap_or_default(),
         listen_pid,
-        child_first,
-    };
-    spawn_spec(py, &spec, cgroup_dir, cgroup_dir_procs, only_if_empty)
+        ..Default::default()
+    })
 }
 
 fn rlimits_of(rlimits: Option<Vec<(i32, i128, i128)>>) -> Result<Vec<sp::Rlimit>, Error> {
@@ -158,20 +182,9 @@ impl PyLaunch {
         pass_fds: Option<Vec<i32>>,
         listen_pid: bool,
     ) -> PyResult<Self> {
-        let spec = sp::SpawnSpec {
-            file: file.into_os_string(),
-            argv,
-            env,
-            cwd,
-            uid,
-            gid,
-            groups,
-            log_path,
-            rlimits: rlimits_of(rlimits)?,
-            pass_fds: pass_fds.unwrap_or_default(),
-            listen_pid,
-            ..Default::default()
-        };
+        let spec = launch_spec(
+            file, argv, env, cwd, uid, gid, groups, log_path, rlimits, pass_fds, listen_pid,
+        )?;
         Ok(PyLaunch {
             recipe: Arc::new(respawn::Recipe::new(&spec)?),
         })

@@ -630,6 +630,19 @@ mod tests {
         owned.is_ok_and(|o| pidfd_exited(&o, ms))
     }
 
+    /// `child` armed, restarted by `recipe` into the cgroup `dir` under `rule`.
+    fn armed(child: &crate::spawn::Spawned, recipe: Recipe, dir: &OsStr, rule: Rule) -> Armed {
+        Armed {
+            pid: child.pid,
+            pidfd: child.pidfd.as_raw_fd(),
+            started: monotonic(),
+            recipe: Arc::new(recipe),
+            cgroup_dir: dir.into(),
+            cgroup_procs: false,
+            rule: Arc::new(rule),
+        }
+    }
+
     fn close(fd: RawFd) {
         // SAFETY: a descriptor an event handed to us.
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -643,24 +656,16 @@ mod tests {
         };
         let _g = children_lock();
         let spec = SpawnSpec::new("/bin/sleep", &["sleep", "30"]);
-        let recipe = Arc::new(Recipe::new(&spec).unwrap());
         let first = spawn_in_cgroup(&spec, cg.0.as_os_str(), false, false).unwrap();
         let r = Respawner::start(0.005, -1).unwrap();
-        let rule = Arc::new(Rule {
+        let rule = Rule {
             on_failure: false,
             min_uptime: 0.0,
             success_codes: Box::new([0]),
-        });
+        };
+        let recipe = Recipe::new(&spec).unwrap();
         let token = r
-            .arm(Armed {
-                pid: first.pid,
-                pidfd: first.pidfd.as_raw_fd(),
-                started: monotonic(),
-                recipe: Arc::clone(&recipe),
-                cgroup_dir: cg.0.as_os_str().into(),
-                cgroup_procs: false,
-                rule: Arc::clone(&rule),
-            })
+            .arm(armed(&first, recipe, cg.0.as_os_str(), rule))
             .unwrap();
         reaper::pidfd_send_signal(first.pidfd.as_raw_fd(), libc::SIGKILL).unwrap();
         assert!(readable(r.notify_fd(), 10_000), "no event after a kill");
@@ -700,20 +705,14 @@ mod tests {
         let spec = SpawnSpec::new("/bin/sh", &["sh", "-c", "exit 0"]);
         let first = spawn_in_cgroup(&spec, cg.0.as_os_str(), false, false).unwrap();
         let r = Respawner::start(0.005, -1).unwrap();
+        let rule = Rule {
+            on_failure: true, // exit 0 is a success: no restart
+            min_uptime: 0.0,
+            success_codes: Box::new([0]),
+        };
+        let recipe = Recipe::new(&spec).unwrap();
         let token = r
-            .arm(Armed {
-                pid: first.pid,
-                pidfd: first.pidfd.as_raw_fd(),
-                started: monotonic(),
-                recipe: Arc::new(Recipe::new(&spec).unwrap()),
-                cgroup_dir: cg.0.as_os_str().into(),
-                cgroup_procs: false,
-                rule: Arc::new(Rule {
-                    on_failure: true, // exit 0 is a success: no restart
-                    min_uptime: 0.0,
-                    success_codes: Box::new([0]),
-                }),
-            })
+            .arm(armed(&first, recipe, cg.0.as_os_str(), rule))
             .unwrap();
         assert!(readable(r.notify_fd(), 10_000), "no event after an exit");
         let events = r.take();
