@@ -785,6 +785,7 @@ class Supervisor:
         if self.respawner is not None:
             self.loop.remove_reader(self.respawner.fileno())
             self.respawner.close()
+            self.respawner = None  # anything after this goes through the loop
         self.settle()
         for handle in (self._sweep_handle,):
             if handle is not None:
