@@ -44,7 +44,14 @@ def main(src: str, dst: str) -> int:
             "restart: kill -> new child's main() (ms)",
             [("median", med("restart_ms")), ("p90", p90("restart_ms"))],
         ),
-        (axes[0][1], "pmond RSS (MiB)", [("all running", [p["rss_kib"] / 1024 for p in pts])]),
+        (
+            axes[0][1],
+            "pmond RSS (MiB)",
+            [
+                ("all running", [p["rss_kib"] / 1024 for p in pts]),
+                ("of it anon", [p.get("rss_anon_kib", 0) / 1024 for p in pts]),
+            ],
+        ),
         (
             axes[1][0],
             "`pmon3 ls` (ms, median)",
