@@ -53,9 +53,8 @@ def rss_kib(pid: int) -> tuple[int, int]:
 
 
 def rss_anon_kib(pid: int) -> int:
-    """RssAnon: the memory the process allocated itself. VmRSS adds RssFile (~11 MiB of pmond's: libpython, apsw,
-    the native module), shared with other processes and evicted now and then on this VM (its DAMON reclaim),
-    which moved VmRSS by ~12 MiB between runs of the same build."""
+    """RssAnon: the memory the process allocated itself (VmRSS adds RssFile, ~11.5 MiB of shared library pages
+    for pmond: libpython, apsw, the native module)."""
     with open(f"/proc/{pid}/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
 
