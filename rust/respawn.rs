@@ -446,8 +446,8 @@ impl Drop for Respawner {
     }
 }
 
-/// The table's lock, taken even if a panic poisoned it (its data stays consistent: every change
-/// is one assignment).
+/// The table's lock, taken even if a panic poisoned it: after a panic in the thread it is gone, and
+/// Python only disarms what is left (releasing slots needs no consistency beyond each slot's own).
 fn lock(table: &Mutex<Table>) -> MutexGuard<'_, Table> {
     table
         .lock()
