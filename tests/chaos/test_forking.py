@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     Pmond,
+    cmdline,
     live_copies,
     make_daemon,
     pid_alive,
@@ -59,6 +60,10 @@ def daemon(request: pytest.FixtureRequest, tmp_root: Path) -> Iterator[Pmond]:
     d_.close()
 
 
+def _sleeps(pid: int) -> bool:
+    return cmdline(pid)[:1] == ["/bin/sleep"]
+
+
 def session_of(pid: int) -> int:
     with open(f"/proc/{pid}/stat") as fh:
         return int(fh.read().rsplit(")", 1)[1].split()[3])
@@ -74,7 +79,12 @@ def session_of(pid: int) -> int:
 def test_a_forking_program_ends_completely(daemon: Pmond, kind: str, verb: str, crash: bool):
     name = unique(f"{kind}-{verb}{'-crash' if crash else ''}-{daemon.root.name}")
     p = daemon.json("exec", script(daemon.root, f"{name}.sh", PROGRAMS[kind]), "--name", name)
-    both = wait_for(lambda: (found := live_copies(name)) and len(found) == 2 and found, what="leader and daemon")
+    # both sleeps: the doublefork's intermediate `sh -c` (with the name in its environment too) lives a moment
+    # beside the leader before it forks the daemon and exits, and must not be taken for it
+    both = wait_for(
+        lambda: (found := live_copies(name)) and len(found) == 2 and all(_sleeps(pid) for pid in found) and found,
+        what="leader and daemon",
+    )
     other = next(pid for pid in both if pid != p["pid"])
     assert session_of(other) != session_of(p["pid"])  # it really left the leader's session
     if crash:
