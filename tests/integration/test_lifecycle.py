@@ -254,3 +254,20 @@ def test_a_symlink_at_the_log_path_is_refused(pmond: Pmond, tmp_root):
         assert name not in {p["name"] for p in pmond.json("ls")}  # a failed start leaves no row
         assert target.read_text() == "precious\n" and stat.S_IMODE(target.stat().st_mode) == 0o600
         assert target.stat().st_uid == os.geteuid() and log.is_symlink()
+
+
+def test_ls_shows_live_cpu_and_memory(pmond: Pmond, tmp_root):
+    """CPU is the share since the previous look at that process (the first shows 0.0%), memory its RSS."""
+    busy = pmond.json("exec", script(tmp_root, "busy.sh", "while :; do :; done\n"), "--name", "busy")
+    idle = pmond.json("exec", "/bin/sleep", "--name", "idle", "-a", "300")
+
+    def share(name: str) -> float:
+        row = next(p for p in pmond.json("ls") if p["name"] == name)
+        assert row["memory_usage"].endswith((" KB", " MB")), row["memory_usage"]
+        return float(row["cpu_usage"].rstrip("%"))
+
+    # a busy loop uses most of a core between two looks (well above 20% even on a loaded 2-CPU machine)
+    wait_for(lambda: share("busy") > 20, timeout=15, what="the busy loop's CPU share")
+    assert share("idle") == 0.0
+    for p in (busy, idle):
+        pmond.cli("del", "-f", str(p["id"]))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .. import _native
 from ..models import Process
@@ -37,32 +37,31 @@ class Usage:
         self, procs: list[Process], record: Callable[[Process], dict[str, Any]], prune: bool = True
     ) -> list[dict[str, Any]]:
         live = [p.pid for p in procs if p.pid and p.status in _LIVE]
+        last = self._last
         if prune:
             alive = set(live)
-            for pid in [pid for pid in self._last if pid not in alive]:
-                del self._last[pid]
+            for pid in [pid for pid in last if pid not in alive]:
+                del last[pid]
         # one native call reads every /proc/<pid>/stat (10,000 processes: 10,000 files), without the GIL
         samples = dict(zip(live, _native.proc_usage(live)))
-        return [self._with_usage(p, record(p), samples) for p in procs]
-
-    def _with_usage(
-        self, p: Process, data: dict[str, Any], samples: dict[int, Optional[tuple[int, int, int]]]
-    ) -> dict[str, Any]:
-        if p.status not in _LIVE or not p.pid:
-            return data
-        now = time.monotonic()
-        raw = samples.get(p.pid)
-        got = None if raw is None else (raw[0], raw[1] / _TICK, raw[2] * _PAGE)
-        if got is None:
-            self._last.pop(p.pid, None)
-            data["cpu_usage"], data["memory_usage"] = "0", "0"
-            return data
-        start, cpu, rss = got
-        before = self._last.get(p.pid)
-        self._last[p.pid] = (start, cpu, now)
-        share = 0.0
-        if before is not None and before[0] == start and now > before[2]:  # same process (pid not reused)
-            share = max(0.0, (cpu - before[1]) / (now - before[2]) * 100)
-        data["cpu_usage"] = f"{share:.1f}%"
-        data["memory_usage"] = human_bytes(rss)
-        return data
+        now = time.monotonic()  # one instant for the whole answer: the reads above took well under a tick
+        out = []
+        for p in procs:  # one loop, locals only: this runs per process of every `ls`
+            data = record(p)
+            out.append(data)
+            if not p.pid or p.status not in _LIVE:
+                continue
+            raw = samples.get(p.pid)
+            if raw is None:
+                last.pop(p.pid, None)
+                data["cpu_usage"], data["memory_usage"] = "0", "0"
+                continue
+            start, cpu = raw[0], raw[1] / _TICK
+            before = last.get(p.pid)
+            last[p.pid] = (start, cpu, now)
+            share = 0.0
+            if before is not None and before[0] == start and now > before[2]:  # same process (pid not reused)
+                share = max(0.0, (cpu - before[1]) / (now - before[2]) * 100)
+            data["cpu_usage"] = f"{share:.1f}%"
+            data["memory_usage"] = human_bytes(raw[2] * _PAGE)
+        return out
