@@ -162,6 +162,18 @@ def stop_daemon(proc: subprocess.Popen, timeout: float = 60) -> None:
         proc.wait(10)
 
 
+def remove_cgroups(conf: Path) -> None:
+    """The cgroup tree a stopped pmond keeps for its next start (empty by now), of a bench pmond."""
+    from pmon3.daemon import trees
+
+    suffix = re.search(r"name_suffix: (\w+)", conf.read_text()) if conf.exists() else None
+    mount, own = trees.cgroup2_mount(), trees.own_cgroup()
+    if suffix and mount and own:
+        for path, _dirs, _files in os.walk(os.path.join(mount, own.lstrip("/"), f"pmon3_{suffix[1]}"), topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+
+
 class LineReader:
     """Reads newline-terminated records from a FIFO opened O_RDWR (never sees EOF), with deadlines."""
 
@@ -497,6 +509,7 @@ class Pmon:
 
     def cleanup(self) -> None:
         self.stop()
+        remove_cgroups(self.conf)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
