@@ -454,8 +454,20 @@ def _replace_self(daemon: Daemon, args: argparse.Namespace) -> None:
     os.execv(sys.executable, argv)
 
 
+def _help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's own, with the terminal's width: its default asks shutil, which imports bz2, lzma and zlib,
+    ~0.7 MiB that pmond would then hold for good (argparse makes a formatter for every add_argument)."""
+    try:
+        width = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        width = 80
+    return argparse.HelpFormatter(prog, width=max(width - 2, 11))
+
+
 def main(argv: Optional[list[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog="pmond", description="pmon3 process manager daemon")
+    parser = argparse.ArgumentParser(
+        prog="pmond", description="pmon3 process manager daemon", formatter_class=_help_formatter
+    )
     parser.add_argument("--version", action="version", version=f"pmond {__version__}")
     parser.add_argument("--config", help="config file (default: PMON3_CONF or the mode's path)")
     parser.add_argument("--foreground", action="store_true", help="log to stderr even in user mode")
