@@ -1174,36 +1174,18 @@ def scenario_cli_idle(p: dict, keep: dict) -> dict:
             ratio of the two medians moved 1.11-1.31 between runs of one build."""
             return statistics.median(x / y for x, y in zip(cli[a], cli[b]))
 
+        def startup_row(name: str, a: str, b: str) -> dict:
+            return row(name, "ms", med[a], None, cref=med[b], paired_ratio=paired(a, b))
+
         rows += [
             row(f"`pmon3 ls` vs `supervisorctl status` ({n} procs)", "ms", med["ls"], med["status"]),
             row(f"`pmon3 ls --json` vs `supervisorctl status` ({n})", "ms", med["ls --json"], med["status"]),
             row("`pmon3 --version` vs `supervisorctl version`", "ms", med["--version"], med["version"]),
             # Start-up as a feature (issue 12): ratios to floors taken in the same rounds, in the C column.
             row("CLI floor: `python -c pass` (C column: none)", "ms", med["python -c pass"], None),
-            row(
-                "CLI: `pmon3 --version` / floor `python -c 'import click'`",
-                "ms",
-                med["--version"],
-                None,
-                cref=med["import click"],
-                paired_ratio=paired("--version", "import click"),
-            ),
-            row(
-                f"CLI: `pmon3 ls --json` ({n}) / `pmon3 --version`",
-                "ms",
-                med["ls --json"],
-                None,
-                cref=med["--version"],
-                paired_ratio=paired("ls --json", "--version"),
-            ),
-            row(
-                "CLI: `pmon3 exec /bin/sleep` / `pmon3 --version`",
-                "ms",
-                med["exec"],
-                None,
-                cref=med["--version"],
-                paired_ratio=paired("exec", "--version"),
-            ),
+            startup_row("CLI: `pmon3 --version` / floor `python -c 'import click'`", "--version", "import click"),
+            startup_row(f"CLI: `pmon3 ls --json` ({n}) / `pmon3 --version`", "ls --json", "--version"),
+            startup_row("CLI: `pmon3 exec /bin/sleep` / `pmon3 --version`", "exec", "--version"),
         ]
         raw["cli_ms"] = cli
 
