@@ -24,7 +24,7 @@ CLICK_VERSION = ".click-version"
 def script(shell: str) -> str:
     """What `pmon3 completion <shell>` prints."""
     from click.shell_completion import get_completion_class
-    from pmon3.cli import cli
+    from pmon3.cli.app import cli
 
     comp = get_completion_class(shell)
     assert comp is not None
@@ -36,7 +36,7 @@ def surface() -> str:
     Read in-process through click's completion code; live process names (from a daemon) are never asked."""
     import click
     from click.shell_completion import BashComplete
-    from pmon3.cli import cli
+    from pmon3.cli.app import cli
 
     comp = BashComplete(cli, {}, "pmon3", "_PMON3_COMPLETE")
 

@@ -88,6 +88,7 @@ class Client:
         self.timeout = timeout
         self.on_warning = on_warning or (lambda text: sys.stderr.write(f"warning: {text}\n"))
         self._conn: Any = None
+        self._early: Optional[tuple[m.Request, Any]] = None  # a request sent by `prefetch`, its reply unread
 
     def __enter__(self) -> Client:
         return self
@@ -96,6 +97,7 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        self._drop_early()
         if self._conn is not None:
             self._conn.close()
             self._conn = None
@@ -127,16 +129,50 @@ class Client:
             where = self.cfg.daemon_log or os.path.join(self.cfg.logs.directory, "pmond.log")
             raise DaemonUnavailableError(str(exc) if started else f"pmond did not start; see {where}") from None
 
+    def prefetch(self, request: m.Request) -> bool:
+        """Send `request` now if a pmond is already running, and keep its reply for the next `call` of an equal
+        request: a caller that knows what it will ask lets pmond answer while it does other work (the CLI sends
+        `ls`'s request before it loads click). Never starts a pmond and never raises: False when nothing was
+        sent, and the later call then does, and reports, everything itself. For requests that change nothing:
+        one sent here is answered even if nobody ever reads the answer."""
+        from .ipc import protocol
+
+        self._drop_early()
+        try:
+            if self._conn is None:
+                conn = _transport(self.cfg)
+                self._conn = conn
+                conn.connect(5.0)
+            self._early = (request, self._conn.send(protocol.request(request.CMD, request.to_args()), self.timeout))
+        except (Pmon3Error, OSError):
+            self.close()
+            return False
+        return True
+
     def call(self, request: m.Request, timeout: Optional[float] = None) -> Any:
         """Send one request and return the reply's data, or raise the error it carries."""
         from .ipc import protocol
 
-        if self._conn is not None and self._conn.stale():
-            self.close()  # its pmond died since the last call: this request goes to the one serving now
-        if self._conn is None:
-            self._connect()
+        wait = timeout or self.timeout
+        early, self._early = self._early, None
         try:
-            reply = self._conn.call(protocol.request(request.CMD, request.to_args()), timeout or self.timeout)
+            reply = None
+            if early is not None and early[0] == request:
+                try:
+                    reply = early[1].result(wait)
+                except DaemonUnavailableError:
+                    # Its pmond died after the request went: ask the one serving now (prefetch sends only
+                    # requests that change nothing).
+                    self.close()
+            elif early is not None:
+                early[1].close()
+                early = None
+            if reply is None:
+                if self._conn is not None and self._conn.stale():
+                    self.close()  # its pmond died since the last call: this request goes to the one serving now
+                if self._conn is None:
+                    self._connect()
+                reply = self._conn.call(protocol.request(request.CMD, request.to_args()), wait)
         except (DaemonTimeoutError, DaemonUnavailableError, ProtocolError):
             # The connection is done for: bound to a pmond that died (the next call finds the one that
             # replaces it), or with a late reply still on its way. Never retried here: it may have taken effect.
@@ -145,12 +181,20 @@ class Client:
         except OSError as exc:
             self.close()
             raise DaemonUnavailableError(f"could not talk to pmond: {exc}") from None
+        finally:
+            if early is not None:
+                early[1].close()
         for warning in reply.get("warnings") or []:
             self.on_warning(str(warning))
         if not reply.get("ok"):
             error = reply.get("error") or {}
             raise from_reply(error.get("code"), str(error.get("message", "unknown error")))
         return reply.get("data")
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early[1].close()
+            self._early = None
 
     def stop_timeout(self) -> float:
         """Long enough for a graceful stop that escalates to SIGKILL."""

@@ -35,6 +35,9 @@ from . import protocol
 if TYPE_CHECKING:  # the CLI uses only the clients: asyncio would cost it ~70 ms of start-up
     import asyncio
     import socket
+    from typing import Union
+
+    Exchange = Union["_MQExchange", "_UnixExchange"]  # a request sent, its reply to read (Connection.send)
 
 
 def _log() -> Any:
@@ -661,6 +664,14 @@ class Connection:
             self.connect(timeout)
         return self.inner.call(msg, timeout)
 
+    def send(self, msg: dict[str, Any], timeout: float) -> Exchange:
+        """Send `msg` now and read its reply later: `result(timeout)` then `close()`, or `close()` alone to
+        drop it."""
+        if self.inner is None:
+            self.connect(timeout)
+        exchange: Exchange = self.inner.send(msg, timeout)
+        return exchange
+
     def stale(self) -> bool:
         """Whether the pmond this connection was made to has died (nothing sent yet can have reached it)."""
         instance = getattr(self.inner, "instance", None)
@@ -728,47 +739,24 @@ class MQClient:
         self.request_q = q
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
+        return self._exchange(self._request_queue(timeout), msg, timeout)
+
+    def send(self, msg: dict[str, Any], timeout: float) -> _MQExchange:
+        """Send `msg` now; its reply is read by the exchange's `result`, later (the caller must `close` it)."""
+        return _MQExchange(self, self._request_queue(timeout), msg, timeout)
+
+    def _request_queue(self, timeout: float) -> _native.MessageQueue:
         if self.request_q is None:
             self.connect(timeout)
         assert self.request_q is not None
-        return self._exchange(self.request_q, msg, timeout)
+        return self.request_q
 
     def _exchange(self, q: _native.MessageQueue, msg: dict[str, Any], timeout: float) -> Any:
-        """One request, one reply, on a reply queue of our own made for this exchange."""
-        assert self.instance is not None
-        pidfd = self.instance.pidfd
-        name = f"{reply_queue_prefix(self.base, self.uid)}{os.getpid()}.{os.urandom(4).hex()}"
-        with _Cleanup():
-            reply_q = _native.MessageQueue(
-                name, create=True, exclusive=True, mode=0o600, maxmsg=REPLY_MAXMSG, msgsize=REPLY_MSGSIZE, write=False
-            )
-            try:
-                msg["reply_to"] = name
-                deadline = time.monotonic() + timeout
-                for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
-                    while not q.send(frame):
-                        if not _wait(q.fileno(), select.POLLOUT, pidfd, min(deadline, time.monotonic() + SEND_TIMEOUT)):
-                            if not self.instance.alive():
-                                raise _dead(msg.get("cmd", "?"))
-                            raise DaemonTimeoutError("timed out sending the request: is pmond stuck?")
-                assembler = protocol.Reassembler()
-                while True:
-                    got = reply_q.receive()
-                    if got is None:
-                        if not _wait(reply_q.fileno(), select.POLLIN, pidfd, deadline):
-                            if not self.instance.alive():
-                                raise _dead(msg.get("cmd", "?"))
-                            raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s")
-                        continue
-                    payload = assembler.feed(got)
-                    if payload is None:
-                        continue
-                    reply = protocol.decode(payload)
-                    if reply.get("id") == msg["id"]:
-                        return reply
-            finally:
-                _unlink(name)
-                reply_q.close()
+        exchange = _MQExchange(self, q, msg, timeout)
+        try:
+            return exchange.result(timeout)
+        finally:
+            exchange.close()
 
     def close(self) -> None:
         if self.request_q is not None:
@@ -777,6 +765,91 @@ class MQClient:
         if self.instance is not None:
             self.instance.close()
             self.instance = None
+
+
+class _MQExchange:
+    """One request sent, its reply still to come, on a reply queue of our own made for this exchange (removed
+    by `close`, which every sender calls: until then SIGTERM/SIGINT/SIGHUP unwind instead of killing us)."""
+
+    def __init__(self, client: MQClient, q: _native.MessageQueue, msg: dict[str, Any], timeout: float) -> None:
+        assert client.instance is not None
+        self.instance = client.instance
+        self.msg = msg
+        self.name = f"{reply_queue_prefix(client.base, client.uid)}{os.getpid()}.{os.urandom(4).hex()}"
+        self.cleanup: Optional[_Cleanup] = _Cleanup().__enter__()
+        self.reply_q: Optional[_native.MessageQueue] = None
+        try:
+            self.reply_q = _native.MessageQueue(
+                self.name,
+                create=True,
+                exclusive=True,
+                mode=0o600,
+                maxmsg=REPLY_MAXMSG,
+                msgsize=REPLY_MSGSIZE,
+                write=False,
+            )
+            msg["reply_to"] = self.name
+            deadline = time.monotonic() + timeout
+            for frame in protocol.frames(msg["id"], protocol.encode(msg), q.msgsize):
+                while not q.send(frame):
+                    if not _wait(
+                        q.fileno(), select.POLLOUT, self.instance.pidfd, min(deadline, time.monotonic() + SEND_TIMEOUT)
+                    ):
+                        if not self.instance.alive():
+                            raise _dead(msg.get("cmd", "?"))
+                        raise DaemonTimeoutError("timed out sending the request: is pmond stuck?")
+        except BaseException:
+            self.close()
+            raise
+
+    def result(self, timeout: float) -> Any:
+        assert self.reply_q is not None
+        deadline = time.monotonic() + timeout
+        assembler = protocol.Reassembler()
+        while True:
+            got = self.reply_q.receive()
+            if got is None:
+                if not _wait(self.reply_q.fileno(), select.POLLIN, self.instance.pidfd, deadline):
+                    if not self.instance.alive():
+                        raise _dead(self.msg.get("cmd", "?"))
+                    raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s")
+                continue
+            payload = assembler.feed(got)
+            if payload is None:
+                continue
+            reply = protocol.decode(payload)
+            if reply.get("id") == self.msg["id"]:
+                return reply
+
+    def close(self) -> None:
+        if self.reply_q is not None:
+            _unlink(self.name)
+            self.reply_q.close()
+            self.reply_q = None
+        if self.cleanup is not None:
+            self.cleanup.__exit__()
+            self.cleanup = None
+
+
+class _UnixExchange:
+    """One request sent on a pmond socket, its reply still to come. Closed unread, it closes the socket: the
+    reply must not be taken for the answer to the next request."""
+
+    def __init__(self, client: UnixClient) -> None:
+        self.client = client
+        self.done = False
+
+    def result(self, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        size = _len_of(self.client._read(LEN_SIZE, deadline))
+        reply = protocol.decode(self.client._read(size, deadline))
+        self.done = True
+        return reply
+
+    def close(self) -> None:
+        if not self.done and self.client.sock is not None:
+            self.client.sock.close()
+            self.client.sock = None
 
 
 def _wait(fd: int, event: int, pidfd: int, deadline: float) -> bool:
@@ -852,20 +925,26 @@ class UnixClient:
         self.sock = sock
 
     def call(self, msg: dict[str, Any], timeout: float) -> Any:
+        exchange = self.send(msg, timeout)
+        try:
+            return exchange.result(timeout)
+        finally:
+            exchange.close()
+
+    def send(self, msg: dict[str, Any], timeout: float) -> _UnixExchange:
+        """Send `msg` now; its reply is read by the exchange's `result`, later (the caller must `close` it)."""
         if self.sock is None:
             self.connect(timeout)
-        assert self.sock is not None and self.instance is not None
+        assert self.sock is not None
         import socket
 
-        deadline = time.monotonic() + timeout
         data = protocol.encode(msg)
         self.sock.settimeout(timeout)
         try:
             self.sock.sendall(_len_prefix(len(data)) + data)
-            size = _len_of(self._read(LEN_SIZE, deadline))
-            return protocol.decode(self._read(size, deadline))
         except socket.timeout:
             raise DaemonTimeoutError(f"no answer from pmond within {timeout:.0f} s") from None
+        return _UnixExchange(self)
 
     def _read(self, n: int, deadline: float) -> bytes:
         assert self.sock is not None and self.instance is not None

@@ -81,16 +81,9 @@ def handle_errors(fn: F) -> F:
 
 def session() -> Any:
     """The client of the CLI: starts a user daemon when none runs (if allowed); config warnings on stderr."""
-    import sys
+    from ..session import client
 
-    from ...client import Client
-
-    def warn(text: str) -> None:
-        from ..output import escape
-
-        sys.stderr.write(f"error: {escape(text)}\n")
-
-    return Client(autostart=True, on_warning=warn)
+    return client()
 
 
 def display_name(p: dict[str, Any]) -> str:

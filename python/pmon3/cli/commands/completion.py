@@ -11,7 +11,7 @@ def completion_cmd(shell: str) -> None:
     """Generate completion script."""
     from click.shell_completion import get_completion_class
 
-    from .. import cli
+    from ..app import cli
 
     comp_cls = get_completion_class(shell)
     assert comp_cls is not None

@@ -1,0 +1,121 @@
+"""A request sent early (`Client.prefetch`, the CLI's `ls` before click loads): its reply is the answer to that
+request only, a dropped one leaves nothing behind, and pmond dying in between costs nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import Pmond, make_daemon, running_daemon
+from pmon3 import _native
+from pmon3.client import Client
+from pmon3.ipc import messages as m
+
+
+@pytest.fixture(scope="module", params=["mq", "unix"])
+def daemon(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pmond]:
+    root = tmp_path_factory.mktemp(f"prefetch-{request.param}")
+    for d in make_daemon(root, transport=request.param):
+        d.cli("exec", "/bin/sleep", "--name", "early", "-a", "300")
+        yield d
+
+
+def test_a_prefetched_reply_answers_only_its_own_request(daemon: Pmond) -> None:
+    with Client(str(daemon.conf)) as c:
+        assert c.prefetch(m.ListRequest())
+        assert c.version()["version"]  # another request: its own answer, not the list waiting for `list`
+        assert [p["name"] for p in c.list()] == ["early"]
+        assert c.prefetch(m.ListRequest())
+        assert [p["name"] for p in c.list()] == ["early"]  # the early one
+        assert c.prefetch(m.DescRequest("early"))
+        assert c.prefetch(m.ListRequest())  # replaces the first, unread
+        assert [p["name"] for p in c.list()] == ["early"]
+
+
+def test_a_dropped_prefetch_leaves_nothing_and_pmond_serves_on(daemon: Pmond) -> None:
+    assert daemon.proc is not None
+    with Client(str(daemon.conf)) as c:
+        c.version()  # connected: the request queue or socket exists, nothing more needs pmond to send
+        os.kill(daemon.proc.pid, signal.SIGSTOP)  # the request waits unread
+        try:
+            assert c.prefetch(m.ListRequest())
+            exchange = c._early[1] if c._early else None
+            assert exchange is not None
+            reply_queue = getattr(exchange, "name", None)
+            if reply_queue is not None:
+                _native.MessageQueue(reply_queue, read=False).close()  # there while the reply is awaited
+            c.close()
+            if reply_queue is not None:
+                with pytest.raises(FileNotFoundError):
+                    _native.MessageQueue(reply_queue, read=False)
+            else:  # the unix transport: the socket whose reply nobody will read is closed
+                assert exchange.client.sock is None
+        finally:
+            os.kill(daemon.proc.pid, signal.SIGCONT)
+        assert [p["name"] for p in c.list()] == ["early"]
+    assert [p["name"] for p in daemon.json("ls")] == ["early"]
+
+
+def test_pmond_replaced_between_prefetch_and_call(tmp_path: Path) -> None:
+    with running_daemon(tmp_path) as d, Client(str(d.conf)) as c:
+        d.cli("exec", "/bin/sleep", "--name", "survivor", "-a", "300")
+        c.version()
+        assert d.proc is not None
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        assert c.prefetch(m.ListRequest())
+        d.stop(signal.SIGKILL)  # dies with the request unanswered
+        d.start()
+        d.wait_booted()
+        # The list comes from the pmond serving now (a read changes nothing, so it is asked again).
+        assert [p["name"] for p in c.list()] == ["survivor"]
+        d.kill_all_children()
+
+
+# Run as a script in a fresh interpreter: what the CLI's `main` does first, then the command itself.
+CLI_EARLY = """
+import select, sys
+from pmon3.cli import session
+
+session.start_early(["ls", "--json"])
+assert "click" not in sys.modules, "click loaded before the request went"
+client = session._early
+assert client is not None and client._early is not None, "ls sent no early request"
+exchange = client._early[1]
+fd = exchange.reply_q.fileno() if hasattr(exchange, "reply_q") else exchange.client.sock.fileno()
+poller = select.poll()
+poller.register(fd, select.POLLIN)
+assert poller.poll(10000), "pmond did not answer"
+assert "click" not in sys.modules  # pmond answered while the CLI had not even loaded click
+taken = []
+result = exchange.result
+exchange.result = lambda timeout: taken.append(timeout) or result(timeout)
+from pmon3.cli.app import run
+try:
+    run(["ls", "--json"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+finally:
+    session.end()
+assert len(taken) == 1, "the command asked again instead of taking the early reply"
+"""
+
+
+def test_cli_ls_asks_before_click_loads(daemon: Pmond) -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", CLI_EARLY], env=daemon.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    assert [p["name"] for p in json.loads(res.stdout)] == ["early"]
+
+
+def test_cli_ls_without_pmond_reports_as_before(tmp_path: Path) -> None:
+    with running_daemon(tmp_path) as d:
+        pass  # a config whose pmond is gone (autostart off)
+    res = d.cli("ls", "--json", check=False)
+    assert res.returncode == 1 and "pmond must be running" in res.stderr and not res.stdout
