@@ -80,7 +80,7 @@ def test_pmond_replaced_between_prefetch_and_call(tmp_path: Path) -> None:
 # Run as a script in a fresh interpreter: what the CLI's `main` does first, then the command itself.
 CLI_EARLY = """
 import select, sys
-from pmon3.cli import session
+import pmon3.cli as session
 
 session.start_early(["ls", "--json"])
 assert "click" not in sys.modules, "click loaded before the request went"

@@ -95,10 +95,12 @@ def cli() -> None:
 
 
 def run(argv: Optional[list[str]] = None) -> Any:
-    from .output import CliError
-
     try:
         return cli.main(args=argv, prog_name="pmon3", standalone_mode=True)
-    except CliError as exc:  # raised outside click's own handling (e.g. during completion)
+    except Exception as exc:  # a CliError raised outside click's own handling (e.g. during completion)
+        from .output import CliError  # here: `pmon3 --version` never needs the output module
+
+        if not isinstance(exc, CliError):
+            raise
         sys.stderr.write(f"{exc}\n")
         sys.exit(1)

@@ -81,7 +81,7 @@ def handle_errors(fn: F) -> F:
 
 def session() -> Any:
     """The client of the CLI: starts a user daemon when none runs (if allowed); config warnings on stderr."""
-    from ..session import client
+    from .. import client
 
     return client()
 
