@@ -354,6 +354,12 @@ fn json_indent(py: Python<'_>, text: &str, width: usize) -> String {
     py.detach(|| jsonfmt::indent(text, width))
 }
 
+/// (the object's text without member `key`, that member's value as written), or None (see jsonfmt.rs).
+#[pyfunction]
+fn json_take(py: Python<'_>, text: &str, key: &str) -> Option<(String, String)> {
+    py.detach(|| jsonfmt::take_member(text, key))
+}
+
 #[pyfunction]
 fn set_child_subreaper() -> PyResult<()> {
     Ok(reaper::set_child_subreaper()?)
@@ -693,6 +699,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reap_pidfd, m)?)?;
     m.add_function(wrap_pyfunction!(malloc_trim, m)?)?;
     m.add_function(wrap_pyfunction!(json_indent, m)?)?;
+    m.add_function(wrap_pyfunction!(json_take, m)?)?;
     m.add_function(wrap_pyfunction!(proc_usage, m)?)?;
     m.add_function(wrap_pyfunction!(set_child_subreaper, m)?)?;
     m.add_function(wrap_pyfunction!(proc_start_time, m)?)?;

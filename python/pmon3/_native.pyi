@@ -19,6 +19,7 @@ __all__ = [
     "reap_pidfd",
     "malloc_trim",
     "json_indent",
+    "json_take",
     "proc_usage",
     "set_child_subreaper",
     "proc_start_time",
@@ -152,6 +153,10 @@ def proc_usage(pids: list[int]) -> list[Optional[tuple[int, int, int]]]:
 def json_indent(text: str, width: int = 2) -> str:
     """JSON text re-indented exactly as json.dumps(value, indent=width) writes the value: feed it the compact
     text of json.dumps(value, separators=(",", ":")) (C speed; json has no C path for an indent)."""
+
+def json_take(text: str, key: str) -> Optional[tuple[str, str]]:
+    """(the JSON object `text` without its member `key`, that member's value as written), or None when `text`
+    is not an object or has no such member. Structure only: the value is not validated."""
 
 def set_child_subreaper() -> None:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants are re-parented to this process."""

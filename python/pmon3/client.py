@@ -74,6 +74,14 @@ def _words(value: Optional[Words]) -> Union[str, list[str]]:
     return value if isinstance(value, str) else list(value)
 
 
+def _result(exchange: Any, timeout: float, raw_data: bool) -> Any:
+    """The reply of a request sent (transport.Connection.send); its reply queue or socket is done with after."""
+    try:
+        return exchange.result(timeout, raw_data)
+    finally:
+        exchange.close()
+
+
 class Client:
     def __init__(
         self,
@@ -149,8 +157,9 @@ class Client:
             return False
         return True
 
-    def call(self, request: m.Request, timeout: Optional[float] = None) -> Any:
-        """Send one request and return the reply's data, or raise the error it carries."""
+    def call(self, request: m.Request, timeout: Optional[float] = None, raw_data: bool = False) -> Any:
+        """Send one request and return the reply's data, or raise the error it carries. With raw_data the data
+        comes as the JSON text pmond wrote (for printing it: see `list_json`)."""
         from .ipc import protocol
 
         wait = timeout or self.timeout
@@ -159,20 +168,19 @@ class Client:
             reply = None
             if early is not None and early[0] == request:
                 try:
-                    reply = early[1].result(wait)
+                    reply = _result(early[1], wait, raw_data)
                 except DaemonUnavailableError:
                     # Its pmond died after the request went: ask the one serving now (prefetch sends only
                     # requests that change nothing).
                     self.close()
             elif early is not None:
                 early[1].close()
-                early = None
             if reply is None:
                 if self._conn is not None and self._conn.stale():
                     self.close()  # its pmond died since the last call: this request goes to the one serving now
                 if self._conn is None:
                     self._connect()
-                reply = self._conn.call(protocol.request(request.CMD, request.to_args()), wait)
+                reply = _result(self._conn.send(protocol.request(request.CMD, request.to_args()), wait), wait, raw_data)
         except (DaemonTimeoutError, DaemonUnavailableError, ProtocolError):
             # The connection is done for: bound to a pmond that died (the next call finds the one that
             # replaces it), or with a late reply still on its way. Never retried here: it may have taken effect.
@@ -181,9 +189,6 @@ class Client:
         except OSError as exc:
             self.close()
             raise DaemonUnavailableError(f"could not talk to pmond: {exc}") from None
-        finally:
-            if early is not None:
-                early[1].close()
         for warning in reply.get("warnings") or []:
             self.on_warning(str(warning))
         if not reply.get("ok"):
@@ -208,6 +213,12 @@ class Client:
     def list(self) -> Processes:
         procs: Processes = self.call(m.ListRequest())
         return procs
+
+    def list_json(self) -> str:
+        """`list()` as the compact JSON text pmond sent, not decoded: for passing the list on as JSON (what
+        `pmon3 ls --json` prints, indented), without building and re-encoding every record."""
+        text: str = self.call(m.ListRequest(), raw_data=True)
+        return text
 
     def describe(self, key: Key) -> m.ProcessInfo:
         p: m.ProcessInfo = self.call(m.DescRequest(str(key)))

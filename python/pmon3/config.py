@@ -831,7 +831,7 @@ def _cache_file(path: str) -> Optional[str]:
 def read_yaml_cached(path: str) -> dict[str, Any]:
     """read_yaml, through a JSON copy in the caller's cache keyed by the file's identity and mtime:
     importing PyYAML would be a third of the CLI's start-up time. A cache that cannot be used is skipped."""
-    import json
+    from . import fastjson
 
     try:
         st = os.stat(path)
@@ -842,7 +842,7 @@ def read_yaml_cached(path: str) -> dict[str, Any]:
     if cache:
         try:
             with open(cache, encoding="utf-8") as fh:
-                saved = json.load(fh)
+                saved = fastjson.loads(fh.read())
             fresh = saved.get("format") == CACHE_FORMAT and saved.get("path") == path and saved.get("stamp") == stamp
             if fresh and isinstance(saved.get("data"), dict):
                 return saved["data"]  # type: ignore[no-any-return]
@@ -851,7 +851,7 @@ def read_yaml_cached(path: str) -> dict[str, Any]:
     data = read_yaml(path)
     if cache:
         try:
-            text = json.dumps({"format": CACHE_FORMAT, "path": path, "stamp": stamp, "data": data})
+            text = fastjson.dumps({"format": CACHE_FORMAT, "path": path, "stamp": stamp, "data": data})
             os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
             tmp = f"{cache}.{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as fh:

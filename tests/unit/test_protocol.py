@@ -1,5 +1,5 @@
 import pytest
-from pmon3.ipc import protocol
+from pmon3.ipc import protocol, transport
 
 
 def test_frames_round_trip_through_the_reassembler():
@@ -27,6 +27,45 @@ def test_interleaved_messages_are_kept_apart():
 def test_malformed_messages_raise_protocol_error(data):
     with pytest.raises(protocol.ProtocolError):
         protocol.decode(data)
+
+
+REPLIES = [
+    protocol.ok("ab" * 16, [{"name": 'x"y\\z\u00e9\u2028\x1b[31m', "data": {"data": [1.5, None, True]}}, []]),
+    {**protocol.ok("ab" * 16, {"k": "v"}), "warnings": ['"data":1']},
+    {"v": 1, "id": "ab" * 16, "warnings": ["w"], "data": 7, "ok": True},
+    protocol.ok("ab" * 16, None),
+    protocol.error("ab" * 16, "not_found", 'no "data" here'),
+]
+
+
+@pytest.mark.parametrize("reply", REPLIES)
+def test_raw_data_is_pmonds_text_and_the_rest_as_decode_gives_it(reply):
+    import json
+
+    payload = protocol.encode(reply)
+    msg, text = transport.decode_raw_data(payload)
+    whole = protocol.decode(payload)
+    if "data" in reply:
+        assert text == json.dumps(whole.pop("data"), separators=(",", ":"))
+    else:
+        assert text is None
+    assert msg == whole
+
+
+def test_raw_data_of_escaped_names_still_comes_out():
+    import json
+
+    payload = b'{"v":1,"id":"x","ok":true,"d\\u0061ta":[1,2]}'  # the scan does not match escaped names
+    msg, text = transport.decode_raw_data(payload)
+    assert (msg, json.loads(text or "")) == ({"v": 1, "id": "x", "ok": True}, [1, 2])
+
+
+@pytest.mark.parametrize(
+    "data", [b"not json", b"[1]", b'{"id": "x", "v": 99, "data": 1}', b'{"v":1,"data":[1,2', b"\xff", b'{"data":1}']
+)
+def test_raw_data_of_malformed_messages_raises_protocol_error(data):
+    with pytest.raises(protocol.ProtocolError):
+        transport.decode_raw_data(data)
 
 
 def test_oversized_message_is_refused():

@@ -7,11 +7,11 @@ cut into frames; each frame is a fixed header followed by a slice of the UTF-8 J
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Optional, Union
 
+from .. import fastjson
 from ..errors import ErrorCode, ProtocolError
 
 PROTOCOL_VERSION = 1
@@ -51,14 +51,14 @@ def error(req_id: str, code: Union[ErrorCode, str], message: str) -> dict[str, A
 
 
 def encode(msg: dict[str, Any]) -> bytes:
-    return json.dumps(msg, separators=(",", ":")).encode()
+    return fastjson.dumps(msg).encode()
 
 
 def decode(data: bytes, limit: int = MAX_MESSAGE) -> dict[str, Any]:
     if len(data) > limit:
         raise ProtocolError(f"message of {len(data)} bytes exceeds the limit of {limit}")
     try:
-        msg = json.loads(data)
+        msg = fastjson.loads(data)
     # Deep nesting (RecursionError) and integers past int_max_str_digits (ValueError) are bad frames too.
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"malformed message: {type(exc).__name__}") from None

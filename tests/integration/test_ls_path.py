@@ -1,10 +1,13 @@
-"""A request sent early (`Client.prefetch`, the CLI's `ls` before click loads): its reply is the answer to that
-request only, a dropped one leaves nothing behind, and pmond dying in between costs nothing."""
+"""The path of `pmon3 ls`. Its request goes early (`Client.prefetch`, sent before click loads): the reply
+answers that request only, a dropped one leaves nothing behind, and pmond dying in between costs nothing.
+`--json` prints pmond's text (`Client.list_json`) exactly as json.dumps(records, indent=2) would."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -12,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import Pmond, make_daemon, running_daemon
+from helpers import Pmond, cli_command_for_others, make_daemon, run_user, running_daemon
 from pmon3 import _native
 from pmon3.client import Client
 from pmon3.ipc import messages as m
@@ -94,7 +97,7 @@ assert poller.poll(10000), "pmond did not answer"
 assert "click" not in sys.modules  # pmond answered while the CLI had not even loaded click
 taken = []
 result = exchange.result
-exchange.result = lambda timeout: taken.append(timeout) or result(timeout)
+exchange.result = lambda *args: taken.append(args) or result(*args)
 from pmon3.cli.app import run
 try:
     run(["ls", "--json"])
@@ -119,3 +122,70 @@ def test_cli_ls_without_pmond_reports_as_before(tmp_path: Path) -> None:
         pass  # a config whose pmond is gone (autostart off)
     res = d.cli("ls", "--json", check=False)
     assert res.returncode == 1 and "pmond must be running" in res.stderr and not res.stdout
+
+
+def test_ls_json_is_json_dumps_indent_2_of_the_records(daemon: Pmond) -> None:
+    odd = 'q"u\\o\u00e9\u2028\U0001f600\x7f'  # quote, backslash, non-ASCII, a line separator, an emoji, DEL
+    daemon.cli("exec", "/bin/sh", "--name", "odd", "--", "-c", "exec sleep 300", odd)  # odd is $0, unused
+    try:
+        out = daemon.cli("ls", "--json").stdout
+        records = json.loads(out)
+        assert out == json.dumps(records, indent=2) + "\n"
+        assert [p["argv"] for p in records if p["name"] == "odd"] == [["-c", "exec sleep 300", odd]]
+        with Client(str(daemon.conf)) as c:
+            text = c.list_json()
+            listed = c.list()
+        assert text == json.dumps(json.loads(text), separators=(",", ":"))  # compact, as pmond wrote it
+        fields = [{k: v for k, v in p.items() if k not in ("cpu_usage", "memory_usage")} for p in json.loads(text)]
+        assert fields == [{k: v for k, v in p.items() if k not in ("cpu_usage", "memory_usage")} for p in listed]
+    finally:
+        daemon.cli("del", "-f", "odd")
+
+
+# As an unprivileged user: makes a queue of the size given, prints the errno it fails with (0: it did not).
+MAKE_QUEUE = """
+import os, sys
+from pmon3 import _native
+try:
+    name = f"/pmon3-sizecheck-{os.getpid()}"
+    size = {"maxmsg": int(sys.argv[1]), "msgsize": int(sys.argv[2])}
+    _native.MessageQueue(name, create=True, exclusive=True, mode=0o600, **size)
+    _native.MessageQueue.unlink(name)
+    print(0)
+except OSError as exc:
+    print(exc.errno)
+"""
+
+
+def test_a_user_short_of_queue_memory_still_gets_answers(tmp_root: Path) -> None:
+    """A command's reply queue is 80 KiB when the user's RLIMIT_MSGQUEUE has room, else the 16 KiB one."""
+    from pmon3.ipc import transport
+
+    user = run_user("q")
+    root = tmp_root / "short-of-mq"
+    root.mkdir(mode=0o755)
+    prefix, extra = cli_command_for_others()
+    with running_daemon(root) as d:
+        env = {**d.env, **extra, "HOME": "/"}
+
+        def as_user(limit: int, *argv: str) -> subprocess.CompletedProcess[str]:
+            def lower() -> None:
+                resource.setrlimit(resource.RLIMIT_MSGQUEUE, (limit, limit))
+
+            cmd = [*prefix, *argv] if argv[0] != "-c" else [prefix[0], *argv]
+            return subprocess.run(
+                cmd, env=env, user=user.pw_uid, preexec_fn=lower, capture_output=True, text=True, timeout=60
+            )
+
+        def errno_of(limit: int, maxmsg: int, msgsize: int) -> int:
+            return int(as_user(limit, "-c", MAKE_QUEUE, str(maxmsg), str(msgsize)).stdout)
+
+        big, small = (transport.REPLY_MAXMSG, transport.REPLY_MSGSIZE), (4, 4096)
+        assert errno_of(819200, *big) == 0  # the default limit: the big one
+        assert errno_of(40000, *big) == errno.EMFILE and errno_of(40000, *small) == 0
+        assert errno_of(4000, *small) == errno.EMFILE
+        for limit in (819200, 40000):
+            res = as_user(limit, "ls", "--json")
+            assert res.returncode == 0 and json.loads(res.stdout) == [], res.stderr
+        res = as_user(4000, "ls", "--json")  # not even the small one: one clear line
+        assert res.returncode == 1 and "message queue" in res.stderr and not res.stdout, res.stderr
