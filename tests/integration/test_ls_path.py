@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -80,36 +81,34 @@ def test_pmond_replaced_between_prefetch_and_call(tmp_path: Path) -> None:
         d.kill_all_children()
 
 
-# Run as a script in a fresh interpreter: what the CLI's `main` does first, then the command itself.
+# Run as a script in a fresh interpreter: what `main` does for `pmon3 ls --json`, one step at a time.
 CLI_EARLY = """
 import select, sys
-import pmon3.cli as session
+import pmon3.cli as cli
+from pmon3.cli import ls
 
-session.start_early(["ls", "--json"])
-assert "click" not in sys.modules, "click loaded before the request went"
-client = session._early
+cli.start_early()
+client = cli._early
 assert client is not None and client._early is not None, "ls sent no early request"
 exchange = client._early[1]
 fd = exchange.reply_q.fileno() if hasattr(exchange, "reply_q") else exchange.client.sock.fileno()
 poller = select.poll()
 poller.register(fd, select.POLLIN)
 assert poller.poll(10000), "pmond did not answer"
-assert "click" not in sys.modules  # pmond answered while the CLI had not even loaded click
+assert "pmon3.cli.output" not in sys.modules  # pmond answered before the printing code was even loaded
 taken = []
 result = exchange.result
 exchange.result = lambda *args: taken.append(args) or result(*args)
-from pmon3.cli.app import run
 try:
-    run(["ls", "--json"])
-except SystemExit as exc:
-    assert not exc.code, exc.code
+    ls.run({"as_json": True, "show_all": False})
 finally:
-    session.end()
+    cli.end()
 assert len(taken) == 1, "the command asked again instead of taking the early reply"
+assert "click" not in sys.modules, "ls loaded click"
 """
 
 
-def test_cli_ls_asks_before_click_loads(daemon: Pmond) -> None:
+def test_cli_ls_asks_first_and_takes_the_early_reply(daemon: Pmond) -> None:
     res = subprocess.run(
         [sys.executable, "-c", CLI_EARLY], env=daemon.env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -117,11 +116,87 @@ def test_cli_ls_asks_before_click_loads(daemon: Pmond) -> None:
     assert [p["name"] for p in json.loads(res.stdout)] == ["early"]
 
 
-def test_cli_ls_without_pmond_reports_as_before(tmp_path: Path) -> None:
-    with running_daemon(tmp_path) as d:
+# The same argv through `main` (the way around click for ls) and through click itself.
+BOTH_WAYS = """
+import sys
+which, argv = sys.argv[1], sys.argv[2:]
+if which == "main":
+    from pmon3.cli import main
+    main(argv)
+    if argv and argv[0] in ("ls", "list"):
+        assert "click" not in sys.modules, "ls loaded click"
+else:
+    from pmon3.cli.app import run
+    run(argv)
+"""
+
+
+def both_ways(env: dict[str, str], *argv: str) -> list[tuple[int, str, str]]:
+    out = []
+    for which in ("main", "click"):
+        res = subprocess.run(
+            [sys.executable, "-c", BOTH_WAYS, which, *argv], env=env, capture_output=True, text=True, timeout=60
+        )
+        # Live CPU and memory may differ between the two runs; nothing else may.
+        text = re.sub(r'"(cpu_usage|memory_usage)": "[^"]*"', r'"\1": ""', res.stdout)
+        text = re.sub(r"│ [0-9.]+% +│ [0-9.]+ [KMG]?B +│", "│ cpu │ mem │", text)
+        out.append((res.returncode, text, res.stderr))
+    return out
+
+
+@pytest.mark.parametrize(
+    "argv", [["ls"], ["list"], ["ls", "--json"], ["ls", "-A"], ["list", "--all", "--json"], ["ls", "-A", "--all"]]
+)
+def test_ls_without_click_is_ls_through_click(daemon: Pmond, argv: list[str]) -> None:
+    (code, out, err), through_click = both_ways(daemon.env, *argv)
+    assert (code, out, err) == through_click
+    assert code == 0 and "early" in out and not err
+
+
+@pytest.mark.parametrize("argv", [["ls", "--help"], ["ls", "-x"], ["ls", "--json", "extra"], ["ls", "-Aj"]])
+def test_anything_else_goes_through_click(daemon: Pmond, argv: list[str]) -> None:
+    (code, out, err), through_click = both_ways(daemon.env, *argv)
+    assert (code, out, err) == through_click
+    if "--help" in argv:
+        assert code == 0 and "Usage: pmon3 ls" in out
+    else:
+        assert code == 2 and "Usage: pmon3 ls" in err
+
+
+def test_ls_errors_and_a_closed_pipe_end_as_through_click(tmp_path: Path) -> None:
+    for sub in ("gone", "piped"):
+        (tmp_path / sub).mkdir()
+    with running_daemon(tmp_path / "gone") as d:
         pass  # a config whose pmond is gone (autostart off)
-    res = d.cli("ls", "--json", check=False)
-    assert res.returncode == 1 and "pmond must be running" in res.stderr and not res.stdout
+    (code, out, err), through_click = both_ways(d.env, "ls", "--json")
+    assert (code, out, err) == through_click
+    assert code == 1 and "pmond must be running" in err and not out
+    with running_daemon(tmp_path / "piped") as d:
+        d.cli("exec", "/bin/sleep", "--name", "piped", "-a", "300")
+        for way in ("main", "click"):
+            r, w = os.pipe()
+            os.close(r)  # the reader is gone before anything is written
+            proc = subprocess.run(
+                [sys.executable, "-c", BOTH_WAYS, way, "ls", "--json"],
+                env=d.env,
+                stdout=w,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=60,
+            )
+            os.close(w)
+            assert (proc.returncode, proc.stderr) == (1, ""), way
+        d.kill_all_children()
+
+
+def test_ls_flags_are_the_click_commands_options() -> None:
+    from pmon3.cli import ls
+    from pmon3.cli.app import COMMANDS
+    from pmon3.cli.commands.listing import ls_cmd
+
+    options = {opt: p.name for p in ls_cmd.params for opt in (*p.opts, *p.secondary_opts) if p.name != "help"}
+    assert options == ls.FLAGS
+    assert set(ls.NAMES) == {name for name, target in COMMANDS.items() if target == ("listing", "ls_cmd")}
 
 
 def test_ls_json_is_json_dumps_indent_2_of_the_records(daemon: Pmond) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, Optional
 
 from ..errors import Pmon3Error
@@ -56,7 +57,7 @@ def own_name() -> str:
         return str(os.geteuid())
 
 
-def display_name(p: dict[str, Any]) -> str:
+def display_name(p: Mapping[str, Any]) -> str:
     """How this caller names a record: plain when it is theirs, `owner/name` when root looks at another's."""
     owner = p.get("owner") or ""
     return str(p["name"]) if not owner or owner == own_name() else f"{owner}/{p['name']}"
@@ -137,7 +138,7 @@ def _status_sgr(label: str) -> str:
     return STATUS_SGR.get(label, OTHER_STATUS_SGR)
 
 
-def process_table(processes: list[dict[str, Any]]) -> None:
+def process_table(processes: Sequence[Mapping[str, Any]]) -> None:
     headers = ["ID", "Name", "PID", "⟳", "Status", "User", "CPU", "Memory", "Date"]
     justify = ["center", "left", "left", "left", "left", "left", "right", "right", "left"]
     rows, styles = [], []
@@ -159,7 +160,7 @@ def process_table(processes: list[dict[str, Any]]) -> None:
     sys.stdout.write(render_table(headers, rows, justify, styles))
 
 
-def process_table_for_terminal(processes: list[dict[str, Any]]) -> None:
+def process_table_for_terminal(processes: Sequence[Mapping[str, Any]]) -> None:
     """The table, all of it when written to a pipe or a file. On a terminal at most a screenful (10,000 rows
     scroll away unread): the first processes by id, then a line with how many are not shown, the count per
     status and how to see all of them (--all, or a pipe: `pmon3 ls | less`)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import Command, handle_errors, id_argument, json_option, session, show_process, show_processes
+from . import Command, handle_errors, id_argument, json_option, session, show_process
 
 
 @click.command("ls", cls=Command)
@@ -13,21 +13,9 @@ from . import Command, handle_errors, id_argument, json_option, session, show_pr
 @handle_errors
 def ls_cmd(as_json: bool, show_all: bool) -> None:
     """List all processes (on a terminal: a screenful and a summary when there are more)."""
-    if as_json:  # pmond's JSON text as it came, indented: no record is decoded only to be encoded again
-        with session() as c:
-            text = c.list_json()
-        from ..output import print_json_text
+    from ..ls import show
 
-        print_json_text(text)
-        return
-    with session() as c:
-        procs = c.list()
-    if show_all:
-        show_processes(procs, as_json)
-    else:
-        from ..output import process_table_for_terminal
-
-        process_table_for_terminal(procs)
+    show(as_json, show_all)
 
 
 @click.command("desc", cls=Command)
