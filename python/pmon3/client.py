@@ -139,10 +139,10 @@ class Client:
 
     def prefetch(self, request: m.Request) -> bool:
         """Send `request` now if a pmond is already running, and keep its reply for the next `call` of an equal
-        request: a caller that knows what it will ask lets pmond answer while it does other work (the CLI sends
-        `ls`'s request before it loads click). Never starts a pmond and never raises: False when nothing was
-        sent, and the later call then does, and reports, everything itself. For requests that change nothing:
-        one sent here is answered even if nobody ever reads the answer."""
+        request: a caller that knows what it will ask lets pmond answer while it does other work (the CLI's `ls`
+        sends its request before it loads the code that prints it). Never starts a pmond and never raises: False
+        when nothing was sent, and the later call then does, and reports, everything itself. For requests that
+        change nothing: one sent here is answered even if nobody ever reads the answer."""
         from .ipc import protocol
 
         self._drop_early()
