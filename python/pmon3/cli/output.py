@@ -64,22 +64,19 @@ def display_name(p: Mapping[str, Any]) -> str:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(dumps_indented(data) + "\n")
+    """json.dumps(data, indent=2) and a newline."""
+    from .. import fastjson
+
+    print_json_text(fastjson.dumps(data))
 
 
 def print_json_text(text: str) -> None:
-    """Compact JSON text (as json.dumps(data, separators=(",", ":")) writes it) printed as print_json(data)."""
+    """Compact JSON text (as json.dumps(data, separators=(",", ":")) writes it) printed as json.dumps(data,
+    indent=2) would: json has no C path for an indent (its Python encoder takes 2.5 s for `ls --json` of 10,000
+    processes), so the compact text is written in C and re-indented natively."""
     from .. import _native
 
     sys.stdout.write(_native.json_indent(text, 2) + "\n")
-
-
-def dumps_indented(data: Any) -> str:
-    """json.dumps(data, indent=2), the same text: json has no C path for an indent (its Python encoder takes
-    2.5 s for `ls --json` of 10,000 processes), so the compact text is written in C and re-indented natively."""
-    from .. import _native, fastjson
-
-    return _native.json_indent(fastjson.dumps(data), 2)
 
 
 def message(text: str) -> None:
